@@ -1,0 +1,126 @@
+"""Find modules that two wheels of one batch both provide with different contents.
+
+uv's ``warn_package_conflicts``, run once after every wheel is in place. Each wheel registers
+its top-level names (keyed by module, case-folded: see :func:`~asynclink._plan.conflict_key`);
+only names claimed by two or more wheels are looked into, and inside them only paths that two
+wheels share are compared, so a batch without overlaps costs one dictionary pass.
+
+Unlike uv, equal sizes are not taken as equal contents: when sizes match, RECORD hashes are
+compared where both are known and the bytes otherwise. Byte-identical files (the empty or
+pkgutil-style ``__init__.py`` of namespace packages such as the ``nvidia-*`` wheels) are never
+conflicts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ._plan import WheelPlan
+from ._results import Conflict
+
+__all__ = ["find_conflicts"]
+
+
+def find_conflicts(plans: Sequence[WheelPlan]) -> list[Conflict]:
+    """Compare what the wheels of a batch put at the same paths; blocking, run it in a thread."""
+    registry: dict[str, list[WheelPlan]] = {}
+    for plan in plans:
+        for key in plan.top_level:
+            registry.setdefault(key, []).append(plan)
+    conflicts: list[Conflict] = []
+    for key, owners in sorted(registry.items()):
+        if len(owners) > 1:
+            conflicts.extend(_scan_shared(key, owners))
+    return conflicts
+
+
+def _scan_shared(key: str, owners: list[WheelPlan]) -> list[Conflict]:
+    names = {plan.top_level[key] for plan in owners}
+    wheels = tuple(plan.wheel for plan in owners)
+    if len(names) > 1:
+        shown = " and ".join(
+            f"{plan.top_level[key]}{'/' if _is_dir(plan, plan.top_level[key]) else ''} "
+            f"({plan.wheel})"
+            for plan in owners
+        )
+        return [Conflict(key, wheels, f"module {key!r} is provided as {shown}")]
+
+    # Every owner has the same top-level name: compare the files they share beneath it.
+    (name,) = names
+    files: dict[str, list[tuple[WheelPlan, str, str]]] = {}
+    dirs: dict[str, set[str]] = {}
+    for plan in owners:
+        prefix = plan.target + os.sep + name
+        cut = len(plan.target) + 1
+        for source, destination in (*plan.links, *plan.copies, *plan.late):
+            if destination == prefix or destination.startswith(prefix + os.sep):
+                relative = destination[cut:].replace(os.sep, "/")
+                files.setdefault(relative.casefold(), []).append((plan, relative, source))
+        for directory in plan.dirs:
+            if directory.startswith(prefix + os.sep) or directory == prefix:
+                dirs.setdefault(directory[cut:].replace(os.sep, "/").casefold(), set()).add(
+                    plan.wheel
+                )
+
+    conflicts: list[Conflict] = []
+    for folded, providers in sorted(files.items()):
+        relative = providers[0][1]
+        in_dirs = dirs.get(folded, set()) - {plan.wheel for plan, _, _ in providers}
+        if in_dirs:
+            owners_text = ", ".join(plan.wheel for plan, _, _ in providers)
+            conflicts.append(
+                Conflict(
+                    relative,
+                    tuple(plan.wheel for plan, _, _ in providers) + tuple(sorted(in_dirs)),
+                    f"a file in {owners_text} but a directory in {', '.join(sorted(in_dirs))}",
+                )
+            )
+            continue
+        if len({plan.wheel for plan, _, _ in providers}) < 2:
+            continue
+        first = providers[0]
+        if any(not _same_contents(first, other) for other in providers[1:]):
+            conflicts.append(
+                Conflict(
+                    relative,
+                    tuple(plan.wheel for plan, _, _ in providers),
+                    "different contents",
+                )
+            )
+    return conflicts
+
+
+def _is_dir(plan: WheelPlan, name: str) -> bool:
+    path = plan.target + os.sep + name
+    return path in plan.dirs
+
+
+def _same_contents(a: tuple[WheelPlan, str, str], b: tuple[WheelPlan, str, str]) -> bool:
+    plan_a, relative_a, source_a = a
+    plan_b, relative_b, source_b = b
+    destination_a = plan_a.target + os.sep + relative_a.replace("/", os.sep)
+    destination_b = plan_b.target + os.sep + relative_b.replace("/", os.sep)
+    hash_a = plan_a.hashes.get(destination_a)
+    hash_b = plan_b.hashes.get(destination_b)
+    if hash_a and hash_b and hash_a.partition("=")[0] == hash_b.partition("=")[0]:
+        return hash_a == hash_b
+    size_a = plan_a.sizes.get(destination_a)
+    size_b = plan_b.sizes.get(destination_b)
+    if size_a is None:
+        size_a = os.stat(source_a).st_size
+    if size_b is None:
+        size_b = os.stat(source_b).st_size
+    if size_a != size_b:
+        return False
+    return _same_bytes(source_a, source_b)
+
+
+def _same_bytes(path_a: str, path_b: str) -> bool:
+    with open(path_a, "rb") as file_a, open(path_b, "rb") as file_b:
+        while True:
+            chunk_a = file_a.read(1 << 16)
+            if chunk_a != file_b.read(1 << 16):
+                return False
+            if not chunk_a:
+                return True

@@ -1,0 +1,76 @@
+"""What an install reports back: per wheel, per conflict, and for the whole batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._modes import LinkMode
+
+__all__ = ["Conflict", "Fallback", "LinkResult", "WheelResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """One step down the fallback chain for a wheel, and the error that forced it."""
+
+    from_mode: LinkMode
+    to_mode: LinkMode
+    reason: str
+    probed: bool = True
+    """False when an earlier wheel of the install failed the same probe and this one skipped it."""
+
+
+@dataclass(frozen=True, slots=True)
+class WheelResult:
+    """How one wheel was placed."""
+
+    wheel: str
+    """The wheel's name, ``<distribution>-<version>`` where it can be read."""
+    source: str
+    """The unpacked wheel the files came from."""
+    files: int
+    """Files placed (links, clones and copies; directories not counted)."""
+    requested_mode: LinkMode
+    mode: LinkMode
+    """The mode most of the wheel's files were placed with, after any fallback."""
+    fallbacks: tuple[Fallback, ...]
+    """Why ``mode`` differs from ``requested_mode``; empty when it does not."""
+    copied: int
+    """Files copied whatever the mode: RECORD, rewritten files, files with too many links."""
+    bytes: int = 0
+    """Bytes of the files placed, where known without extra reads (installs from archives)."""
+
+    @property
+    def fell_back(self) -> bool:
+        return bool(self.fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A path that two or more wheels of one batch provide with different contents.
+
+    Whichever wheel finished last won; the module may be broken at run time.
+    """
+
+    path: str
+    """Relative to site-packages, with ``/`` separators."""
+    wheels: tuple[str, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} is provided by {', '.join(self.wheels)} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    """The outcome of :func:`asynclink.link_wheels`."""
+
+    site_packages: str
+    wheels: tuple[WheelResult, ...]
+    conflicts: tuple[Conflict, ...]
+    elapsed: float
+    """Wall-clock seconds from the call to its return."""
+
+    @property
+    def files(self) -> int:
+        return sum(wheel.files for wheel in self.wheels)

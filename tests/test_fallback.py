@@ -1,0 +1,142 @@
+"""When a mode cannot work, the wheel moves down the chain: the first file decides."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from asynclink import LinkError, LinkMode, LinkModeFallbackWarning, ModeFellBack, link_wheels
+from tests.trees import wheel_tree
+
+pytestmark = pytest.mark.anyio
+
+FILES = {"pkg/__init__.py": "", "pkg/mod.py": "VALUE = 1\n", "pkg/tool.sh": "#!/bin/sh\n"}
+
+
+async def test_clone_without_reflink_falls_back_to_hardlink_with_a_warning(tmp_path: Path) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    with pytest.warns(LinkModeFallbackWarning, match="cannot clone") as caught:
+        result = await link_wheels(site_packages, [source], mode="clone")
+
+    assert len(caught) == 1
+    (wheel,) = result.wheels
+    assert (wheel.requested_mode, wheel.mode) == (LinkMode.CLONE, LinkMode.HARDLINK)
+    assert [(f.from_mode, f.to_mode) for f in wheel.fallbacks] == [
+        (LinkMode.CLONE, LinkMode.HARDLINK)
+    ]
+    assert "Operation not supported" in wheel.fallbacks[0].reason
+    assert (site_packages / "pkg/mod.py").samefile(source / "pkg/mod.py")
+
+
+async def test_the_default_clone_falls_back_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    with caplog.at_level(logging.INFO, logger="asynclink"):
+        result = await link_wheels(site_packages, [source])
+
+    assert result.wheels[0].mode is LinkMode.HARDLINK
+    assert result.wheels[0].fell_back
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+
+
+async def test_hardlink_across_filesystems_falls_back_to_copy(
+    tmp_path: Path, other_device: Path
+) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES, executable=["pkg/tool.sh"])
+
+    with pytest.warns(LinkModeFallbackWarning, match="cannot hardlink"):
+        result = await link_wheels(other_device, [source], mode="hardlink")
+
+    (wheel,) = result.wheels
+    assert wheel.mode is LinkMode.COPY
+    assert "cross-device" in wheel.fallbacks[0].reason
+    assert (other_device / "pkg/mod.py").read_text() == "VALUE = 1\n"
+    assert (other_device / "pkg/tool.sh").stat().st_mode & 0o777 == 0o755
+    assert wheel.copied == wheel.files
+
+
+async def test_clone_across_filesystems_walks_the_whole_chain(
+    tmp_path: Path, other_device: Path
+) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
+
+    with pytest.warns(LinkModeFallbackWarning) as caught:
+        result = await link_wheels(other_device, [source], mode="clone")
+
+    assert len(caught) == 1
+    steps = [(f.from_mode, f.to_mode) for f in result.wheels[0].fallbacks]
+    assert steps == [(LinkMode.CLONE, LinkMode.HARDLINK), (LinkMode.HARDLINK, LinkMode.COPY)]
+    assert (other_device / "pkg/mod.py").read_text() == "VALUE = 1\n"
+
+
+async def test_a_failed_probe_is_paid_for_by_one_wheel_only(
+    tmp_path: Path, other_device: Path
+) -> None:
+    sources = [
+        wheel_tree(tmp_path / f"cache{n}", f"pkg{n}", {f"pkg{n}/a.py": "", f"pkg{n}/b.py": ""})
+        for n in range(4)
+    ]
+    events: list[object] = []
+
+    with pytest.warns(LinkModeFallbackWarning):
+        result = await link_wheels(
+            other_device, sources, mode="hardlink", jobs=1, on_event=events.append
+        )
+
+    probed = [w.fallbacks[0].probed for w in result.wheels]
+    assert sorted(probed) == [False, False, False, True]
+    assert all(w.mode is LinkMode.COPY for w in result.wheels)
+    assert len([e for e in events if isinstance(e, ModeFellBack)]) == 4
+
+
+async def test_after_the_first_file_a_failure_is_an_error_not_a_fallback(
+    tmp_path: Path, other_device: Path
+) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", {"pkg/a.py": "", "zzz/b.py": ""})
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    (other_device / "zzz").mkdir()
+    (site_packages / "zzz").symlink_to(other_device / "zzz")  # a directory on another device
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(site_packages, [source], mode="hardlink")
+
+    assert caught.value.error.errno == errno.EXDEV
+    assert caught.value.destination == str(site_packages / "zzz/b.py")
+    assert caught.value.source == str(source / "zzz/b.py")
+    assert "pkg-1.0: cannot hardlink" in str(caught.value)
+
+
+async def test_too_many_links_to_one_file_copies_that_file(tmp_path: Path) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
+    crowded = source / "pkg/mod.py"
+    links = tmp_path / "links"
+    links.mkdir()
+    try:
+        for n in range(70_000):
+            os.link(crowded, links / str(n))
+    except OSError as error:
+        if error.errno != errno.EMLINK:
+            raise
+    else:
+        pytest.skip("this filesystem allows more than 70,000 links to a file")
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    result = await link_wheels(site_packages, [source], mode="hardlink")
+
+    assert result.wheels[0].mode is LinkMode.HARDLINK
+    assert (site_packages / "pkg/mod.py").read_text() == "VALUE = 1\n"
+    assert not (site_packages / "pkg/mod.py").samefile(crowded)
+    assert (site_packages / "pkg/tool.sh").samefile(source / "pkg/tool.sh")

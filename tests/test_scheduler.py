@@ -1,0 +1,181 @@
+"""Many wheels at once: limits, directory locks, failures and cancellation."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from pathlib import Path
+
+import anyio
+import anyio.from_thread
+import pytest
+
+from asynclink import LinkError, LinkMode, WheelFinished, WheelStarted, link_wheels
+from asynclink._link import Recorder
+from asynclink._plan import plan_unpacked_tree
+from asynclink._scheduler import Scheduler
+from tests.trees import leftovers, make_tree, wheel_tree
+
+pytestmark = pytest.mark.anyio
+
+
+def many_files(prefix: str, count: int, contents: str = "") -> dict[str, str]:
+    return {f"{prefix}/f{n:05}.py": contents or f"# {n}\n" for n in range(count)}
+
+
+async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
+    sources = [wheel_tree(tmp_path / f"w{n}", f"w{n}", many_files(f"w{n}", 20)) for n in range(8)]
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    running = peak = 0
+
+    def watch(event: object) -> None:
+        nonlocal running, peak
+        if isinstance(event, WheelStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, WheelFinished):
+            running -= 1
+
+    result = await link_wheels(site_packages, sources, mode="hardlink", jobs=3, on_event=watch)
+
+    assert 1 <= peak <= 3
+    assert len(result.wheels) == 8 and result.files == 8 * 22
+
+
+class WriterLog(Recorder):
+    """Which worker thread wrote each file, in the order the writes happened."""
+
+    def __init__(self) -> None:
+        self.writers: list[int] = []
+
+    def file_created(self, path: str) -> None:
+        self.writers.append(threading.get_ident())
+
+    def file_replacing(self, path: str) -> None:
+        self.writers.append(threading.get_ident())
+
+
+async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(tmp_path: Path) -> None:
+    # Both wheels ship shared/ with the same 400 names. Copies into one directory hold that
+    # directory's lock, so one wheel's copies into it all happen before the other's: the writes
+    # come in two runs, and the directory ends up all from one wheel, never a file-by-file mix.
+    sources = [
+        wheel_tree(tmp_path / name, name, many_files("shared", 400, f"# from {name}\n"))
+        for name in ("left", "right")
+    ]
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    plans = [plan_unpacked_tree(None, str(s), str(site_packages)) for s in sources]
+    for plan in plans:  # only shared/: the dist-info directories are each wheel's own
+        plan.links = [p for p in plan.links if "/shared/" in p[1]]
+        plan.copies = []
+    log = WriterLog()
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=log)
+
+    await scheduler.run_wheels(plans, scheduler.place)
+
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(log.writers))
+    assert len(log.writers) == 800
+    assert runs <= 2
+    origins = {path.read_text() for path in (site_packages / "shared").iterdir()}
+    assert len(origins) == 1
+    assert leftovers(site_packages) == []
+
+
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.SYMLINK])
+async def test_two_wheels_writing_one_directory_at_once_both_land(
+    tmp_path: Path, mode: LinkMode
+) -> None:
+    sources = [
+        wheel_tree(tmp_path / name, name, many_files(f"ns/{name}", 300)) for name in ("a", "b")
+    ]
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    result = await link_wheels(site_packages, sources, mode=mode, jobs=2)
+
+    assert len(list((site_packages / "ns/a").iterdir())) == 300
+    assert len(list((site_packages / "ns/b").iterdir())) == 300
+    assert result.conflicts == ()
+
+
+async def test_a_failing_wheel_cancels_the_others_and_raises_one_error(tmp_path: Path) -> None:
+    bad = wheel_tree(tmp_path / "bad", "bad", {"bad/mod.py": ""})
+    big = wheel_tree(tmp_path / "big", "big", many_files("big", 6000))
+    site_packages = make_tree(tmp_path / "sp", {"bad/mod.py/blocker": ""})
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(site_packages, [bad, big], mode="hardlink", jobs=2)
+
+    assert caught.value.wheel == "bad-1.0"
+    placed = len(list((site_packages / "big").iterdir())) if (site_packages / "big").exists() else 0
+    assert placed < 6000
+    assert leftovers(site_packages) == []
+
+
+async def test_cancelling_between_wheels_leaves_no_temporary_files(tmp_path: Path) -> None:
+    sources = [wheel_tree(tmp_path / f"w{n}", f"w{n}", many_files(f"w{n}", 50)) for n in range(6)]
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    seen: list[object] = []
+
+    with anyio.CancelScope() as scope:
+
+        def cancel_on_third_start(event: object) -> None:
+            seen.append(event)
+            if sum(isinstance(e, WheelStarted) for e in seen) == 3:
+                scope.cancel()
+
+        await link_wheels(
+            site_packages, sources, mode="copy", jobs=2, on_event=cancel_on_third_start
+        )
+
+    assert scope.cancelled_caught
+    assert sum(isinstance(e, WheelFinished) for e in seen) < 6
+    assert leftovers(site_packages) == []
+
+
+class CancelAfterReplacing(Recorder):
+    """Asks the event loop to cancel after the n-th replacement, from the worker thread."""
+
+    def __init__(self, after: int, scope: anyio.CancelScope) -> None:
+        self.after, self.scope, self.replaced = after, scope, 0
+
+    def file_replacing(self, path: str) -> None:
+        self.replaced += 1
+        if self.replaced == self.after:
+            anyio.from_thread.run_sync(self.scope.cancel)
+
+
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
+async def test_cancelling_mid_wheel_stops_promptly_without_temporary_files(
+    tmp_path: Path, mode: LinkMode
+) -> None:
+    files = many_files("pkg", 3000)
+    source = wheel_tree(tmp_path / "wheel", "pkg", files)
+    site_packages = make_tree(tmp_path / "sp", dict.fromkeys(files, "old\n"))
+    plan = plan_unpacked_tree(None, str(source), str(site_packages))
+
+    with anyio.CancelScope() as scope:
+        recorder = CancelAfterReplacing(100, scope)
+        scheduler = Scheduler(mode, jobs=1, recorder=recorder)
+        await scheduler.run_wheels([plan], scheduler.place)
+
+    assert scope.cancelled_caught
+    assert 100 <= recorder.replaced < 100 + 300  # stopped within a few checks, not at the end
+    assert leftovers(site_packages) == []
+    still_old = sum((site_packages / p).read_text() == "old\n" for p in files)
+    assert still_old > 2000
+
+
+async def test_the_task_group_error_is_not_an_exception_group(tmp_path: Path) -> None:
+    sources = [wheel_tree(tmp_path / f"w{n}", f"w{n}", {f"w{n}/x.py": ""}) for n in range(3)]
+    site_packages = make_tree(tmp_path / "sp", {f"w{n}/x.py/blocker": "" for n in range(3)})
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(site_packages, sources, mode="copy", jobs=3)
+
+    assert not isinstance(caught.value, BaseExceptionGroup)
+    assert os.path.basename(caught.value.destination) == "x.py"
