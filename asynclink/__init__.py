@@ -18,6 +18,9 @@ from ._events import WheelFinished as WheelFinished
 from ._events import WheelLinked as WheelLinked
 from ._events import WheelStarted as WheelStarted
 from ._events import WheelUnpacked as WheelUnpacked
+from ._install import InstallResult as InstallResult
+from ._install import install_wheels as install_wheels
+from ._install import unpack_wheels as unpack_wheels
 from ._modes import LinkMode as LinkMode
 from ._modes import default_link_mode as default_link_mode
 from ._results import Conflict as Conflict
@@ -26,6 +29,12 @@ from ._results import LinkResult as LinkResult
 from ._results import WheelResult as WheelResult
 from ._scheduler import LinkModeFallbackWarning as LinkModeFallbackWarning
 from ._scheduler import link_wheels as link_wheels
+from ._scheme import Scheme as Scheme
+from ._scheme import scheme_for_python as scheme_for_python
+from ._scheme import scheme_for_venv as scheme_for_venv
+from ._unpack import UnpackedWheel as UnpackedWheel
+from ._unpack import default_cache_dir as default_cache_dir
+from ._wheelinfo import WheelVersionWarning as WheelVersionWarning
 
 __all__ = [
     "AsyncLinkError",
@@ -33,6 +42,7 @@ __all__ = [
     "ConflictFound",
     "Event",
     "Fallback",
+    "InstallResult",
     "InvalidWheelError",
     "LinkError",
     "LinkMode",
@@ -41,12 +51,20 @@ __all__ = [
     "LockTimeoutError",
     "ModeFellBack",
     "RollbackError",
+    "Scheme",
     "TargetError",
+    "UnpackedWheel",
     "WheelFinished",
     "WheelLinked",
     "WheelResult",
     "WheelStarted",
     "WheelUnpacked",
+    "WheelVersionWarning",
+    "default_cache_dir",
     "default_link_mode",
+    "install_wheels",
     "link_wheels",
+    "scheme_for_python",
+    "scheme_for_venv",
+    "unpack_wheels",
 ]

@@ -39,6 +39,14 @@ class WheelResult:
     """Files copied whatever the mode: RECORD, rewritten files, files with too many links."""
     bytes: int = 0
     """Bytes of the files placed, where known without extra reads (installs from archives)."""
+    version: str = ""
+    """The distribution's version (installs only)."""
+    archive: str | None = None
+    """The ``.whl`` installed from, if any (installs only)."""
+    cached: bool = False
+    """The wheel was found unpacked in the cache (installs only)."""
+    scripts: tuple[str, ...] = ()
+    """Launcher scripts written for its entry points (installs only)."""
 
     @property
     def fell_back(self) -> bool:

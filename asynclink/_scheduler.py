@@ -27,7 +27,14 @@ from anyio.from_thread import check_cancelled
 
 from ._conflicts import find_conflicts
 from ._errors import AsyncLinkError, LinkError
-from ._events import ConflictFound, EventCallback, ModeFellBack, WheelFinished, WheelStarted
+from ._events import (
+    ConflictFound,
+    EventCallback,
+    ModeFellBack,
+    WheelFinished,
+    WheelLinked,
+    WheelStarted,
+)
 from ._link import ModeState, Placer, Recorder, copy_batch, link_batch
 from ._modes import LinkMode, default_link_mode
 from ._plan import WheelPlan, plan_unpacked_tree
@@ -126,6 +133,8 @@ class Scheduler:
             self._warn_fallback(plan, state)
         copies = plan.copies + deferred
         await self.place_locked(plan.wheel, copies, plan.writes)
+        size = sum(plan.sizes.values())
+        self.emit(WheelLinked(plan.wheel, plan.file_count, size, state.mode))
         return WheelResult(
             wheel=plan.wheel,
             source=plan.source,
@@ -134,7 +143,7 @@ class Scheduler:
             mode=state.mode,
             fallbacks=tuple(state.fallbacks),
             copied=len(copies),
-            bytes=sum(plan.sizes.values()),
+            bytes=size,
         )
 
     def _link_phase(

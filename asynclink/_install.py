@@ -1,0 +1,350 @@
+"""Whole-wheel installs: unpack (or find in the cache), map to the scheme, link, write metadata.
+
+The flow per wheel reads in the order of the specification's steps: unpack and check the
+archive; map its root to purelib or platlib and each ``<name>.data/<key>/`` to the scheme;
+write launchers for entry points and rewrite ``#!python`` scripts; write INSTALLER, REQUESTED,
+``direct_url.json`` and RECORD. All of it becomes one :class:`~asynclink._plan.WheelPlan`,
+placed by the scheduler like any other, so the wheel's linking starts as soon as it is
+unpacked while other wheels are still unpacking. Top-level ``.pth`` files wait until every
+other file of the batch is in place, and the conflict scan and bytecode compilation come last.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from packaging.utils import canonicalize_name
+
+from ._compile import compile_bytecode
+from ._errors import InvalidWheelError, TargetError
+from ._events import EventCallback, WheelFinished, WheelUnpacked
+from ._fsutil import record_hash
+from ._modes import LinkMode
+from ._plan import WheelPlan, conflict_key
+from ._results import Conflict, WheelResult
+from ._scheduler import Scheduler, absolute
+from ._scheme import Scheme, scheme_for_python, scheme_for_venv
+from ._scripts import launcher, rewrite_shebang
+from ._unpack import (
+    DEFAULT_MAX_UNPACKED_SIZE,
+    UnpackedWheel,
+    WheelCache,
+    default_cache_dir,
+    manifest_for_tree,
+)
+
+__all__ = ["InstallResult", "install_wheels", "unpack_wheels"]
+
+#: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
+_GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    """The outcome of :func:`asynclink.install_wheels`."""
+
+    scheme: Scheme
+    wheels: tuple[WheelResult, ...]
+    conflicts: tuple[Conflict, ...]
+    compiled: int
+    """Python files compiled to bytecode (0 unless asked)."""
+    elapsed: float
+
+    @property
+    def files(self) -> int:
+        return sum(wheel.files for wheel in self.wheels)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    scheme: Scheme
+    installer: str
+    requested: bool | frozenset[str]
+    direct_urls: Mapping[str, Mapping[str, object]]
+    check_tags: bool
+
+    def is_requested(self, name: str) -> bool:
+        if isinstance(self.requested, bool):
+            return self.requested
+        return canonicalize_name(name) in self.requested
+
+
+async def install_wheels(
+    target: Scheme | str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    *,
+    mode: LinkMode | str | None = None,
+    jobs: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    compile: bool = False,
+    requested: bool | Collection[str] = True,
+    direct_urls: Mapping[str, Mapping[str, object]] | None = None,
+    installer: str = "asynclink",
+    check_conflicts: bool = True,
+    check_tags: bool = True,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+    on_event: EventCallback | None = None,
+) -> InstallResult:
+    """Install ``.whl`` files (or unpacked wheel directories) into ``target``, all at once.
+
+    ``target`` is a :class:`Scheme`, a virtual environment directory or an interpreter. Archives
+    are unpacked into ``cache_dir`` (reused when already there) and checked; each wheel is
+    linked with ``mode`` as soon as it is unpacked. ``requested`` marks the wheels that get a
+    ``REQUESTED`` file (``True``: all, or a collection of project names); ``direct_urls`` maps
+    a wheel's file name to its PEP 610 ``direct_url.json`` contents. ``compile=True`` compiles
+    the installed Python files to bytecode afterwards, in processes of the target interpreter.
+    """
+    started = time.perf_counter()
+    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
+    scheme = await scheduler.in_thread(resolve_target, target, cache.root)
+    await scheduler.in_thread(_make_roots, scheduler, scheme)
+    options = _Options(
+        scheme=scheme,
+        installer=installer,
+        requested=requested
+        if isinstance(requested, bool)
+        else frozenset(canonicalize_name(name) for name in requested),
+        direct_urls=direct_urls or {},
+        check_tags=check_tags,
+    )
+    sources = [absolute(wheel) for wheel in wheels]
+    plans: list[WheelPlan] = []
+
+    async def one(source: str) -> WheelResult:
+        unpacked, plan = await scheduler.in_thread(
+            _prepare, cache, source, options, max_unpacked_size
+        )
+        scheduler.emit(
+            WheelUnpacked(plan.wheel, len(unpacked.manifest.files), unpacked.size, unpacked.cached)
+        )
+        plans.append(plan)
+        placed = await scheduler.place(plan)
+        result = replace(
+            placed,
+            version=unpacked.manifest.version,
+            archive=unpacked.archive,
+            cached=unpacked.cached,
+            scripts=tuple(e.name for e in unpacked.manifest.entry_points),
+        )
+        scheduler.emit(WheelFinished(plan.wheel, result))
+        return result
+
+    results = await scheduler.run_wheels(sources, one)
+    for plan in plans:  # .pth files last: a Python starting now must not run a half package
+        await scheduler.place_locked(plan.wheel, plan.late)
+    conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
+    compiled = 0
+    if compile:
+        python_files = [
+            destination
+            for plan in plans
+            for _, destination in (*plan.links, *plan.copies, *plan.late)
+            if destination.endswith(".py")
+            and destination.startswith((scheme.purelib + os.sep, scheme.platlib + os.sep))
+        ]
+        compiled = await compile_bytecode(scheme.interpreter, python_files, scheduler.jobs)
+    return InstallResult(scheme, tuple(results), conflicts, compiled, time.perf_counter() - started)
+
+
+async def unpack_wheels(
+    archives: Iterable[str | os.PathLike[str]],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+    on_event: EventCallback | None = None,
+) -> list[UnpackedWheel]:
+    """Unpack ``.whl`` archives into the cache, many at once; reuse those already there."""
+    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    scheduler = Scheduler(None, jobs, None, on_event)
+
+    async def one(archive: str) -> UnpackedWheel:
+        unpacked = await scheduler.in_thread(_unpack_one, cache, archive, max_unpacked_size)
+        manifest = unpacked.manifest
+        scheduler.emit(
+            WheelUnpacked(
+                f"{manifest.name}-{manifest.version}",
+                len(manifest.files),
+                unpacked.size,
+                unpacked.cached,
+            )
+        )
+        return unpacked
+
+    return await scheduler.run_wheels([absolute(a) for a in archives], one)
+
+
+def resolve_target(target: Scheme | str | os.PathLike[str], cache_dir: str) -> Scheme:
+    """A scheme from what the caller named: a scheme, a venv directory or an interpreter."""
+    if isinstance(target, Scheme):
+        return target
+    path = absolute(target)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "pyvenv.cfg")):
+            return scheme_for_venv(path, cache_dir)
+        raise TargetError(
+            f"{path} is a directory but not a virtual environment; to install straight into "
+            "it, pass Scheme.for_directory(path) (the CLI's --target)"
+        )
+    if os.path.isfile(path):
+        return scheme_for_python(path, cache_dir)
+    raise TargetError(f"{path} is neither a virtual environment nor an interpreter")
+
+
+def _make_roots(scheduler: Scheduler, scheme: Scheme) -> None:
+    """Create purelib and platlib (with missing parents) if they are not there yet."""
+    missing: dict[str, None] = {}
+    for root in (scheme.purelib, scheme.platlib):
+        chain = []
+        while not os.path.isdir(root):
+            chain.append(root)
+            root = os.path.dirname(root)
+        missing.update(dict.fromkeys(reversed(chain)))
+    if missing:
+        scheduler.placer.make_dirs("(target)", list(missing))
+
+
+def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> UnpackedWheel:
+    from anyio.from_thread import check_cancelled
+
+    if os.path.isdir(source):
+        return UnpackedWheel(source, manifest_for_tree(source))
+    return cache.unpack(source, max_unpacked_size=max_unpacked_size, checkpoint=check_cancelled)
+
+
+def _prepare(
+    cache: WheelCache, source: str, options: _Options, max_unpacked_size: int
+) -> tuple[UnpackedWheel, WheelPlan]:
+    unpacked = _unpack_one(cache, source, max_unpacked_size)
+    return unpacked, plan_install(unpacked, options)
+
+
+def plan_install(unpacked: UnpackedWheel, options: _Options) -> WheelPlan:
+    """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets."""
+    manifest = unpacked.manifest
+    scheme = options.scheme
+    compatible = set(manifest.tags).intersection(scheme.tags)
+    if options.check_tags and scheme.tags and manifest.tags and not compatible:
+        raise InvalidWheelError(
+            manifest.filename,
+            f"is not compatible with {scheme.interpreter} (Python {scheme.version}): "
+            f"the wheel is tagged {', '.join(manifest.tags)}; the interpreter accepts "
+            f"{', '.join(scheme.tags[:3])}, ...",
+        )
+    root = scheme.purelib if manifest.root_is_purelib else scheme.platlib
+    tree = unpacked.tree
+    sep = os.sep
+    plan = WheelPlan(wheel=f"{manifest.name}-{manifest.version}", source=tree, target=root)
+    data_prefix = manifest.data_dir + "/"
+    info_prefix = manifest.dist_info + "/"
+    entry_names = {entry.name for entry in manifest.entry_points}
+    stop = {root, scheme.data, scheme.purelib, scheme.platlib}
+    extra_dirs: dict[str, None] = {}
+    rows: list[tuple[str, str, int | str]] = []
+
+    for relative in manifest.dirs:
+        if relative != manifest.data_dir and not relative.startswith(data_prefix):
+            plan.dirs.append(root + sep + relative.replace("/", sep))
+    for relative, digest, size in manifest.files:
+        source = tree + sep + relative.replace("/", sep)
+        if relative.startswith(data_prefix):
+            key, _, rest = relative[len(data_prefix) :].partition("/")
+            base = scheme.path_for(key)
+            if base is None:  # the unpacker refuses these; a foreign tree may have them
+                raise InvalidWheelError(plan.wheel, f"unknown scheme {key!r}", entry=relative)
+            if key == "headers":
+                base = os.path.join(base, manifest.name)
+            destination = os.path.join(base, rest.replace("/", sep))
+            _add_ancestors(extra_dirs, os.path.dirname(destination), stop)
+            if key == "scripts":
+                if rest in entry_names:
+                    continue  # as pip: the entry point's launcher wins
+                rewritten = _rewritten_script(source, scheme.interpreter)
+                if rewritten is not None:
+                    plan.writes.append((destination, rewritten, 0o755))
+                    rows.append(_row(destination, root, rewritten))
+                    continue
+            plan.links.append((source, destination))
+            rows.append((os.path.relpath(destination, root).replace(sep, "/"), digest, size))
+        else:
+            destination = root + sep + relative.replace("/", sep)
+            if relative.startswith(info_prefix) and relative[len(info_prefix) :] in _GENERATED:
+                continue
+            if "/" not in relative and relative.endswith(".pth"):
+                plan.late.append((source, destination))
+            else:
+                plan.links.append((source, destination))
+            top = relative.partition("/")[0]
+            plan.top_level.setdefault(conflict_key(top), top)
+            rows.append((relative, digest, size))
+        plan.sizes[destination] = size
+        plan.hashes[destination] = digest
+
+    if manifest.entry_points:
+        _add_ancestors(extra_dirs, scheme.scripts, stop)
+    for entry in manifest.entry_points:
+        destination = os.path.join(scheme.scripts, entry.name)
+        content = launcher(entry, scheme.interpreter)
+        plan.writes.append((destination, content, 0o755))
+        rows.append(_row(destination, root, content))
+
+    info = root + sep + manifest.dist_info
+    metadata = {"INSTALLER": f"{options.installer}\n".encode()}
+    if options.is_requested(manifest.name):
+        metadata["REQUESTED"] = b""
+    direct_url = options.direct_urls.get(manifest.filename)
+    if direct_url is not None:
+        metadata["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode()
+    for name, content in metadata.items():
+        destination = info + sep + name
+        plan.writes.append((destination, content, 0o644))
+        rows.append(_row(destination, root, content))
+    rows.append((f"{manifest.dist_info}/RECORD", "", ""))
+    rows.sort(key=_path_of)
+    plan.writes.append((info + sep + "RECORD", _record_bytes(rows), 0o644))
+    plan.dirs.extend(extra_dirs)
+    return plan
+
+
+def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> None:
+    """``directory`` and its parents below the first of ``stop``, parents first, into ``found``."""
+    chain: list[str] = []
+    while directory not in stop and directory not in found:
+        chain.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(chain):
+        found[path] = None
+
+
+def _rewritten_script(source: str, interpreter: str) -> bytes | None:
+    with open(source, "rb") as handle:
+        if handle.read(8) != b"#!python":
+            return None
+        handle.seek(0)
+        return rewrite_shebang(handle.read(), interpreter)
+
+
+def _row(destination: str, root: str, content: bytes) -> tuple[str, str, int]:
+    relative = os.path.relpath(destination, root).replace(os.sep, "/")
+    return relative, record_hash(hashlib.sha256(content)), len(content)
+
+
+def _path_of(row: tuple[str, str, int | str]) -> str:
+    return row[0]
+
+
+def _record_bytes(rows: list[tuple[str, str, int | str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")

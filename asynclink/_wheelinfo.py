@@ -1,0 +1,256 @@
+"""What a wheel says about itself: file name, WHEEL, METADATA, RECORD and entry points.
+
+Pure parsing and checking, shared by the unpacker (archives) and by installs of trees that
+were unpacked elsewhere. Every rule breaks with :class:`InvalidWheelError` naming the wheel and
+the entry; the rules are those of the binary distribution format and "recording installed
+projects" specifications, and ``CONFORMANCE.md``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from ._errors import InvalidWheelError
+
+__all__ = [
+    "EntryPoint",
+    "WheelName",
+    "WheelVersionWarning",
+    "check_dist_info_name",
+    "normalise_member",
+    "parse_entry_points",
+    "parse_metadata",
+    "parse_record",
+    "parse_wheel_file",
+]
+
+logger = logging.getLogger("asynclink")
+
+#: Hash algorithms RECORD may use: sha256 or stronger. md5, sha1 and sha224 are refused.
+STRONG_HASHES = frozenset(
+    {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s"}
+)
+
+#: Files in a dist-info directory that RECORD does not list (it cannot list its own signature).
+UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
+
+_ENTRY_POINT = re.compile(r"^\s*(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class WheelVersionWarning(UserWarning):
+    """A wheel declares a newer minor ``Wheel-Version`` than asynclink knows (1.0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WheelName:
+    """The parts of a wheel file name."""
+
+    filename: str
+    name: str
+    """Canonical (PEP 503) distribution name."""
+    version: str
+    tags: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, filename: str) -> WheelName:
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except (InvalidWheelFilename, InvalidVersion) as error:
+            raise InvalidWheelError(filename, f"not a valid wheel file name: {error}") from None
+        return cls(filename, str(name), str(version), tuple(sorted(str(t) for t in tags)))
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    """A console or GUI script declared in ``entry_points.txt``."""
+
+    name: str
+    module: str
+    attr: str
+    section: str
+    """``console`` or ``gui``."""
+
+
+def normalise_member(wheel: str, name: str) -> str:
+    """The safe relative path of an archive member, or an error saying why it is not safe.
+
+    Refused: absolute paths, drive letters, ``..`` anywhere (``\\`` counts as a separator for
+    this check, so ``a\\..\\..\\x`` is caught on every platform), NUL and other control
+    characters. ``.`` and empty components are dropped.
+    """
+    if not name:
+        raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidWheelError(wheel, "control character in an entry name", entry=name)
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
+    parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidWheelError(wheel, "path leaves the wheel ('..')", entry=name)
+    if not parts:
+        raise InvalidWheelError(wheel, "an archive entry has an empty path", entry=name)
+    if "\\" in name:
+        raise InvalidWheelError(wheel, "backslash in an entry name", entry=name)
+    return "/".join(parts)
+
+
+def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
+    """The one ``<name>-<version>.dist-info`` directory, matching the file name."""
+    infos = sorted(name for name in top_level if name.endswith(".dist-info"))
+    if not infos:
+        raise InvalidWheelError(wheel.filename, "no .dist-info directory")
+    if len(infos) > 1:
+        raise InvalidWheelError(wheel.filename, f"more than one .dist-info directory: {infos}")
+    info = infos[0]
+    name, _, version = info[: -len(".dist-info")].rpartition("-")
+    try:
+        same_version = Version(version) == Version(wheel.version)
+    except InvalidVersion:
+        same_version = version == wheel.version
+    if canonicalize_name(name) != wheel.name or not same_version:
+        raise InvalidWheelError(
+            wheel.filename,
+            f"the .dist-info directory {info} does not match the file name "
+            f"({wheel.name} {wheel.version})",
+            entry=info,
+        )
+    return info
+
+
+def parse_wheel_file(wheel: str, text: str | None) -> bool:
+    """Check ``WHEEL``; return whether the root is purelib (``Root-Is-Purelib``)."""
+    if text is None:
+        raise InvalidWheelError(wheel, "missing .dist-info/WHEEL")
+    headers = _headers(text)
+    declared = headers.get("wheel-version")
+    if declared is None:
+        raise InvalidWheelError(wheel, "WHEEL has no Wheel-Version", entry="WHEEL")
+    try:
+        major, minor = (int(part) for part in declared.strip().split(".")[:2])
+    except ValueError:
+        raise InvalidWheelError(
+            wheel, f"malformed Wheel-Version {declared!r}", entry="WHEEL"
+        ) from None
+    if major != 1:
+        raise InvalidWheelError(
+            wheel, f"Wheel-Version {declared} is not supported (only 1.x)", entry="WHEEL"
+        )
+    if minor > 0:
+        message = f"{wheel}: Wheel-Version {declared} is newer than 1.0; installing it anyway"
+        logger.warning(message)
+        warnings.warn(message, WheelVersionWarning, stacklevel=2)
+    return headers.get("root-is-purelib", "").strip().lower() == "true"
+
+
+def parse_metadata(wheel: str, text: str | None) -> tuple[str, str]:
+    """``Name`` and ``Version`` from ``METADATA``."""
+    if text is None:
+        raise InvalidWheelError(wheel, "missing .dist-info/METADATA")
+    headers = _headers(text)
+    name, version = headers.get("name"), headers.get("version")
+    if not name or not version:
+        raise InvalidWheelError(wheel, "METADATA has no Name or no Version", entry="METADATA")
+    return name.strip(), version.strip()
+
+
+def _headers(text: str) -> dict[str, str]:
+    """RFC 822 style headers up to the first blank line, keys lower-cased, first one wins."""
+    headers: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        if line[0] in " \t":
+            continue  # a folded continuation: nothing we read is folded
+        key, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(key.strip().lower(), value.strip())
+    return headers
+
+
+def parse_record(wheel: str, text: str) -> dict[str, tuple[str, int]]:
+    """RECORD as ``path -> (hash, size)``; RECORD's own row and signatures have no hash.
+
+    Each row is three CSV fields; a listed file must carry a sha256-or-stronger hash and its
+    size. Repeated identical rows are tolerated; contradicting ones are not.
+    """
+    rows: dict[str, tuple[str, int]] = {}
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise InvalidWheelError(
+                wheel, f"RECORD row {number} has {len(row)} fields, not 3", entry="RECORD"
+            )
+        path = normalise_member(wheel, row[0].lstrip("/"))
+        digest, size = row[1], row[2]
+        head, _, tail = path.partition("/")
+        if head.endswith(".dist-info") and tail in UNRECORDED:
+            continue
+        algorithm, sep, value = digest.partition("=")
+        if not sep or not value:
+            raise InvalidWheelError(wheel, f"RECORD lists {path} without a hash", entry=path)
+        if algorithm not in STRONG_HASHES:
+            raise InvalidWheelError(
+                wheel,
+                f"RECORD hashes {path} with {algorithm!r}, not sha256 or stronger",
+                entry=path,
+            )
+        try:
+            length = int(size)
+        except ValueError:
+            raise InvalidWheelError(
+                wheel, f"RECORD lists {path} without a valid size ({size!r})", entry=path
+            ) from None
+        entry = (digest, length)
+        if rows.setdefault(path, entry) != entry:
+            raise InvalidWheelError(wheel, f"RECORD lists {path} twice, differently", entry=path)
+    return rows
+
+
+def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
+    """Console and GUI scripts from ``entry_points.txt``; extras are ignored."""
+    if not text:
+        return []
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error as error:
+        raise InvalidWheelError(wheel, f"entry_points.txt is malformed: {error}") from None
+    found: list[EntryPoint] = []
+    for section, kind in (("console_scripts", "console"), ("gui_scripts", "gui")):
+        if not parser.has_section(section):
+            continue
+        for name, value in parser.items(section):
+            if (
+                not name.strip()
+                or name in (".", "..")
+                or "/" in name
+                or "\\" in name
+                or _DRIVE.match(name)
+            ):
+                raise InvalidWheelError(
+                    wheel, f"entry point name {name!r} is not a file name", entry=name
+                )
+            match = _ENTRY_POINT.match(value)
+            if match is None or match.group("attr") is None:
+                raise InvalidWheelError(
+                    wheel,
+                    f"entry point {name} = {value!r} is not 'module:callable'",
+                    entry=name,
+                )
+            found.append(EntryPoint(name, match.group("module"), match.group("attr"), kind))
+    return found
