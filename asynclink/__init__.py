@@ -19,7 +19,10 @@ from ._events import WheelLinked as WheelLinked
 from ._events import WheelStarted as WheelStarted
 from ._events import WheelUnpacked as WheelUnpacked
 from ._install import InstallResult as InstallResult
+from ._install import PlannedFile as PlannedFile
+from ._install import PlannedWheel as PlannedWheel
 from ._install import install_wheels as install_wheels
+from ._install import plan_install as plan_install
 from ._install import unpack_wheels as unpack_wheels
 from ._modes import LinkMode as LinkMode
 from ._modes import default_link_mode as default_link_mode
@@ -50,6 +53,8 @@ __all__ = [
     "LinkResult",
     "LockTimeoutError",
     "ModeFellBack",
+    "PlannedFile",
+    "PlannedWheel",
     "RollbackError",
     "Scheme",
     "TargetError",
@@ -64,6 +69,7 @@ __all__ = [
     "default_link_mode",
     "install_wheels",
     "link_wheels",
+    "plan_install",
     "scheme_for_python",
     "scheme_for_venv",
     "unpack_wheels",

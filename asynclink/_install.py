@@ -17,10 +17,8 @@ import io
 import json
 import os
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
-
-from packaging.utils import canonicalize_name
 
 from ._compile import compile_bytecode
 from ._errors import InvalidWheelError, TargetError
@@ -38,9 +36,18 @@ from ._unpack import (
     WheelCache,
     default_cache_dir,
     manifest_for_tree,
+    peek_archive,
+    read_member,
 )
 
-__all__ = ["InstallResult", "install_wheels", "unpack_wheels"]
+__all__ = [
+    "InstallResult",
+    "PlannedFile",
+    "PlannedWheel",
+    "install_wheels",
+    "plan_install",
+    "unpack_wheels",
+]
 
 #: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
 _GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")
@@ -73,6 +80,8 @@ class _Options:
     def is_requested(self, name: str) -> bool:
         if isinstance(self.requested, bool):
             return self.requested
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(name) in self.requested
 
 
@@ -106,15 +115,7 @@ async def install_wheels(
     scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     await scheduler.in_thread(_make_roots, scheduler, scheme)
-    options = _Options(
-        scheme=scheme,
-        installer=installer,
-        requested=requested
-        if isinstance(requested, bool)
-        else frozenset(canonicalize_name(name) for name in requested),
-        direct_urls=direct_urls or {},
-        check_tags=check_tags,
-    )
+    options = _options(scheme, installer, requested, direct_urls, check_tags)
     sources = [absolute(wheel) for wheel in wheels]
     plans: list[WheelPlan] = []
 
@@ -133,6 +134,7 @@ async def install_wheels(
             archive=unpacked.archive,
             cached=unpacked.cached,
             scripts=tuple(e.name for e in unpacked.manifest.entry_points),
+            dist_info=os.path.join(plan.target, unpacked.manifest.dist_info),
         )
         scheduler.emit(WheelFinished(plan.wheel, result))
         return result
@@ -182,20 +184,113 @@ async def unpack_wheels(
     return await scheduler.run_wheels([absolute(a) for a in archives], one)
 
 
-def resolve_target(target: Scheme | str | os.PathLike[str], cache_dir: str) -> Scheme:
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    """One file an install would create or replace."""
+
+    destination: str
+    source: str | None
+    """Where it comes from: a file of the unpacked wheel (or ``archive!member``), or ``None``
+    for a file the install generates."""
+    action: str
+    """``link`` (with the link mode), ``copy`` or ``write``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWheel:
+    """What installing one wheel would do."""
+
+    wheel: str
+    version: str
+    archive: str | None
+    cached: bool
+    files: tuple[PlannedFile, ...]
+
+
+async def plan_install(
+    target: Scheme | str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    requested: bool | Collection[str] = True,
+    direct_urls: Mapping[str, Mapping[str, object]] | None = None,
+    installer: str = "asynclink",
+    check_tags: bool = True,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+) -> list[PlannedWheel]:
+    """What :func:`install_wheels` would place and where, writing nothing at all.
+
+    Archives already in the cache are read from it; others are read in place (every check but
+    the contents' hashes runs). Neither the cache nor the target is touched.
+    """
+    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    scheduler = Scheduler(None, jobs)
+    scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
+    options = _options(scheme, installer, requested, direct_urls, check_tags)
+
+    def plan_one(source: str) -> PlannedWheel:
+        if os.path.isdir(source):
+            unpacked: UnpackedWheel | None = UnpackedWheel(source, manifest_for_tree(source))
+        else:
+            unpacked = cache.lookup(source)
+        if unpacked is not None:
+            plan = _plan_wheel(unpacked, options, _read_script)
+        else:
+            manifest = peek_archive(source, max_unpacked_size)
+            unpacked = UnpackedWheel(source + "!", manifest, source)
+            plan = _plan_wheel(
+                unpacked, options, lambda member: read_member(source, member.partition("!/")[2])
+            )
+        files = [
+            *(PlannedFile(d, s, "link") for s, d in plan.links),
+            *(PlannedFile(d, s, "copy") for s, d in (*plan.copies, *plan.late)),
+            *(PlannedFile(d, None, "write") for d, _, _ in plan.writes),
+        ]
+        return PlannedWheel(
+            plan.wheel,
+            unpacked.manifest.version,
+            unpacked.archive,
+            unpacked.cached,
+            tuple(sorted(files, key=lambda f: f.destination)),
+        )
+
+    async def one(source: str) -> PlannedWheel:
+        return await scheduler.in_thread(plan_one, source)
+
+    return await scheduler.run_wheels([absolute(w) for w in wheels], one)
+
+
+def _options(
+    scheme: Scheme,
+    installer: str,
+    requested: bool | Collection[str],
+    direct_urls: Mapping[str, Mapping[str, object]] | None,
+    check_tags: bool,
+) -> _Options:
+    if not isinstance(requested, bool):
+        from packaging.utils import canonicalize_name
+
+        requested = frozenset(canonicalize_name(name) for name in requested)
+    return _Options(scheme, installer, requested, direct_urls or {}, check_tags)
+
+
+def resolve_target(
+    target: Scheme | str | os.PathLike[str], cache_dir: str, remember: bool = True
+) -> Scheme:
     """A scheme from what the caller named: a scheme, a venv directory or an interpreter."""
     if isinstance(target, Scheme):
         return target
     path = absolute(target)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "pyvenv.cfg")):
-            return scheme_for_venv(path, cache_dir)
+            return scheme_for_venv(path, cache_dir if remember else None)
         raise TargetError(
             f"{path} is a directory but not a virtual environment; to install straight into "
             "it, pass Scheme.for_directory(path) (the CLI's --target)"
         )
     if os.path.isfile(path):
-        return scheme_for_python(path, cache_dir)
+        return scheme_for_python(path, cache_dir if remember else None)
     raise TargetError(f"{path} is neither a virtual environment nor an interpreter")
 
 
@@ -224,11 +319,24 @@ def _prepare(
     cache: WheelCache, source: str, options: _Options, max_unpacked_size: int
 ) -> tuple[UnpackedWheel, WheelPlan]:
     unpacked = _unpack_one(cache, source, max_unpacked_size)
-    return unpacked, plan_install(unpacked, options)
+    return unpacked, _plan_wheel(unpacked, options, _read_script)
 
 
-def plan_install(unpacked: UnpackedWheel, options: _Options) -> WheelPlan:
-    """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets."""
+def _read_script(path: str) -> bytes:
+    """A script's bytes: all of them if it starts with ``#!python``, else enough to tell."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        return head + handle.read() if head == b"#!python" else head
+
+
+def _plan_wheel(
+    unpacked: UnpackedWheel, options: _Options, read: Callable[[str], bytes]
+) -> WheelPlan:
+    """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets.
+
+    ``read`` gives the bytes of a ``.data/scripts`` file, which may need its shebang rewritten
+    (see :func:`_read_script`); a dry run reads from the archive instead of a tree.
+    """
     manifest = unpacked.manifest
     scheme = options.scheme
     compatible = set(manifest.tags).intersection(scheme.tags)
@@ -267,7 +375,7 @@ def plan_install(unpacked: UnpackedWheel, options: _Options) -> WheelPlan:
             if key == "scripts":
                 if rest in entry_names:
                     continue  # as pip: the entry point's launcher wins
-                rewritten = _rewritten_script(source, scheme.interpreter)
+                rewritten = rewrite_shebang(read(source), scheme.interpreter)
                 if rewritten is not None:
                     plan.writes.append((destination, rewritten, 0o755))
                     rows.append(_row(destination, root, rewritten))
@@ -325,14 +433,6 @@ def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> No
         directory = parent
     for path in reversed(chain):
         found[path] = None
-
-
-def _rewritten_script(source: str, interpreter: str) -> bytes | None:
-    with open(source, "rb") as handle:
-        if handle.read(8) != b"#!python":
-            return None
-        handle.seek(0)
-        return rewrite_shebang(handle.read(), interpreter)
 
 
 def _row(destination: str, root: str, content: bytes) -> tuple[str, str, int]:

@@ -47,6 +47,8 @@ class WheelResult:
     """The wheel was found unpacked in the cache (installs only)."""
     scripts: tuple[str, ...] = ()
     """Launcher scripts written for its entry points (installs only)."""
+    dist_info: str | None = None
+    """The installed ``.dist-info`` directory (installs only)."""
 
     @property
     def fell_back(self) -> bool:

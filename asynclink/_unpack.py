@@ -28,7 +28,7 @@ import time
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._errors import InvalidWheelError
@@ -170,26 +170,42 @@ class WheelCache:
     ) -> UnpackedWheel:
         """The unpacked wheel of ``archive``, extracted now unless the cache has it; blocking."""
         archive = os.path.abspath(archive)
-        filename = os.path.basename(archive)
-        try:
-            info = os.stat(archive)
-        except OSError as error:
-            raise InvalidWheelError(filename, f"cannot read {archive}: {error.strerror}") from None
-        key = hashlib.sha256(
-            f"{archive}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\0{info.st_dev}".encode()
-        ).hexdigest()[:40]
-        memo = os.path.join(self._archives, key)
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            with open(memo, encoding="ascii") as handle:
-                found = self._load(handle.read().strip(), archive)
-            if found is not None:
-                return found
+        memo = self._memo(archive)
+        found = self._remembered(memo, archive)
+        if found is not None:
+            return found
         digest = _file_sha256(archive)
         found = self._load(digest, archive)
         if found is None:
             found = self._extract(archive, digest, max_unpacked_size, checkpoint)
         write_memo(memo, digest.encode())
         return found
+
+    def lookup(self, archive: str) -> UnpackedWheel | None:
+        """The unpacked wheel of ``archive`` if the cache has it; writes nothing."""
+        archive = os.path.abspath(archive)
+        found = self._remembered(self._memo(archive), archive)
+        return found if found is not None else self._load(_file_sha256(archive), archive)
+
+    def _memo(self, archive: str) -> str:
+        """Where the archive's content hash is remembered, keyed by its path and identity."""
+        try:
+            info = os.stat(archive)
+        except OSError as error:
+            raise InvalidWheelError(
+                os.path.basename(archive), f"cannot read {archive}: {error.strerror}"
+            ) from None
+        key = hashlib.sha256(
+            f"{archive}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\0{info.st_dev}".encode()
+        ).hexdigest()[:40]
+        return os.path.join(self._archives, key)
+
+    def _remembered(self, memo: str, archive: str) -> UnpackedWheel | None:
+        try:
+            with open(memo, encoding="ascii") as handle:
+                return self._load(handle.read().strip(), archive)
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def _load(self, digest: str, archive: str) -> UnpackedWheel | None:
         entry = os.path.join(self._wheels, digest)
@@ -236,54 +252,107 @@ class WheelCache:
                         shutil.rmtree(entry.path, ignore_errors=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Inspection:
+    """An archive's checked structure and metadata, before any content is read."""
+
+    filename: str
+    tags: tuple[str, ...]
+    members: list[tuple[str, zipfile.ZipInfo]]
+    dist_info: str
+    root_is_purelib: bool
+    name: str
+    version: str
+    record: dict[str, tuple[str, int]]
+    entry_points: tuple[EntryPoint, ...]
+
+    @property
+    def data_dir(self) -> str:
+        return self.dist_info[: -len(".dist-info")] + ".data"
+
+    def manifest(self, dirs: Iterable[str], files: Iterable[tuple[str, str, int]]) -> Manifest:
+        return Manifest(
+            filename=self.filename,
+            name=self.name,
+            version=self.version,
+            dist_info=self.dist_info,
+            root_is_purelib=self.root_is_purelib,
+            tags=self.tags,
+            entry_points=self.entry_points,
+            dirs=tuple(dirs),
+            files=tuple(files),
+        )
+
+
+def _open_archive(archive: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
+        raise InvalidWheelError(
+            os.path.basename(archive), f"not a readable zip archive: {error}"
+        ) from None
+
+
+def _inspect(archive: str, zip_file: zipfile.ZipFile, max_size: int) -> _Inspection:
+    """Every rule that needs no file contents: names, sizes, metadata, RECORD coverage."""
+    filename = os.path.basename(archive)
+    wheel_name = WheelName.parse(filename)
+    members = _check_members(filename, zip_file, os.path.getsize(archive), max_size)
+    by_path = dict(members)
+    dist_info = check_dist_info_name(wheel_name, {path.partition("/")[0] for path, _ in members})
+
+    def text(relative: str) -> str | None:
+        info = by_path.get(f"{dist_info}/{relative}")
+        if info is None:
+            return None
+        try:
+            return _read_member(filename, zip_file, info).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidWheelError(
+                filename, "not UTF-8 text", entry=f"{dist_info}/{relative}"
+            ) from None
+
+    root_is_purelib = parse_wheel_file(filename, text("WHEEL"))
+    name, version = parse_metadata(filename, text("METADATA"))
+    record_text = text("RECORD")
+    if record_text is None:
+        raise InvalidWheelError(filename, f"missing {dist_info}/RECORD")
+    record = parse_record(filename, record_text)
+    entry_points = parse_entry_points(filename, text("entry_points.txt"))
+    found = _Inspection(
+        filename=filename,
+        tags=wheel_name.tags,
+        members=members,
+        dist_info=dist_info,
+        root_is_purelib=root_is_purelib,
+        name=name,
+        version=version,
+        record=record,
+        entry_points=tuple(entry_points),
+    )
+    _check_coverage(filename, dist_info, found.data_dir, [path for path, _ in members], record)
+    return found
+
+
 def extract_archive(
     archive: str, tree: str, max_size: int, checkpoint: Callable[[], None]
 ) -> Manifest:
     """Check and extract one archive into ``tree`` (which must not exist); return its manifest."""
-    filename = os.path.basename(archive)
-    name = WheelName.parse(filename)
-    try:
-        zip_file = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
-        raise InvalidWheelError(filename, f"not a readable zip archive: {error}") from None
-    with zip_file:
-        members = _check_members(filename, zip_file, os.path.getsize(archive), max_size)
-        by_path = dict(members)
-        dist_info = check_dist_info_name(name, {path.partition("/")[0] for path, _ in members})
-
-        def text(relative: str) -> str | None:
-            info = by_path.get(f"{dist_info}/{relative}")
-            if info is None:
-                return None
-            try:
-                return _read_member(filename, zip_file, info).decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidWheelError(
-                    filename, "not UTF-8 text", entry=f"{dist_info}/{relative}"
-                ) from None
-
-        root_is_purelib = parse_wheel_file(filename, text("WHEEL"))
-        display_name, version = parse_metadata(filename, text("METADATA"))
-        record_text = text("RECORD")
-        if record_text is None:
-            raise InvalidWheelError(filename, f"missing {dist_info}/RECORD")
-        record = parse_record(filename, record_text)
-        entry_points = parse_entry_points(filename, text("entry_points.txt"))
-        data_dir = dist_info[: -len(".dist-info")] + ".data"
-        _check_coverage(filename, dist_info, data_dir, [path for path, _ in members], record)
-
+    with _open_archive(archive) as zip_file:
+        found = _inspect(archive, zip_file, max_size)
+        filename, record = found.filename, found.record
+        scripts = f"{found.data_dir}/scripts/"
+        own_record = f"{found.dist_info}/RECORD"
         os.mkdir(tree)
         dirs: dict[str, None] = {}
         files: list[tuple[str, str, int]] = []
-        for index, (path, info) in enumerate(members):
+        for index, (path, info) in enumerate(found.members):
             if not index & 31:
                 checkpoint()
             parent = path.rpartition("/")[0]
             if parent and parent not in dirs:
                 _make_parents(tree, parent, dirs)
-            executable = bool((info.external_attr >> 16) & 0o111) or path.startswith(
-                f"{data_dir}/scripts/"
-            )
+            executable = bool((info.external_attr >> 16) & 0o111) or path.startswith(scripts)
             digest = record.get(path, ("sha256=", -1))[0]
             written, size = _extract_member(
                 filename, zip_file, info, os.path.join(tree, path), executable, digest
@@ -293,19 +362,33 @@ def extract_archive(
                 raise InvalidWheelError(
                     filename, f"the {what} of {path} does not match RECORD", entry=path
                 )
-            if path != f"{dist_info}/RECORD":  # kept in the tree, but installs write their own
+            if path != own_record:  # kept in the tree, but installs write their own
                 files.append((path, written, size))
-    return Manifest(
-        filename=filename,
-        name=display_name,
-        version=version,
-        dist_info=dist_info,
-        root_is_purelib=root_is_purelib,
-        tags=name.tags,
-        entry_points=tuple(entry_points),
-        dirs=tuple(dirs),
-        files=tuple(files),
-    )
+    return found.manifest(dirs, files)
+
+
+def peek_archive(archive: str, max_size: int = DEFAULT_MAX_UNPACKED_SIZE) -> Manifest:
+    """The manifest extracting ``archive`` would give, read without writing anything.
+
+    For dry runs: every check runs but those of the contents (hashes and sizes are RECORD's).
+    """
+    with _open_archive(archive) as zip_file:
+        found = _inspect(archive, zip_file, max_size)
+    dirs: dict[str, None] = {}
+    files: list[tuple[str, str, int]] = []
+    own_record = f"{found.dist_info}/RECORD"
+    for path, info in found.members:
+        parts = path.split("/")[:-1]
+        dirs.update(dict.fromkeys("/".join(parts[: n + 1]) for n in range(len(parts))))
+        if path != own_record:
+            files.append((path, *found.record.get(path, ("", info.file_size))))
+    return found.manifest(dirs, files)
+
+
+def read_member(archive: str, relative: str) -> bytes:
+    """One member's bytes, for dry runs that need to look into a file."""
+    with _open_archive(archive) as zip_file:
+        return zip_file.read(relative)
 
 
 def _check_members(

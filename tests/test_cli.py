@@ -1,0 +1,286 @@
+"""The command line, run as a user runs it: a subprocess, its exit code, its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.trees import snapshot
+from tests.wheels import build_wheel
+
+ASYNCLINK = [sys.executable, "-m", "asynclink"]
+
+
+def asynclink(
+    *arguments: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
+    environment.pop("VIRTUAL_ENV", None)
+    return subprocess.run(
+        [*ASYNCLINK, *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env={**environment, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    """A directory of two wheels, one with a console script."""
+    directory = tmp_path / "wheelhouse"
+    build_wheel(
+        directory,
+        name="alpha",
+        files={"alpha/__init__.py": "def main():\n    print('alpha!')\n"},
+        entry_points="[console_scripts]\nalpha = alpha:main\n",
+    )
+    build_wheel(directory, name="beta", files={"beta/__init__.py": "B = 1\n"})
+    return directory
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    path = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path
+
+
+def test_install_a_directory_of_wheels_into_a_venv(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    done = asynclink("install", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels)
+
+    assert done.returncode == 0, done.stderr
+    assert "+ alpha 1.0" in done.stderr and "+ beta 1.0" in done.stderr
+    assert "Installed 2 packages" in done.stderr
+    assert done.stdout == ""
+    ran = subprocess.run([venv / "bin/alpha"], capture_output=True, text=True, check=True)
+    assert ran.stdout == "alpha!\n"
+
+
+def test_json_reports_every_wheel(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    done = asynclink(
+        "install",
+        "--json",
+        "--venv",
+        venv,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--link-mode",
+        "copy",
+        wheels,
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is False
+    assert sorted(w["wheel"] for w in report["wheels"]) == ["alpha-1.0", "beta-1.0"]
+    assert {w["mode"] for w in report["wheels"]} == {"copy"}
+    alpha = next(w for w in report["wheels"] if w["wheel"] == "alpha-1.0")
+    assert alpha["scripts"] == ["alpha"] and alpha["files"] > 0 and alpha["bytes"] > 0
+    assert report["files"] == sum(w["files"] for w in report["wheels"])
+    assert report["conflicts"] == []
+    assert report["target"]["interpreter"] == str(venv / "bin/python")
+
+
+def test_the_link_mode_comes_from_the_environment(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    done = asynclink(
+        "install",
+        "--json",
+        "--venv",
+        venv,
+        "--cache-dir",
+        tmp_path / "cache",
+        wheels,
+        env={"ASYNCLINK_LINK_MODE": "symlink"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert {w["mode"] for w in json.loads(done.stdout)["wheels"]} == {"symlink"}
+    assert next(venv.glob("lib/python*/site-packages/beta/__init__.py")).is_symlink()
+
+
+def test_the_active_virtual_environment_is_the_default_target(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    done = asynclink(
+        "install", "--cache-dir", tmp_path / "cache", wheels, env={"VIRTUAL_ENV": str(venv)}
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert list(venv.glob("lib/python*/site-packages/alpha/__init__.py"))
+
+
+def test_target_installs_into_a_plain_directory(tmp_path: Path, wheels: Path) -> None:
+    done = asynclink(
+        "install",
+        "--target",
+        tmp_path / "plain",
+        "--cache-dir",
+        tmp_path / "cache",
+        wheels / "beta-1.0-py3-none-any.whl",
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "plain/beta/__init__.py").read_text() == "B = 1\n"
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    before = snapshot(tmp_path)
+
+    done = asynclink(
+        "install",
+        "--dry-run",
+        "--json",
+        "--venv",
+        venv,
+        "--cache-dir",
+        tmp_path / "cache",
+        wheels,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path) == before
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is True
+    destinations = {f["destination"] for w in report["wheels"] for f in w["files"]}
+    site = next(venv.glob("lib/python*/site-packages"))
+    assert str(site / "alpha/__init__.py") in destinations
+    assert str(venv / "bin/alpha") in destinations
+    assert str(site / "beta-1.0.dist-info/RECORD") in destinations
+
+
+def test_dry_run_lists_what_would_be_placed(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    done = asynclink(
+        "install", "--dry-run", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Would install 2 packages")
+    assert "link  " in done.stdout and "write " in done.stdout
+
+
+def test_quiet_prints_nothing_on_success(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    done = asynclink("install", "-q", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels)
+
+    assert done.returncode == 0
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_a_broken_wheel_exits_1_naming_the_wheel_and_the_entry(tmp_path: Path, venv: Path) -> None:
+    broken = build_wheel(
+        tmp_path / "dist", files={"demo/__init__.py": ""}, extra=[("../escape.py", b"")]
+    )
+
+    done = asynclink("install", "--venv", venv, "--cache-dir", tmp_path / "cache", broken)
+
+    assert done.returncode == 1
+    assert "demo-1.0-py3-none-any.whl" in done.stderr
+    assert "'../escape.py'" in done.stderr and "path leaves the wheel" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["install", "--venv", "{venv}", "--link-mode", "teleport", "{wheels}"],
+            "expected one of clone, copy, hardlink, symlink, reflink",
+        ),
+        (["install", "--venv", "{venv}", "--jobs", "0", "{wheels}"], "must be at least 1"),
+        (["install", "--venv", "{venv}", "{tmp}/nothing.whl"], "no such file or directory"),
+        (["install", "{wheels}"], "name a target"),
+        (
+            ["install", "--venv", "{venv}", "--python", "{venv}/bin/python", "{wheels}"],
+            "not allowed with argument",
+        ),
+        (["install", "--venv", "{tmp}/missing", "{wheels}"], "no such directory"),
+        (["install", "--venv", "{tmp}", "{wheels}"], "is not a virtual environment"),
+        (["install", "--venv", "{venv}", "{tmp}/empty"], "holds no .whl files"),
+        (["uninstall", "x"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(
+    tmp_path: Path, wheels: Path, venv: Path, arguments: list[str], message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    filled = [a.format(venv=venv, wheels=wheels, tmp=tmp_path) for a in arguments]
+
+    done = asynclink(*filled, cwd=tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_link_mode_in_the_environment_exits_2(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    done = asynclink("install", "--venv", venv, wheels, env={"ASYNCLINK_LINK_MODE": "nope"})
+
+    assert done.returncode == 2
+    assert "ASYNCLINK_LINK_MODE" in done.stderr
+
+
+def test_help_lists_the_options_and_examples() -> None:
+    done = asynclink("install", "--help")
+
+    assert done.returncode == 0
+    for option in (
+        "--python",
+        "--venv",
+        "--target",
+        "--link-mode",
+        "--cache-dir",
+        "--jobs",
+        "--no-conflict-check",
+        "--quiet",
+        "--json",
+        "--dry-run",
+        "examples:",
+    ):
+        assert option in done.stdout
+
+
+def test_a_terminal_gets_the_live_display(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    primary, secondary = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
+    process = subprocess.Popen(
+        [
+            *ASYNCLINK,
+            "install",
+            "--venv",
+            str(venv),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(wheels),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        env={**environment, "COLUMNS": "100"},
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the other side closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+
+    assert process.wait() == 0
+    text = output.decode(errors="replace")
+    assert "Installed 2 packages" in text
+    assert "\x1b[" in text  # rich drew on the terminal
