@@ -5,6 +5,7 @@ concurrently with one of four :class:`LinkMode`\\ s, falling back per wheel wher
 work, and reports module conflicts between the wheels of a batch.
 """
 
+from ._core import link_wheels as link_wheels
 from ._errors import AsyncLinkError as AsyncLinkError
 from ._errors import InvalidWheelError as InvalidWheelError
 from ._errors import LinkError as LinkError
@@ -31,10 +32,11 @@ from ._results import Fallback as Fallback
 from ._results import LinkResult as LinkResult
 from ._results import WheelResult as WheelResult
 from ._scheduler import LinkModeFallbackWarning as LinkModeFallbackWarning
-from ._scheduler import link_wheels as link_wheels
 from ._scheme import Scheme as Scheme
 from ._scheme import scheme_for_python as scheme_for_python
 from ._scheme import scheme_for_venv as scheme_for_venv
+from ._transaction import RollbackReport as RollbackReport
+from ._transaction import recover as recover
 from ._unpack import UnpackedWheel as UnpackedWheel
 from ._unpack import default_cache_dir as default_cache_dir
 from ._wheelinfo import WheelVersionWarning as WheelVersionWarning
@@ -56,6 +58,7 @@ __all__ = [
     "PlannedFile",
     "PlannedWheel",
     "RollbackError",
+    "RollbackReport",
     "Scheme",
     "TargetError",
     "UnpackedWheel",
@@ -70,6 +73,7 @@ __all__ = [
     "install_wheels",
     "link_wheels",
     "plan_install",
+    "recover",
     "scheme_for_python",
     "scheme_for_venv",
     "unpack_wheels",

@@ -100,6 +100,12 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--compile", action="store_true", help="compile the installed Python files to bytecode"
     )
     install.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up if another installer holds the target longer (default: wait)",
+    )
+    install.add_argument(
         "--no-conflict-check",
         action="store_true",
         help="skip the scan for files that two wheels provide differently",
@@ -213,6 +219,7 @@ async def _install(
             cache_dir=args.cache_dir,
             compile=args.compile,
             check_conflicts=not args.no_conflict_check,
+            lock_timeout=args.lock_timeout,
             on_event=reporter,
         )
     finally:

@@ -25,11 +25,13 @@ from ._errors import InvalidWheelError, TargetError
 from ._events import EventCallback, WheelFinished, WheelUnpacked
 from ._fsutil import record_hash
 from ._modes import LinkMode
-from ._plan import WheelPlan, conflict_key
+from ._plan import WheelPlan, conflict_key, destinations
 from ._results import Conflict, WheelResult
 from ._scheduler import Scheduler, absolute
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
 from ._scripts import launcher, rewrite_shebang
+from ._transaction import RollbackReport, Transaction, transaction
+from ._uninstall import installed_distributions, remove_old_versions
 from ._unpack import (
     DEFAULT_MAX_UNPACKED_SIZE,
     UnpackedWheel,
@@ -63,6 +65,8 @@ class InstallResult:
     compiled: int
     """Python files compiled to bytecode (0 unless asked)."""
     elapsed: float
+    recovered: tuple[RollbackReport, ...] = ()
+    """Crashed earlier installs into the same target, undone before this one began."""
 
     @property
     def files(self) -> int:
@@ -99,6 +103,7 @@ async def install_wheels(
     check_conflicts: bool = True,
     check_tags: bool = True,
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+    lock_timeout: float | None = None,
     on_event: EventCallback | None = None,
 ) -> InstallResult:
     """Install ``.whl`` files (or unpacked wheel directories) into ``target``, all at once.
@@ -109,12 +114,16 @@ async def install_wheels(
     ``REQUESTED`` file (``True``: all, or a collection of project names); ``direct_urls`` maps
     a wheel's file name to its PEP 610 ``direct_url.json`` contents. ``compile=True`` compiles
     the installed Python files to bytecode afterwards, in processes of the target interpreter.
+
+    The batch is one transaction: it holds the target's lock (waiting at most ``lock_timeout``
+    seconds for another installer, if given); older versions of the packages are removed in it;
+    on any failure or cancellation the target is put back as it was.
     """
     started = time.perf_counter()
     cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
     scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
-    await scheduler.in_thread(_make_roots, scheduler, scheme)
+    created_roots = await scheduler.in_thread(_make_roots, scheme)
     options = _options(scheme, installer, requested, direct_urls, check_tags)
     sources = [absolute(wheel) for wheel in wheels]
     plans: list[WheelPlan] = []
@@ -139,10 +148,16 @@ async def install_wheels(
         scheduler.emit(WheelFinished(plan.wheel, result))
         return result
 
-    results = await scheduler.run_wheels(sources, one)
-    for plan in plans:  # .pth files last: a Python starting now must not run a half package
-        await scheduler.place_locked(plan.wheel, plan.late)
-    conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
+    async with transaction(
+        scheme.purelib, lock_timeout=lock_timeout, created_roots=created_roots
+    ) as journal:
+        scheduler.placer.recorder = journal
+        installed = await scheduler.in_thread(installed_distributions, scheme)
+        results = await scheduler.run_wheels(sources, one)
+        for plan in plans:  # .pth files last: a Python starting now must not run a half package
+            await scheduler.place_locked(plan.wheel, plan.late)
+        await scheduler.in_thread(_remove_replaced, journal, plans, results, installed, scheme)
+        conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
     compiled = 0
     if compile:
         python_files = [
@@ -153,7 +168,27 @@ async def install_wheels(
             and destination.startswith((scheme.purelib + os.sep, scheme.platlib + os.sep))
         ]
         compiled = await compile_bytecode(scheme.interpreter, python_files, scheduler.jobs)
-    return InstallResult(scheme, tuple(results), conflicts, compiled, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return InstallResult(scheme, tuple(results), conflicts, compiled, elapsed, journal.recovered)
+
+
+def _remove_replaced(
+    journal: Transaction,
+    plans: list[WheelPlan],
+    results: list[WheelResult],
+    installed: dict[str, list[str]],
+    scheme: Scheme,
+) -> None:
+    """Upgrades: remove what the versions being replaced own and the new ones do not."""
+    from packaging.utils import canonicalize_name
+
+    old = [
+        dist_info
+        for result in results
+        for dist_info in installed.get(canonicalize_name(result.wheel.rpartition("-")[0]), ())
+    ]
+    if old:
+        remove_old_versions(journal, old, set(destinations(plans)), scheme)
 
 
 async def unpack_wheels(
@@ -294,8 +329,8 @@ def resolve_target(
     raise TargetError(f"{path} is neither a virtual environment nor an interpreter")
 
 
-def _make_roots(scheduler: Scheduler, scheme: Scheme) -> None:
-    """Create purelib and platlib (with missing parents) if they are not there yet."""
+def _make_roots(scheme: Scheme) -> list[str]:
+    """Create purelib and platlib (with missing parents); return what was created."""
     missing: dict[str, None] = {}
     for root in (scheme.purelib, scheme.platlib):
         chain = []
@@ -303,8 +338,14 @@ def _make_roots(scheduler: Scheduler, scheme: Scheme) -> None:
             chain.append(root)
             root = os.path.dirname(root)
         missing.update(dict.fromkeys(reversed(chain)))
-    if missing:
-        scheduler.placer.make_dirs("(target)", list(missing))
+    for path in missing:
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise TargetError(f"cannot create {path}: {error.strerror}") from error
+    return list(missing)
 
 
 def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> UnpackedWheel:

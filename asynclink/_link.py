@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ._errors import LinkError
 from ._modes import LinkMode, describe_os_error, is_unsupported
+from ._plan import WheelPlan
 from ._results import Fallback
 
 __all__ = ["ModeState", "Placer", "Recorder", "copy_batch", "link_batch"]
@@ -35,6 +36,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | _O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
 _COPY_CHUNK = 1 << 20
+#: Temporary files are named ``<prefix><pid>-<placer>-<n>``, so a crashed run's can be found.
+TEMPORARY_PREFIX = ".asynclink-tmp-"
 
 
 def _current_umask() -> int:
@@ -44,20 +47,21 @@ def _current_umask() -> int:
 
 
 class Recorder:
-    """Hears about every change a :class:`Placer` makes; the base class forgets them.
+    """Hears about the changes a :class:`Placer` makes; the base class forgets them.
 
-    The transaction journal subclasses it to make installs undoable. Methods are called from
-    worker threads, so implementations must be cheap and thread-safe (list appends are).
+    The transaction (``_transaction``) subclasses it to make installs undoable. Methods are
+    called from worker threads, so implementations must be thread-safe.
     """
 
-    def dir_created(self, path: str) -> None:
-        """``path`` did not exist and is now an empty directory."""
+    def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
+        """``plan``'s directories exist (``created_dirs`` are new) and no file is placed yet."""
 
     def file_created(self, path: str) -> None:
         """``path`` did not exist and is now a file or symlink."""
 
-    def file_replacing(self, path: str) -> None:
-        """``path`` exists and is about to be atomically replaced."""
+    def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
+        """Around the rename that replaces the existing ``path`` with a new file."""
+        return contextlib.nullcontext()
 
 
 @dataclass(slots=True)
@@ -94,7 +98,7 @@ class Placer:
         self.recorder = recorder or Recorder()
         self._umask = _current_umask()
         self._temp_names = itertools.count()
-        self._temp_prefix = f".asynclink-{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
+        self._temp_prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
         self._creators: dict[LinkMode, Callable[[str, str], None]] = {
             LinkMode.CLONE: self.clone,
             LinkMode.COPY: self.copy,
@@ -201,8 +205,8 @@ class Placer:
         temporary = f"{head}{os.sep}{self._temp_prefix}{next(self._temp_names)}"
         create(source, temporary)
         try:
-            self.recorder.file_replacing(destination)
-            os.replace(temporary, destination)
+            with self.recorder.replacing(destination):
+                os.replace(temporary, destination)
             # Renaming a hard link over another link to the same inode is a successful no-op
             # (POSIX rename), which would leave the temporary name behind.
             if create is os.link:
@@ -211,8 +215,12 @@ class Placer:
             _unlink_quietly(temporary)
             raise
 
-    def make_dirs(self, wheel: str, directories: Sequence[str]) -> None:
-        """Create directories, parents listed before children; existing ones are merged into."""
+    def make_dirs(self, wheel: str, directories: Sequence[str]) -> list[str]:
+        """Create directories, parents listed before children; existing ones are merged into.
+
+        Returns the directories that did not exist before.
+        """
+        created: list[str] = []
         for path in directories:
             try:
                 os.mkdir(path)
@@ -225,7 +233,8 @@ class Placer:
             except OSError as error:
                 raise LinkError(wheel, None, path, error, "create directory") from error
             else:
-                self.recorder.dir_created(path)
+                created.append(path)
+        return created
 
 
 def link_batch(

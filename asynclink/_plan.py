@@ -9,11 +9,12 @@ absolute ``str``; the conflict scan reads them relative to ``plan.target``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._errors import InvalidWheelError
 
-__all__ = ["WheelPlan", "conflict_key", "plan_unpacked_tree"]
+__all__ = ["WheelPlan", "conflict_key", "destinations", "plan_unpacked_tree"]
 
 #: File name endings of importable modules; the part before the first dot is the module.
 _MODULE_ENDINGS = (".py", ".pyc", ".so", ".pyd")
@@ -57,6 +58,16 @@ class WheelPlan:
             + len(self.writes)
             + len(self.late)
         )
+
+
+def destinations(plans: Iterable[WheelPlan]) -> Iterator[str]:
+    """Every path the plans create or replace."""
+    for plan in plans:
+        yield from (d for _, d in plan.links)
+        yield from (d for _, d in plan.copies)
+        yield from (d for _, d in plan.symlinks)
+        yield from (d for d, _, _ in plan.writes)
+        yield from (d for _, d in plan.late)
 
 
 def conflict_key(name: str) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._modes import LinkMode
+
+if TYPE_CHECKING:
+    from ._transaction import RollbackReport
 
 __all__ = ["Conflict", "Fallback", "LinkResult", "WheelResult"]
 
@@ -80,6 +84,8 @@ class LinkResult:
     conflicts: tuple[Conflict, ...]
     elapsed: float
     """Wall-clock seconds from the call to its return."""
+    recovered: tuple[RollbackReport, ...] = ()
+    """Crashed earlier installs into the same place, undone before this one began."""
 
     @property
     def files(self) -> int:

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import TypeVar
 
@@ -26,21 +25,20 @@ import anyio.to_thread
 from anyio.from_thread import check_cancelled
 
 from ._conflicts import find_conflicts
-from ._errors import AsyncLinkError, LinkError
+from ._errors import LinkError
 from ._events import (
     ConflictFound,
     EventCallback,
     ModeFellBack,
-    WheelFinished,
     WheelLinked,
     WheelStarted,
 )
 from ._link import ModeState, Placer, Recorder, copy_batch, link_batch
 from ._modes import LinkMode, default_link_mode
-from ._plan import WheelPlan, plan_unpacked_tree
-from ._results import Conflict, LinkResult, WheelResult
+from ._plan import WheelPlan
+from ._results import Conflict, WheelResult
 
-__all__ = ["LinkModeFallbackWarning", "Scheduler", "default_jobs", "link_wheels"]
+__all__ = ["LinkModeFallbackWarning", "Scheduler", "absolute", "default_jobs"]
 
 logger = logging.getLogger("asynclink")
 
@@ -150,7 +148,8 @@ class Scheduler:
         self, plan: WheelPlan, state: ModeState, checkpoint: Callable[[], None]
     ) -> list[tuple[str, str]]:
         placer = self.placer
-        placer.make_dirs(plan.wheel, plan.dirs)
+        created = placer.make_dirs(plan.wheel, plan.dirs)
+        placer.recorder.begin_wheel(plan, created)
         for text, destination in plan.symlinks:
             try:
                 placer.place(LinkMode.SYMLINK, text, destination)
@@ -286,42 +285,3 @@ def _scan_and_touch(
     except OSError as error:
         logger.debug("cannot update the mtime of %s: %s", target, error)
     return find_conflicts(plans) if check_conflicts else []
-
-
-async def link_wheels(
-    site_packages: str | os.PathLike[str],
-    wheels: Iterable[str | os.PathLike[str]],
-    *,
-    mode: LinkMode | str | None = None,
-    jobs: int | None = None,
-    check_conflicts: bool = True,
-    on_event: EventCallback | None = None,
-) -> LinkResult:
-    """Place every file of many unpacked wheels into ``site_packages``, concurrently.
-
-    Each wheel is a directory laid out as a wheel's contents (as a package manager's cache
-    holds them). ``mode`` is a :class:`LinkMode` or its name (``None``: clone on Linux and
-    macOS, hardlink elsewhere); a mode that cannot work falls back per wheel (see
-    :class:`LinkMode`). ``jobs`` bounds how many wheels are placed at once.
-
-    Raises :class:`LinkError` (or another :class:`AsyncLinkError`) naming the wheel and path
-    when a file cannot be placed; the other wheels are cancelled first.
-    """
-    started = time.perf_counter()
-    target = absolute(site_packages)
-    sources = [absolute(wheel) for wheel in wheels]
-    scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
-    if not await anyio.Path(target).is_dir():
-        raise AsyncLinkError(f"site-packages directory {target} does not exist")
-    plans: list[WheelPlan] = []
-
-    async def one(source: str) -> WheelResult:
-        plan = await scheduler.in_thread(plan_unpacked_tree, None, source, target)
-        plans.append(plan)
-        result = await scheduler.place(plan)
-        scheduler.emit(WheelFinished(plan.wheel, result))
-        return result
-
-    results = await scheduler.run_wheels(sources, one)
-    conflicts = await scheduler.finish(target, plans, check_conflicts)
-    return LinkResult(target, tuple(results), conflicts, time.perf_counter() - started)

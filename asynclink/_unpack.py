@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ._errors import InvalidWheelError
+from ._errors import InvalidWheelError, LinkError
 from ._fsutil import record_hash, write_memo
 from ._wheelinfo import (
     UNRECORDED,
@@ -350,13 +350,19 @@ def extract_archive(
             if not index & 31:
                 checkpoint()
             parent = path.rpartition("/")[0]
-            if parent and parent not in dirs:
-                _make_parents(tree, parent, dirs)
             executable = bool((info.external_attr >> 16) & 0o111) or path.startswith(scripts)
             digest = record.get(path, ("sha256=", -1))[0]
-            written, size = _extract_member(
-                filename, zip_file, info, os.path.join(tree, path), executable, digest
-            )
+            destination = os.path.join(tree, path)
+            try:
+                if parent and parent not in dirs:
+                    _make_parents(tree, parent, dirs)
+                written, size = _extract_member(
+                    filename, zip_file, info, destination, executable, digest
+                )
+            except OSError as error:
+                raise LinkError(
+                    filename, f"{archive}!{path}", destination, error, "unpack"
+                ) from error
             if path in record and (written, size) != record[path]:
                 what = "size" if size != record[path][1] else "hash"
                 raise InvalidWheelError(

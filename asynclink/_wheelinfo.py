@@ -187,7 +187,13 @@ def parse_record(wheel: str, text: str) -> dict[str, tuple[str, int]]:
     size. Repeated identical rows are tolerated; contradicting ones are not.
     """
     rows: dict[str, tuple[str, int]] = {}
-    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+    try:
+        parsed = list(csv.reader(text.splitlines()))
+    except csv.Error as error:
+        raise InvalidWheelError(
+            wheel, f"RECORD is not valid CSV: {error}", entry="RECORD"
+        ) from None
+    for number, row in enumerate(parsed, start=1):
         if not row:
             continue
         if len(row) != 3:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -53,8 +54,9 @@ class WriterLog(Recorder):
     def file_created(self, path: str) -> None:
         self.writers.append(threading.get_ident())
 
-    def file_replacing(self, path: str) -> None:
+    def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
         self.writers.append(threading.get_ident())
+        return contextlib.nullcontext()
 
 
 async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(tmp_path: Path) -> None:
@@ -143,10 +145,11 @@ class CancelAfterReplacing(Recorder):
     def __init__(self, after: int, scope: anyio.CancelScope) -> None:
         self.after, self.scope, self.replaced = after, scope, 0
 
-    def file_replacing(self, path: str) -> None:
+    def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
         self.replaced += 1
         if self.replaced == self.after:
             anyio.from_thread.run_sync(self.scope.cancel)
+        return contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])

@@ -65,5 +65,5 @@ def leftovers(root: Path) -> list[str]:
         os.path.join(directory, name)
         for directory, dirnames, filenames in os.walk(root)
         for name in dirnames + filenames
-        if name.startswith(".asynclink-")
+        if name.startswith(".asynclink-tmp-")
     ]

@@ -1,0 +1,121 @@
+"""Hostile and broken wheels: each gets a clear error, and changes nothing anywhere.
+
+Every case installs a batch of a good wheel and the bad one into a target that already holds
+files. Afterwards the target, and everything outside it, is as it was; the cache holds no
+unpacked wheel of the bad one (only its empty skeleton may remain).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from asynclink import AsyncLinkError, Scheme, install_wheels, link_wheels
+from tests.trees import make_tree, snapshot, wheel_tree
+from tests.wheels import WheelSpec, build_wheel, patch_bytes
+
+pytestmark = pytest.mark.anyio
+
+GOOD = {"good/__init__.py": "GOOD = 1\n"}
+FILES = {"evil/__init__.py": "EVIL = 1\n"}
+
+
+def symlink_member() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("evil/link")
+    info.external_attr = 0o120777 << 16
+    return info
+
+
+CASES: dict[str, tuple[dict[str, object], str]] = {
+    "dot-dot": ({"extra": [("../evil.py", b"x")]}, "path leaves the wheel"),
+    "absolute": ({"extra": [("/tmp/evil.py", b"x")]}, "absolute path"),
+    "drive-letter": ({"extra": [("C:/evil.py", b"x")]}, "absolute path"),
+    "backslash-traversal": ({"extra": [("evil\\..\\..\\x.py", b"x")]}, "path leaves the wheel"),
+    "hash": (
+        {
+            "record": lambda rows: [
+                [r[0], "sha256=AAAA", r[2]] if r[0] == "evil/__init__.py" else r for r in rows
+            ]
+        },
+        "hash of evil/__init__.py does not match RECORD",
+    ),
+    "size": (
+        {
+            "record": lambda rows: [
+                [r[0], r[1], "3"] if r[0] == "evil/__init__.py" else r for r in rows
+            ]
+        },
+        "size of evil/__init__.py does not match RECORD",
+    ),
+    "dist-info-name": ({"dist_info": "angel-1.0.dist-info"}, "does not match the file name"),
+    "duplicate": ({"extra": [("evil/__init__.py", b"again")]}, "duplicate entry"),
+    "case-collision": ({"extra": [("EVIL/__init__.py", b"x")]}, "differ only in case"),
+    "symlink-member": ({"extra": [(symlink_member(), b"/etc/passwd")]}, "symlinks are not allowed"),
+    "record-not-csv": (
+        {"record": 'evil/__init__.py,"sha256=unterminated\n'},
+        "RECORD is not valid CSV|RECORD row",
+    ),
+    "zip-bomb": ({}, "zip bomb"),
+    "over-the-limit": ({"files": {**FILES, "evil/big.bin": b"x" * 5000}}, "over the limit"),
+    "non-utf8-name": ({"extra": [("evil/caf#.py", b"")]}, "not UTF-8"),
+}
+
+
+def build_hostile(directory: Path, case: str) -> Path:
+    spec, _ = CASES[case]
+    path = WheelSpec(**{"name": "evil", "files": FILES, **spec}).build(directory)  # type: ignore[arg-type]
+    if case == "zip-bomb":
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("evil/bomb.bin", b"\0" * 1000)
+            archive.filelist[-1].file_size = 50 << 30
+    elif case == "non-utf8-name":
+        patch_bytes(path, b"evil/caf#.py", b"evil/caf\xe9.py")
+    return path
+
+
+def outside(root: Path, target: Path, cache: Path) -> dict[str, object]:
+    """Everything under ``root`` but the target and the cache."""
+    return {
+        path: entry
+        for path, entry in snapshot(root).items()
+        if not (root / path).is_relative_to(target) and not (root / path).is_relative_to(cache)
+    }
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_a_hostile_wheel_is_refused_and_changes_nothing(tmp_path: Path, case: str) -> None:
+    target = make_tree(tmp_path / "env", {"existing/__init__.py": "x\n", "bin/tool": "t\n"})
+    scheme = Scheme.for_directory(target)
+    good = build_wheel(tmp_path / "dist", name="good", files=GOOD)
+    hostile = build_hostile(tmp_path / "dist", case)
+    cache = tmp_path / "cache"
+    before_target, before_outside = snapshot(target), outside(tmp_path, target, cache)
+    limit = {"max_unpacked_size": 2000} if case == "over-the-limit" else {}
+
+    with pytest.raises(AsyncLinkError, match=CASES[case][1]) as caught:
+        await install_wheels(scheme, [good, hostile], cache_dir=cache, jobs=1, **limit)  # type: ignore[arg-type]
+
+    assert "evil-1.0" in str(caught.value)
+    assert snapshot(target) == before_target
+    assert outside(tmp_path, target, cache) == before_outside
+    trees = list(cache.glob("wheels-v1/*/tree")) if cache.exists() else []
+    assert all("evil" not in os.listdir(tree) for tree in trees)
+    assert not list(cache.glob("tmp/*")) if cache.exists() else True
+
+
+async def test_a_symlink_out_of_an_unpacked_wheel_changes_nothing(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret\n")
+    good = wheel_tree(tmp_path / "good", "good", GOOD)
+    hostile = wheel_tree(tmp_path / "evil", "evil", FILES, symlinks={"evil/leak": str(secret)})
+    target = make_tree(tmp_path / "sp", {"existing.py": "x\n"})
+    before = snapshot(target)
+
+    with pytest.raises(AsyncLinkError, match="points outside the unpacked wheel"):
+        await link_wheels(target, [good, hostile], mode="copy", jobs=1)
+
+    assert snapshot(target) == before
+    assert secret.read_text() == "secret\n"

@@ -1,0 +1,443 @@
+"""Nothing lost: a failed, cancelled or crashed install leaves the target as it was; upgrades
+are part of the transaction; one installer at a time holds a target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asynclink import (
+    LinkError,
+    LinkMode,
+    LockTimeoutError,
+    Scheme,
+    WheelLinked,
+    WheelStarted,
+    install_wheels,
+    link_wheels,
+    recover,
+)
+from asynclink._transaction import JOURNAL_NAME, LOCK_NAME, TargetLock
+from tests.inotify import DirectoryWatch
+from tests.trees import leftovers, make_tree, snapshot, wheel_tree
+from tests.wheels import build_wheel
+
+pytestmark = pytest.mark.anyio
+
+BEFORE = {
+    "pkg/__init__.py": "old init\n",
+    "pkg/keep.py": "untouched\n",
+    "bin/tool": "#!/bin/sh\nold\n",
+    "other-2.0.dist-info/RECORD": "other/__init__.py,,\n",
+    "other/__init__.py": "other\n",
+}
+
+
+def existing_target(root: Path) -> Path:
+    """A site-packages with files a batch will replace, files it will not, a symlink, modes."""
+    make_tree(root, BEFORE, executable=["bin/tool"], symlinks={"pkg/alias.py": "keep.py"})
+    (root / "pkg").chmod(0o750)
+    return root
+
+
+def batch(tmp_path: Path, failing: bool) -> list[Path]:
+    """Three wheels; with ``failing``, the last one cannot be placed (a directory is in its
+    way, made by :func:`obstruct`)."""
+    return [
+        wheel_tree(
+            tmp_path / "w1",
+            "pkg",
+            {"pkg/__init__.py": "new\n", "pkg/mod.py": "m\n", "bin/tool": "#!/bin/sh\nnew\n"},
+        ),
+        wheel_tree(tmp_path / "w2", "second", {f"second/m{n}.py": f"{n}\n" for n in range(50)}),
+        wheel_tree(tmp_path / "w3", "zz", {"zz/a.py": "a\n", "zz/blocked.py": "b\n"}),
+    ][: 3 if failing else 2]
+
+
+def obstruct(site_packages: Path) -> None:
+    make_tree(site_packages, {"zz/blocked.py/in-the-way": "x\n"})
+
+
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.SYMLINK])
+async def test_a_failed_batch_leaves_the_target_as_it_was(tmp_path: Path, mode: LinkMode) -> None:
+    target = existing_target(tmp_path / "sp")
+    obstruct(target)
+    before = snapshot(target)
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(target, batch(tmp_path, failing=True), mode=mode, jobs=1)
+
+    assert snapshot(target) == before
+    assert any("rolled back: removed" in note for note in caught.value.__notes__)
+    assert not (target / JOURNAL_NAME).exists() and not (target / LOCK_NAME).exists()
+
+
+async def test_a_cancelled_batch_leaves_the_target_as_it_was(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    linked = 0
+
+    with anyio.CancelScope() as scope:
+
+        def cancel_after_the_first_wheel(event: object) -> None:
+            nonlocal linked
+            if isinstance(event, WheelLinked):
+                linked += 1
+                scope.cancel()
+
+        await link_wheels(
+            target,
+            batch(tmp_path, failing=False),
+            mode="copy",
+            jobs=1,
+            on_event=cancel_after_the_first_wheel,
+        )
+
+    assert scope.cancelled_caught and linked == 1
+    assert snapshot(target) == before
+    assert leftovers(target) == []
+
+
+async def test_a_successful_batch_commits_and_leaves_no_journal(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+
+    result = await link_wheels(target, batch(tmp_path, failing=False), mode="copy")
+
+    assert (target / "pkg/__init__.py").read_text() == "new\n"
+    assert (target / "pkg/keep.py").read_text() == "untouched\n"
+    assert not (target / JOURNAL_NAME).exists() and not (target / LOCK_NAME).exists()
+    assert result.recovered == ()
+
+
+CRASHING_INSTALL = """
+import os, signal, sys
+import anyio, asynclink
+
+def crash(event):
+    if isinstance(event, asynclink.WheelLinked):
+        os.kill(os.getpid(), signal.SIGKILL)  # as abrupt as a power-less OOM kill
+
+anyio.run(lambda: asynclink.link_wheels(sys.argv[1], sys.argv[2:], mode="copy", jobs=1,
+                                        on_event=crash))
+"""
+
+
+def crash_an_install(target: Path, wheels: list[Path]) -> int:
+    process = subprocess.run(
+        [sys.executable, "-c", CRASHING_INSTALL, str(target), *map(str, wheels)],
+        capture_output=True,
+        check=False,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    (journal,) = (target / JOURNAL_NAME).iterdir()
+    return int(journal.name.partition("-")[0])
+
+
+async def test_a_crash_leaves_a_journal_that_recover_undoes(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    pid = crash_an_install(target, batch(tmp_path, failing=False))
+    assert snapshot(target) != before
+    # A crash between writing a temporary file and renaming it leaves one behind, named for
+    # the process; recovery removes those too.
+    (target / "pkg" / f".asynclink-tmp-{pid}-abc-7").write_text("half\n")
+
+    (report,) = await recover(target)
+
+    assert snapshot(target) == before
+    assert report.removed_files > 0 and report.restored_files > 0 and not report.problems
+
+
+async def test_the_next_install_finishes_a_crashed_ones_rollback(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    wheels = batch(tmp_path, failing=False)
+    crash_an_install(target, wheels)
+
+    result = await link_wheels(target, wheels, mode="copy")
+
+    assert len(result.recovered) == 1
+    assert (target / "pkg/__init__.py").read_text() == "new\n"
+    assert not (target / JOURNAL_NAME).exists()
+
+
+# -- upgrades --------------------------------------------------------------------------------
+
+
+def old_and_new(tmp_path: Path) -> tuple[Path, Path]:
+    old = build_wheel(
+        tmp_path / "dist",
+        name="demo",
+        version="1.0",
+        files={
+            "demo/__init__.py": "VERSION = 1\n",
+            "demo/old.py": "OLD = 1\n",
+            "demo/sub/gone.py": "",
+            "demo-1.0.data/scripts/oldtool": "#!/bin/sh\n",
+        },
+        entry_points="[console_scripts]\ndemo-old = demo:main\ndemo = demo:main\n",
+    )
+    new = build_wheel(
+        tmp_path / "dist",
+        name="demo",
+        version="2.0",
+        files={"demo/__init__.py": "VERSION = 2\n", "demo/new.py": "NEW = 1\n"},
+        entry_points="[console_scripts]\ndemo = demo:main\n",
+    )
+    return old, new
+
+
+@pytest.fixture
+def scheme(tmp_path: Path) -> Scheme:
+    return Scheme.for_directory(tmp_path / "env")
+
+
+async def test_an_upgrade_removes_what_only_the_old_version_had(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    old, new = old_and_new(tmp_path)
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache", compile=False)
+    (Path(scheme.purelib) / "demo/__pycache__").mkdir()
+    (Path(scheme.purelib) / "demo/__pycache__/old.cpython-311.pyc").write_bytes(b"pyc")
+
+    await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    site, bin_dir = Path(scheme.purelib), Path(scheme.scripts)
+    assert (site / "demo/__init__.py").read_text() == "VERSION = 2\n"
+    assert (site / "demo/new.py").exists()
+    assert not (site / "demo/old.py").exists() and not (site / "demo/sub").exists()
+    assert not (site / "demo/__pycache__").exists()
+    assert sorted(p.name for p in site.glob("demo-*.dist-info")) == ["demo-2.0.dist-info"]
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["demo"]
+
+
+async def test_files_both_versions_have_are_replaced_not_removed(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    old, new = old_and_new(tmp_path)
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+
+    with DirectoryWatch(Path(scheme.purelib) / "demo") as watch:
+        await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+        events = watch.events()
+
+    assert ("moved_to", "__init__.py") in events  # renamed over the old one
+    assert ("delete", "__init__.py") not in events
+    assert ("delete", "old.py") in events
+
+
+async def test_a_failed_upgrade_brings_the_old_version_back(tmp_path: Path, scheme: Scheme) -> None:
+    old, new = old_and_new(tmp_path)
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+    before = snapshot(tmp_path / "env")
+    broken = build_wheel(tmp_path / "dist", name="broken", files={"broken/x.py": ""})
+    make_tree(tmp_path / "env", {"broken/x.py/in-the-way": ""})
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(LinkError):
+        await install_wheels(scheme, [new, broken], cache_dir=tmp_path / "cache", jobs=1)
+
+    assert snapshot(tmp_path / "env") == before
+
+
+async def test_an_upgrade_never_removes_files_outside_the_environment(
+    tmp_path: Path, scheme: Scheme, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = old_and_new(tmp_path)
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    record = Path(scheme.purelib) / "demo-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "../precious.txt,,\n")
+
+    await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    assert outside.read_text() == "keep me\n"
+    assert "outside the environment; not removing it" in caplog.text
+
+
+# -- one installer at a time -------------------------------------------------------------------
+
+
+def test_two_processes_install_one_after_the_other(tmp_path: Path) -> None:
+    wheels = [
+        build_wheel(
+            tmp_path / "dist", name=name, files={f"{name}/__init__.py": name, "shared.txt": name}
+        )
+        for name in ("first", "second")
+    ]
+    target, sequential = tmp_path / "target", tmp_path / "sequential"
+    target.mkdir()
+    for wheel in wheels:  # the reference: one after the other, by hand
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asynclink",
+                "install",
+                "-q",
+                "--target",
+                str(sequential),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--link-mode",
+                "copy",
+                str(wheel),
+            ],
+            check=True,
+        )
+    holder = TargetLock(str(target))
+    assert holder.try_acquire()
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "asynclink",
+                "install",
+                "--target",
+                str(target),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--link-mode",
+                "copy",
+                str(wheel),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for wheel in wheels
+    ]
+    for process in processes:  # both are waiting for the lock before we let go of it
+        assert process.stderr is not None
+        assert "waiting for another installer" in process.stderr.readline()
+    holder.release()
+
+    finished = [process.communicate() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], finished
+    result, reference = snapshot(target), snapshot(sequential)
+    assert set(result) == set(reference)
+    assert result["shared.txt"][2] in (b"first", b"second")  # whichever went last
+    assert {k: v for k, v in result.items() if k != "shared.txt"} == {
+        k: v for k, v in reference.items() if k != "shared.txt"
+    }
+
+
+async def test_a_lock_timeout_gives_up_cleanly(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    holder = TargetLock(str(target))
+    assert holder.try_acquire()
+    try:
+        with pytest.raises(LockTimeoutError, match=r"locked for more than 0\.2s"):
+            await link_wheels(target, batch(tmp_path, failing=False), lock_timeout=0.2)
+    finally:
+        holder.release()
+
+    assert snapshot(target) == before
+
+
+async def test_the_lock_is_released_on_every_exit(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    obstruct(target)
+
+    with pytest.raises(LinkError):
+        await link_wheels(target, batch(tmp_path, failing=True), mode="copy")
+
+    lock = TargetLock(str(target))
+    assert lock.try_acquire()
+    lock.release()
+    assert not (target / LOCK_NAME).exists()
+
+
+# -- faults on real filesystems -------------------------------------------------------------
+
+
+async def test_disk_full(tmp_path: Path, small_tmpfs: Path) -> None:
+    make_tree(small_tmpfs, {"pkg/__init__.py": "old\n"})
+    before = snapshot(small_tmpfs)
+    wheel = wheel_tree(
+        tmp_path / "w", "pkg", {"pkg/__init__.py": "new\n", "pkg/big.bin": os.urandom(2 << 20)}
+    )
+
+    with pytest.warns(UserWarning), pytest.raises(LinkError) as caught:
+        await link_wheels(small_tmpfs, [wheel], mode="hardlink")
+
+    assert "No space left on device" in str(caught.value)
+    assert caught.value.destination == str(small_tmpfs / "pkg/big.bin")
+    assert snapshot(small_tmpfs) == before
+
+
+async def test_permission_denied(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    wheel = wheel_tree(tmp_path / "w", "pkg", {"pkg/__init__.py": "new\n", "aaa/first.py": "1\n"})
+    before = snapshot(target)
+    locked = target / "pkg"
+    if os.geteuid() == 0:  # root ignores modes, not read-only mounts
+        subprocess.run(["mount", "--bind", str(locked), str(locked)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(locked)], check=True)
+    else:
+        locked.chmod(0o555)
+    try:
+        with pytest.raises(LinkError) as caught:
+            await link_wheels(target, [wheel], mode="copy")
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(locked)], check=True)
+        else:
+            locked.chmod(0o750)
+
+    assert caught.value.destination.startswith(str(locked))
+    assert any(word in str(caught.value) for word in ("Read-only", "Permission denied"))
+    assert snapshot(target) == before
+
+
+async def test_a_file_name_too_long_for_the_target(tmp_path: Path) -> None:
+    # The cache path is short; the target's is near PATH_MAX (4096), so only placing fails.
+    deep = tmp_path
+    while len(str(deep)) < 3900:
+        deep = deep / ("d" * 100)
+    deep.mkdir(parents=True)
+    make_tree(deep, {"existing.txt": "here\n"})
+    before = snapshot(deep)
+    wheel = wheel_tree(tmp_path / "w", "pkg", {"pkg/short.py": "", "pkg/" + "n" * 120 + ".py": ""})
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(deep, [wheel], mode="copy")
+
+    assert "File name too long" in str(caught.value)
+    assert snapshot(deep) == before
+
+
+async def test_a_file_name_too_long_for_the_cache(tmp_path: Path, scheme: Scheme) -> None:
+    wheel = build_wheel(tmp_path / "dist", files={"demo/" + "x" * 300 + ".py": ""})
+
+    with pytest.raises(LinkError, match="File name too long") as caught:
+        await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
+
+    assert "x" * 300 in str(caught.value)
+    assert not Path(scheme.purelib).exists()
+
+
+async def test_the_source_cache_disappearing_mid_install(tmp_path: Path) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    wheels = batch(tmp_path, failing=False)
+
+    def delete_the_second_wheel(event: object) -> None:
+        # The first wheel is in place and the second planned, but none of its files placed.
+        if isinstance(event, WheelStarted) and event.wheel == "second-1.0":
+            shutil.rmtree(wheels[1])
+
+    with pytest.raises(LinkError) as caught:
+        await link_wheels(target, wheels, mode="copy", jobs=1, on_event=delete_the_second_wheel)
+
+    assert "No such file or directory" in str(caught.value)
+    assert caught.value.wheel == "second-1.0"
+    assert snapshot(target) == before
