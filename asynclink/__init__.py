@@ -5,41 +5,86 @@ concurrently with one of four :class:`LinkMode`\\ s, falling back per wheel wher
 work, and reports module conflicts between the wheels of a batch.
 """
 
-from ._core import link_wheels as link_wheels
-from ._errors import AsyncLinkError as AsyncLinkError
-from ._errors import InvalidWheelError as InvalidWheelError
-from ._errors import LinkError as LinkError
-from ._errors import LockTimeoutError as LockTimeoutError
-from ._errors import RollbackError as RollbackError
-from ._errors import TargetError as TargetError
-from ._events import ConflictFound as ConflictFound
-from ._events import Event as Event
-from ._events import ModeFellBack as ModeFellBack
-from ._events import WheelFinished as WheelFinished
-from ._events import WheelLinked as WheelLinked
-from ._events import WheelStarted as WheelStarted
-from ._events import WheelUnpacked as WheelUnpacked
-from ._install import InstallResult as InstallResult
-from ._install import PlannedFile as PlannedFile
-from ._install import PlannedWheel as PlannedWheel
-from ._install import install_wheels as install_wheels
-from ._install import plan_install as plan_install
-from ._install import unpack_wheels as unpack_wheels
-from ._modes import LinkMode as LinkMode
-from ._modes import default_link_mode as default_link_mode
-from ._results import Conflict as Conflict
-from ._results import Fallback as Fallback
-from ._results import LinkResult as LinkResult
-from ._results import WheelResult as WheelResult
-from ._scheduler import LinkModeFallbackWarning as LinkModeFallbackWarning
-from ._scheme import Scheme as Scheme
-from ._scheme import scheme_for_python as scheme_for_python
-from ._scheme import scheme_for_venv as scheme_for_venv
-from ._transaction import RollbackReport as RollbackReport
-from ._transaction import recover as recover
-from ._unpack import UnpackedWheel as UnpackedWheel
-from ._unpack import default_cache_dir as default_cache_dir
-from ._wheelinfo import WheelVersionWarning as WheelVersionWarning
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._core import link_wheels as link_wheels
+    from ._errors import AsyncLinkError as AsyncLinkError
+    from ._errors import InvalidWheelError as InvalidWheelError
+    from ._errors import LinkError as LinkError
+    from ._errors import LockTimeoutError as LockTimeoutError
+    from ._errors import RollbackError as RollbackError
+    from ._errors import TargetError as TargetError
+    from ._events import ConflictFound as ConflictFound
+    from ._events import Event as Event
+    from ._events import ModeFellBack as ModeFellBack
+    from ._events import WheelFinished as WheelFinished
+    from ._events import WheelLinked as WheelLinked
+    from ._events import WheelStarted as WheelStarted
+    from ._events import WheelUnpacked as WheelUnpacked
+    from ._install import InstallResult as InstallResult
+    from ._install import PlannedFile as PlannedFile
+    from ._install import PlannedWheel as PlannedWheel
+    from ._install import install_wheels as install_wheels
+    from ._install import plan_install as plan_install
+    from ._install import unpack_wheels as unpack_wheels
+    from ._modes import LinkMode as LinkMode
+    from ._modes import default_link_mode as default_link_mode
+    from ._results import Conflict as Conflict
+    from ._results import Fallback as Fallback
+    from ._results import LinkResult as LinkResult
+    from ._results import WheelResult as WheelResult
+    from ._scheduler import LinkModeFallbackWarning as LinkModeFallbackWarning
+    from ._scheme import Scheme as Scheme
+    from ._scheme import scheme_for_python as scheme_for_python
+    from ._scheme import scheme_for_venv as scheme_for_venv
+    from ._transaction import RollbackReport as RollbackReport
+    from ._transaction import recover as recover
+    from ._unpack import UnpackedWheel as UnpackedWheel
+    from ._unpack import default_cache_dir as default_cache_dir
+    from ._wheelinfo import WheelVersionWarning as WheelVersionWarning
+
+#: Where each public name lives. Importing ``asynclink`` loads none of it: a name's module is
+#: imported on first use (PEP 562), so ``asynclink install`` and a library user who needs one
+#: function do not pay for the rest (the CLI's start-up is part of every install it runs).
+_LOCATIONS = {
+    "link_wheels": "._core",
+    "AsyncLinkError": "._errors",
+    "InvalidWheelError": "._errors",
+    "LinkError": "._errors",
+    "LockTimeoutError": "._errors",
+    "RollbackError": "._errors",
+    "TargetError": "._errors",
+    "ConflictFound": "._events",
+    "Event": "._events",
+    "ModeFellBack": "._events",
+    "WheelFinished": "._events",
+    "WheelLinked": "._events",
+    "WheelStarted": "._events",
+    "WheelUnpacked": "._events",
+    "InstallResult": "._install",
+    "PlannedFile": "._install",
+    "PlannedWheel": "._install",
+    "install_wheels": "._install",
+    "plan_install": "._install",
+    "unpack_wheels": "._install",
+    "LinkMode": "._modes",
+    "default_link_mode": "._modes",
+    "Conflict": "._results",
+    "Fallback": "._results",
+    "LinkResult": "._results",
+    "WheelResult": "._results",
+    "LinkModeFallbackWarning": "._scheduler",
+    "Scheme": "._scheme",
+    "scheme_for_python": "._scheme",
+    "scheme_for_venv": "._scheme",
+    "RollbackReport": "._transaction",
+    "recover": "._transaction",
+    "UnpackedWheel": "._unpack",
+    "default_cache_dir": "._unpack",
+    "WheelVersionWarning": "._wheelinfo",
+}
 
 __all__ = [
     "AsyncLinkError",
@@ -78,3 +123,16 @@ __all__ = [
     "scheme_for_venv",
     "unpack_wheels",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asynclink' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

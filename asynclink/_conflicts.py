@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ._plan import WheelPlan
+from ._plan import WheelPlan, site_files
 from ._results import Conflict
 
 __all__ = ["find_conflicts"]
@@ -51,17 +51,12 @@ def _scan_shared(key: str, owners: list[WheelPlan]) -> list[Conflict]:
     files: dict[str, list[tuple[WheelPlan, str, str]]] = {}
     dirs: dict[str, set[str]] = {}
     for plan in owners:
-        prefix = plan.target + os.sep + name
-        cut = len(plan.target) + 1
-        for source, destination in (*plan.links, *plan.copies, *plan.late):
-            if destination == prefix or destination.startswith(prefix + os.sep):
-                relative = destination[cut:].replace(os.sep, "/")
+        for relative, source in site_files(plan):
+            if relative == name or relative.startswith(name + "/"):
                 files.setdefault(relative.casefold(), []).append((plan, relative, source))
-        for directory in plan.dirs:
-            if directory.startswith(prefix + os.sep) or directory == prefix:
-                dirs.setdefault(directory[cut:].replace(os.sep, "/").casefold(), set()).add(
-                    plan.wheel
-                )
+        for directory in _site_dirs(plan):
+            if directory == name or directory.startswith(name + "/"):
+                dirs.setdefault(directory.casefold(), set()).add(plan.wheel)
 
     conflicts: list[Conflict] = []
     for folded, providers in sorted(files.items()):
@@ -91,26 +86,32 @@ def _scan_shared(key: str, owners: list[WheelPlan]) -> list[Conflict]:
     return conflicts
 
 
+def _site_dirs(plan: WheelPlan) -> list[str]:
+    """The plan's directories in site-packages, relative, with ``/``."""
+    found = [
+        d.replace(os.sep, "/")
+        for tree in plan.trees
+        if tree.target == plan.target
+        for d in tree.dirs
+    ]
+    cut = len(plan.target) + 1
+    found.extend(
+        d[cut:].replace(os.sep, "/") for d in plan.dirs if d.startswith(plan.target + os.sep)
+    )
+    return found
+
+
 def _is_dir(plan: WheelPlan, name: str) -> bool:
-    path = plan.target + os.sep + name
-    return path in plan.dirs
+    return name in _site_dirs(plan)
 
 
 def _same_contents(a: tuple[WheelPlan, str, str], b: tuple[WheelPlan, str, str]) -> bool:
-    plan_a, relative_a, source_a = a
-    plan_b, relative_b, source_b = b
-    destination_a = plan_a.target + os.sep + relative_a.replace("/", os.sep)
-    destination_b = plan_b.target + os.sep + relative_b.replace("/", os.sep)
-    hash_a = plan_a.hashes.get(destination_a)
-    hash_b = plan_b.hashes.get(destination_b)
-    if hash_a and hash_b and hash_a.partition("=")[0] == hash_b.partition("=")[0]:
-        return hash_a == hash_b
-    size_a = plan_a.sizes.get(destination_a)
-    size_b = plan_b.sizes.get(destination_b)
-    if size_a is None:
-        size_a = os.stat(source_a).st_size
-    if size_b is None:
-        size_b = os.stat(source_b).st_size
+    (plan_a, relative_a, source_a), (plan_b, relative_b, source_b) = a, b
+    known_a, known_b = plan_a.known(relative_a), plan_b.known(relative_b)
+    if known_a and known_b and known_a[0].partition("=")[0] == known_b[0].partition("=")[0]:
+        return known_a == known_b
+    size_a = known_a[1] if known_a else os.stat(source_a).st_size
+    size_b = known_b[1] if known_b else os.stat(source_b).st_size
     if size_a != size_b:
         return False
     return _same_bytes(source_a, source_b)

@@ -11,9 +11,8 @@ other file of the batch is in place, and the conflict scan and bytecode compilat
 
 from __future__ import annotations
 
-import csv
+import bisect
 import hashlib
-import io
 import json
 import os
 import time
@@ -25,7 +24,7 @@ from ._errors import InvalidWheelError, TargetError
 from ._events import EventCallback, WheelFinished, WheelUnpacked
 from ._fsutil import record_hash
 from ._modes import LinkMode
-from ._plan import WheelPlan, conflict_key, destinations
+from ._plan import Tree, WheelPlan, conflict_key, destinations
 from ._results import Conflict, WheelResult
 from ._scheduler import Scheduler, absolute
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
@@ -38,8 +37,8 @@ from ._unpack import (
     WheelCache,
     default_cache_dir,
     manifest_for_tree,
-    peek_archive,
-    read_member,
+    record_row,
+    row_path,
 )
 
 __all__ = [
@@ -129,11 +128,15 @@ async def install_wheels(
     plans: list[WheelPlan] = []
 
     async def one(source: str) -> WheelResult:
-        unpacked, plan = await scheduler.in_thread(
-            _prepare, cache, source, options, max_unpacked_size
-        )
+        # A wheel found in the cache is planned on the filesystem thread (a few reads, some
+        # Python); only a real extraction (decompressing and hashing, mostly outside the GIL)
+        # goes to the CPU threads, where it overlaps the linking of other wheels.
+        unpacked = await scheduler.in_thread(_lookup, cache, source)
+        if unpacked is None:
+            unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
+        plan = await scheduler.in_thread(_plan_wheel, unpacked, options, _read_script)
         scheduler.emit(
-            WheelUnpacked(plan.wheel, len(unpacked.manifest.files), unpacked.size, unpacked.cached)
+            WheelUnpacked(plan.wheel, unpacked.manifest.file_count, unpacked.size, unpacked.cached)
         )
         plans.append(plan)
         placed = await scheduler.place(plan)
@@ -155,17 +158,14 @@ async def install_wheels(
         installed = await scheduler.in_thread(installed_distributions, scheme)
         results = await scheduler.run_wheels(sources, one)
         for plan in plans:  # .pth files last: a Python starting now must not run a half package
-            await scheduler.place_locked(plan.wheel, plan.late)
+            await scheduler.place_locked(plan.wheel, copies=plan.late)
         await scheduler.in_thread(_remove_replaced, journal, plans, results, installed, scheme)
         conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
     compiled = 0
     if compile:
+        roots = (scheme.purelib + os.sep, scheme.platlib + os.sep)
         python_files = [
-            destination
-            for plan in plans
-            for _, destination in (*plan.links, *plan.copies, *plan.late)
-            if destination.endswith(".py")
-            and destination.startswith((scheme.purelib + os.sep, scheme.platlib + os.sep))
+            path for path in destinations(plans) if path.endswith(".py") and path.startswith(roots)
         ]
         compiled = await compile_bytecode(scheme.interpreter, python_files, scheduler.jobs)
     elapsed = time.perf_counter() - started
@@ -204,12 +204,12 @@ async def unpack_wheels(
     scheduler = Scheduler(None, jobs, None, on_event)
 
     async def one(archive: str) -> UnpackedWheel:
-        unpacked = await scheduler.in_thread(_unpack_one, cache, archive, max_unpacked_size)
+        unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, archive, max_unpacked_size)
         manifest = unpacked.manifest
         scheduler.emit(
             WheelUnpacked(
                 f"{manifest.name}-{manifest.version}",
-                len(manifest.files),
+                manifest.file_count,
                 unpacked.size,
                 unpacked.cached,
             )
@@ -272,13 +272,19 @@ async def plan_install(
         if unpacked is not None:
             plan = _plan_wheel(unpacked, options, _read_script)
         else:
+            from ._archive import peek_archive, read_member
+
             manifest = peek_archive(source, max_unpacked_size)
             unpacked = UnpackedWheel(source + "!", manifest, source)
             plan = _plan_wheel(
                 unpacked, options, lambda member: read_member(source, member.partition("!/")[2])
             )
         files = [
-            *(PlannedFile(d, s, "link") for s, d in plan.links),
+            *(
+                PlannedFile(tree.target + os.sep + f, tree.source + os.sep + f, "link")
+                for tree in plan.trees
+                for f in tree.files
+            ),
             *(PlannedFile(d, s, "copy") for s, d in (*plan.copies, *plan.late)),
             *(PlannedFile(d, None, "write") for d, _, _ in plan.writes),
         ]
@@ -291,7 +297,7 @@ async def plan_install(
         )
 
     async def one(source: str) -> PlannedWheel:
-        return await scheduler.in_thread(plan_one, source)
+        return await scheduler.in_cpu_thread(plan_one, source)
 
     return await scheduler.run_wheels([absolute(w) for w in wheels], one)
 
@@ -356,11 +362,11 @@ def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> Unpac
     return cache.unpack(source, max_unpacked_size=max_unpacked_size, checkpoint=check_cancelled)
 
 
-def _prepare(
-    cache: WheelCache, source: str, options: _Options, max_unpacked_size: int
-) -> tuple[UnpackedWheel, WheelPlan]:
-    unpacked = _unpack_one(cache, source, max_unpacked_size)
-    return unpacked, _plan_wheel(unpacked, options, _read_script)
+def _lookup(cache: WheelCache, source: str) -> UnpackedWheel | None:
+    """The cached unpacked wheel of an archive, if the cache already has it."""
+    if os.path.isdir(source):
+        return None
+    return cache.lookup(source, hash_on_miss=False)
 
 
 def _read_script(path: str) -> bytes:
@@ -389,62 +395,73 @@ def _plan_wheel(
             f"{', '.join(scheme.tags[:3])}, ...",
         )
     root = scheme.purelib if manifest.root_is_purelib else scheme.platlib
-    tree = unpacked.tree
+    source = unpacked.tree
     sep = os.sep
-    plan = WheelPlan(wheel=f"{manifest.name}-{manifest.version}", source=tree, target=root)
-    data_prefix = manifest.data_dir + "/"
-    info_prefix = manifest.dist_info + "/"
-    entry_names = {entry.name for entry in manifest.entry_points}
+    plan = WheelPlan(
+        wheel=f"{manifest.name}-{manifest.version}", source=source, target=root, size=manifest.size
+    )
     stop = {root, scheme.data, scheme.purelib, scheme.platlib}
     extra_dirs: dict[str, None] = {}
-    rows: list[tuple[str, str, int | str]] = []
+    extra_rows: list[str] = []
 
-    for relative in manifest.dirs:
-        if relative != manifest.data_dir and not relative.startswith(data_prefix):
-            plan.dirs.append(root + sep + relative.replace("/", sep))
-    for relative, digest, size in manifest.files:
-        source = tree + sep + relative.replace("/", sep)
-        if relative.startswith(data_prefix):
-            key, _, rest = relative[len(data_prefix) :].partition("/")
+    # The root of the wheel: one tree, straight from the manifest, minus what is special.
+    files, rows = manifest.files, manifest.rows()
+    generated = [f"{manifest.dist_info}/{name}" for name in _GENERATED]
+    late = [name for name in manifest.top if name.endswith(".pth") and _has(files, name)]
+    skipped = {path for path in generated if _has(files, path)}
+    if skipped:
+        kept = [i for i, path in enumerate(files) if path not in skipped]
+        files, rows = [files[i] for i in kept], [rows[i] for i in kept]
+    if late:
+        files = [path for path in files if path not in late]
+        plan.late = [(source + sep + name, root + sep + name) for name in late]
+    plan.trees.append(
+        Tree(source, root, _native(manifest.dirs), _native(files), sorted=os.sep == "/")
+    )
+    plan.top_level = {conflict_key(name): name for name in manifest.top}
+
+    # <name>.data/<key>/...: a tree per key, rooted at the scheme's path for the key.
+    data_prefix = manifest.data_dir + "/"
+    entry_names = {entry.name for entry in manifest.entry_points}
+    data_trees: dict[str, tuple[Tree, dict[str, None]]] = {}
+    for relative, digest, size in manifest.data:
+        key, _, rest = relative[len(data_prefix) :].partition("/")
+        found = data_trees.get(key)
+        if found is None:
             base = scheme.path_for(key)
             if base is None:  # the unpacker refuses these; a foreign tree may have them
                 raise InvalidWheelError(plan.wheel, f"unknown scheme {key!r}", entry=relative)
             if key == "headers":
                 base = os.path.join(base, manifest.name)
-            destination = os.path.join(base, rest.replace("/", sep))
-            _add_ancestors(extra_dirs, os.path.dirname(destination), stop)
-            if key == "scripts":
-                if rest in entry_names:
-                    continue  # as pip: the entry point's launcher wins
-                rewritten = rewrite_shebang(read(source), scheme.interpreter)
-                if rewritten is not None:
-                    plan.writes.append((destination, rewritten, 0o755))
-                    rows.append(_row(destination, root, rewritten))
-                    continue
-            plan.links.append((source, destination))
-            rows.append((os.path.relpath(destination, root).replace(sep, "/"), digest, size))
-        else:
-            destination = root + sep + relative.replace("/", sep)
-            if relative.startswith(info_prefix) and relative[len(info_prefix) :] in _GENERATED:
+            _add_ancestors(extra_dirs, base, stop)
+            found = data_trees[key] = (Tree(source + sep + data_prefix + key, base), {})
+        tree, tree_dirs = found
+        destination = tree.target + sep + rest
+        if key == "scripts":
+            if rest in entry_names:
+                continue  # as pip: the entry point's launcher wins
+            rewritten = rewrite_shebang(read(tree.source + sep + rest), scheme.interpreter)
+            if rewritten is not None:
+                plan.writes.append((destination, rewritten, 0o755))
+                extra_rows.append(_row(destination, root, rewritten))
                 continue
-            if "/" not in relative and relative.endswith(".pth"):
-                plan.late.append((source, destination))
-            else:
-                plan.links.append((source, destination))
-            top = relative.partition("/")[0]
-            plan.top_level.setdefault(conflict_key(top), top)
-            rows.append((relative, digest, size))
-        plan.sizes[destination] = size
-        plan.hashes[destination] = digest
+        parts = rest.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            tree_dirs.setdefault(sep.join(parts[:depth]))
+        tree.files.append(rest.replace("/", sep))
+        extra_rows.append(record_row(_relative(destination, root), digest, size))
+    for tree, tree_dirs in data_trees.values():
+        tree.dirs = list(tree_dirs)
+        plan.trees.append(tree)
 
+    # Launchers for entry points, then the metadata an installer writes.
     if manifest.entry_points:
         _add_ancestors(extra_dirs, scheme.scripts, stop)
     for entry in manifest.entry_points:
         destination = os.path.join(scheme.scripts, entry.name)
         content = launcher(entry, scheme.interpreter)
         plan.writes.append((destination, content, 0o755))
-        rows.append(_row(destination, root, content))
-
+        extra_rows.append(_row(destination, root, content))
     info = root + sep + manifest.dist_info
     metadata = {"INSTALLER": f"{options.installer}\n".encode()}
     if options.is_requested(manifest.name):
@@ -455,12 +472,28 @@ def _plan_wheel(
     for name, content in metadata.items():
         destination = info + sep + name
         plan.writes.append((destination, content, 0o644))
-        rows.append(_row(destination, root, content))
-    rows.append((f"{manifest.dist_info}/RECORD", "", ""))
-    rows.sort(key=_path_of)
-    plan.writes.append((info + sep + "RECORD", _record_bytes(rows), 0o644))
-    plan.dirs.extend(extra_dirs)
+        extra_rows.append(_row(destination, root, content))
+    extra_rows.append(f"{manifest.dist_info}/RECORD,,")
+    for row in extra_rows:
+        bisect.insort(rows, row, key=row_path)
+    plan.record = "\n".join(rows)
+    plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
+    plan.dirs = list(extra_dirs)
     return plan
+
+
+def _has(sorted_paths: list[str], path: str) -> bool:
+    index = bisect.bisect_left(sorted_paths, path)
+    return index < len(sorted_paths) and sorted_paths[index] == path
+
+
+def _native(paths: list[str]) -> list[str]:
+    """Manifest paths (``/``) in this system's separator."""
+    return paths if os.sep == "/" else [path.replace("/", os.sep) for path in paths]
+
+
+def _relative(destination: str, root: str) -> str:
+    return os.path.relpath(destination, root).replace(os.sep, "/")
 
 
 def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> None:
@@ -476,16 +509,6 @@ def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> No
         found[path] = None
 
 
-def _row(destination: str, root: str, content: bytes) -> tuple[str, str, int]:
-    relative = os.path.relpath(destination, root).replace(os.sep, "/")
-    return relative, record_hash(hashlib.sha256(content)), len(content)
-
-
-def _path_of(row: tuple[str, str, int | str]) -> str:
-    return row[0]
-
-
-def _record_bytes(rows: list[tuple[str, str, int | str]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+def _row(destination: str, root: str, content: bytes) -> str:
+    digest = record_hash(hashlib.sha256(content))
+    return record_row(_relative(destination, root), digest, len(content))

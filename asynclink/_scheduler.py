@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -33,9 +34,9 @@ from ._events import (
     WheelLinked,
     WheelStarted,
 )
-from ._link import ModeState, Placer, Recorder, copy_batch, link_batch
+from ._link import ModeState, Placer, Recorder, TreeHandles, copy_tree_files, link_tree
 from ._modes import LinkMode, default_link_mode
-from ._plan import WheelPlan
+from ._plan import Tree, WheelPlan
 from ._results import Conflict, WheelResult
 
 __all__ = ["LinkModeFallbackWarning", "Scheduler", "absolute", "default_jobs"]
@@ -46,7 +47,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Files copied (or written) per thread hop in the locked copy phase.
-COPY_CHUNK = 256
+COPY_CHUNK = 4096
+
+
+@dataclass(slots=True)
+class _Group:
+    """What the locked phase puts into one directory (or a chunk of directories)."""
+
+    tree_files: list[tuple[Tree, str]] = field(default_factory=list)
+    copies: list[tuple[str, str]] = field(default_factory=list)
+    writes: list[tuple[str, bytes, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tree_files) + len(self.copies) + len(self.writes)
+
+    def extend(self, other: _Group) -> None:
+        self.tree_files.extend(other.tree_files)
+        self.copies.extend(other.copies)
+        self.writes.extend(other.writes)
 
 
 class LinkModeFallbackWarning(UserWarning):
@@ -54,8 +72,17 @@ class LinkModeFallbackWarning(UserWarning):
 
 
 def default_jobs() -> int:
-    """How many wheels are placed at once unless the caller says otherwise."""
+    """How many wheels are in flight at once unless the caller says otherwise."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+#: Worker threads for the filesystem batches (directories, links, copies, writes). One:
+#: these batches are thousands of short syscalls, each releasing and retaking the GIL, and two
+#: threads doing that take turns with the GIL at every call. Measured on the 64-wheel corpus on
+#: a 2-core tmpfs: link-only hardlink 94 ms with one thread, 220 ms with four; copy 280 ms
+#: against 520 ms. Wheel tasks still overlap: one is unpacked (on the CPU threads) while
+#: another is linked.
+FILESYSTEM_THREADS = 1
 
 
 class Scheduler:
@@ -75,7 +102,8 @@ class Scheduler:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
         self.jobs = jobs
         self.wheel_limiter = anyio.CapacityLimiter(jobs)
-        self.thread_limiter = anyio.CapacityLimiter(jobs)
+        self.filesystem_limiter = anyio.CapacityLimiter(FILESYSTEM_THREADS)
+        self.cpu_limiter = anyio.CapacityLimiter(max(1, min(jobs, os.cpu_count() or 1)))
         self.placer = Placer(recorder)
         self.on_event = on_event
         self._probes: dict[tuple[int, int, LinkMode], str] = {}
@@ -87,8 +115,13 @@ class Scheduler:
             self.on_event(event)  # type: ignore[arg-type]
 
     async def in_thread(self, func: Callable[..., T], *args: object) -> T:
-        """Run blocking ``func`` in one of this install's worker threads."""
-        return await anyio.to_thread.run_sync(func, *args, limiter=self.thread_limiter)
+        """Run a blocking filesystem batch in this install's filesystem worker thread."""
+        return await anyio.to_thread.run_sync(func, *args, limiter=self.filesystem_limiter)
+
+    async def in_cpu_thread(self, func: Callable[..., T], *args: object) -> T:
+        """Run blocking work that spends most of its time outside the GIL (decompressing,
+        hashing) in one of this install's CPU threads, one per core."""
+        return await anyio.to_thread.run_sync(func, *args, limiter=self.cpu_limiter)
 
     async def run_wheels(self, items: Sequence[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
         """Run ``work`` for every item, one task each, at most ``jobs`` at a time.
@@ -122,17 +155,21 @@ class Scheduler:
         """Put every file of ``plan`` in place: links in one hop, then copies under locks."""
         self.emit(WheelStarted(plan.wheel))
         state = ModeState(self.mode)
-        deferred = await self.in_thread(self._link_phase, plan, state, check_cancelled)
+        # The copies and writes known in advance (RECORD, scripts, metadata) ride in the same
+        # thread hop as the links, under the locks of their directories.
+        known = _Group(copies=list(plan.copies), writes=list(plan.writes))
+        directories = {os.path.dirname(d) for _, d in plan.copies}
+        directories.update(os.path.dirname(d) for d, _, _ in plan.writes)
+        async with self._locked(directories):
+            deferred = await self.in_thread(self._link_phase, plan, state, known, check_cancelled)
         for fallback in state.fallbacks:
             self.emit(
                 ModeFellBack(plan.wheel, fallback.from_mode, fallback.to_mode, fallback.reason)
             )
         if state.fallbacks:
             self._warn_fallback(plan, state)
-        copies = plan.copies + deferred
-        await self.place_locked(plan.wheel, copies, plan.writes)
-        size = sum(plan.sizes.values())
-        self.emit(WheelLinked(plan.wheel, plan.file_count, size, state.mode))
+        await self.place_locked(plan.wheel, deferred)
+        self.emit(WheelLinked(plan.wheel, plan.file_count, plan.size, state.mode))
         return WheelResult(
             wheel=plan.wheel,
             source=plan.source,
@@ -140,33 +177,53 @@ class Scheduler:
             requested_mode=self.mode,
             mode=state.mode,
             fallbacks=tuple(state.fallbacks),
-            copied=len(copies),
-            bytes=size,
+            copied=len(plan.copies) + sum(len(files) for _, files in deferred),
+            bytes=plan.size,
         )
 
     def _link_phase(
-        self, plan: WheelPlan, state: ModeState, checkpoint: Callable[[], None]
-    ) -> list[tuple[str, str]]:
+        self, plan: WheelPlan, state: ModeState, known: _Group, checkpoint: Callable[[], None]
+    ) -> list[tuple[Tree, list[str]]]:
         placer = self.placer
-        created = placer.make_dirs(plan.wheel, plan.dirs)
-        placer.recorder.begin_wheel(plan, created)
-        for text, destination in plan.symlinks:
-            try:
-                placer.place(LinkMode.SYMLINK, text, destination)
-            except OSError as error:
-                raise LinkError(plan.wheel, text, destination, error, "symlink") from error
-        if not plan.links:
-            return []
-        try:
-            devices = (os.stat(plan.source).st_dev, os.stat(plan.target).st_dev)
-        except OSError as error:
-            raise LinkError(plan.wheel, plan.source, plan.target, error, "stat") from error
-        return link_batch(placer, plan.wheel, plan.links, state, self._probes, devices, checkpoint)
+        wheel = plan.wheel
+        with TreeHandles(wheel, plan.trees) as handles:
+            handles.open_sources()
+            created = placer.make_dirs(wheel, plan.dirs)
+            handles.open_targets()
+            for tree, target_fd in zip(plan.trees, handles.targets, strict=True):
+                created += placer.make_dirs(wheel, tree.dirs, target_fd, tree.target)
+            placer.recorder.begin_wheel(plan, created)
+            for text, destination in plan.symlinks:
+                try:
+                    placer.place(LinkMode.SYMLINK, text, destination)
+                except OSError as error:
+                    raise LinkError(wheel, text, destination, error, "symlink") from error
+            deferred: list[tuple[Tree, list[str]]] = []
+            for tree, source_fd, target_fd in zip(
+                plan.trees, handles.sources, handles.targets, strict=True
+            ):
+                devices = (os.fstat(source_fd).st_dev, os.fstat(target_fd).st_dev)
+                left = link_tree(
+                    placer,
+                    wheel,
+                    tree,
+                    source_fd,
+                    target_fd,
+                    state,
+                    self._probes,
+                    devices,
+                    checkpoint,
+                )
+                if left:
+                    deferred.append((tree, left))
+        self._copy_and_write(wheel, known, checkpoint)
+        return deferred
 
     async def place_locked(
         self,
         wheel: str,
-        copies: Sequence[tuple[str, str]],
+        tree_files: Sequence[tuple[Tree, Sequence[str]]] = (),
+        copies: Sequence[tuple[str, str]] = (),
         writes: Sequence[tuple[str, bytes, int]] = (),
     ) -> None:
         """Copy files and write generated ones, holding the lock of each destination directory.
@@ -179,18 +236,23 @@ class Scheduler:
         from one wheel or the other as a set, never interleaved file by file. Directories are
         taken a chunk at a time in sorted order, which cannot deadlock.
         """
-        if not copies and not writes:
-            return
-        groups: dict[str, tuple[list[tuple[str, str]], list[tuple[str, bytes, int]]]] = {}
+        sep = os.sep
+        groups: dict[str, _Group] = {}
+        for tree, files in tree_files:
+            for relative in files:
+                head = relative.rpartition(sep)[0]
+                directory = tree.target + sep + head if head else tree.target
+                group = groups.get(directory) or groups.setdefault(directory, _Group())
+                group.tree_files.append((tree, relative))
         for pair in copies:
-            groups.setdefault(os.path.dirname(pair[1]), ([], []))[0].append(pair)
+            groups.setdefault(os.path.dirname(pair[1]), _Group()).copies.append(pair)
         for item in writes:
-            groups.setdefault(os.path.dirname(item[0]), ([], []))[1].append(item)
+            groups.setdefault(os.path.dirname(item[0]), _Group()).writes.append(item)
         chunk: list[str] = []
         size = 0
-        for directory, (pairs, items) in groups.items():
+        for directory, group in groups.items():
             chunk.append(directory)
-            size += len(pairs) + len(items)
+            size += len(group)
             if size >= COPY_CHUNK:
                 await self._run_locked(wheel, chunk, groups)
                 chunk, size = [], 0
@@ -198,30 +260,38 @@ class Scheduler:
             await self._run_locked(wheel, chunk, groups)
 
     async def _run_locked(
-        self,
-        wheel: str,
-        directories: list[str],
-        groups: dict[str, tuple[list[tuple[str, str]], list[tuple[str, bytes, int]]]],
+        self, wheel: str, directories: list[str], groups: dict[str, _Group]
     ) -> None:
+        work = _Group()
+        for directory in directories:
+            work.extend(groups[directory])
+        async with self._locked(directories):
+            await self.in_thread(self._copy_and_write, wheel, work, check_cancelled)
+
+    @asynccontextmanager
+    async def _locked(self, directories: Iterable[str]) -> AsyncIterator[None]:
+        """Hold the locks of ``directories``, taken in sorted order so that no two holders
+        can wait for each other."""
         async with AsyncExitStack() as stack:
             for directory in sorted(directories):
                 lock = self._dir_locks.get(directory)
                 if lock is None:
                     lock = self._dir_locks[directory] = anyio.Lock(fast_acquire=True)
                 await stack.enter_async_context(lock)
-            copies = [pair for directory in directories for pair in groups[directory][0]]
-            writes = [item for directory in directories for item in groups[directory][1]]
-            await self.in_thread(self._copy_and_write, wheel, copies, writes, check_cancelled)
+            yield
 
-    def _copy_and_write(
-        self,
-        wheel: str,
-        copies: list[tuple[str, str]],
-        writes: list[tuple[str, bytes, int]],
-        checkpoint: Callable[[], None],
-    ) -> None:
-        copy_batch(self.placer, wheel, copies, checkpoint)
-        for destination, data, perms in writes:
+    def _copy_and_write(self, wheel: str, work: _Group, checkpoint: Callable[[], None]) -> None:
+        by_tree: dict[int, tuple[Tree, list[str]]] = {}
+        for tree, relative in work.tree_files:
+            by_tree.setdefault(id(tree), (tree, []))[1].append(relative)
+        for tree, files in by_tree.values():
+            copy_tree_files(self.placer, wheel, tree, files, checkpoint)
+        for source, destination in work.copies:
+            try:
+                self.placer.place(LinkMode.COPY, source, destination)
+            except OSError as error:
+                raise LinkError(wheel, source, destination, error, "copy") from error
+        for destination, data, perms in work.writes:
             try:
                 self.placer.write(destination, data, perms)
             except OSError as error:

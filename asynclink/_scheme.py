@@ -10,17 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any
-
-import packaging
 
 from ._errors import TargetError
 from ._fsutil import write_memo
 
 __all__ = ["Scheme", "scheme_for_python", "scheme_for_venv"]
+
+#: Stands for the environment's prefix in remembered schemes, so that every virtual
+#: environment made from one interpreter shares one answer.
+PREFIX = "{asynclink-prefix}"
 
 #: Printed by the target interpreter: its scheme paths and the wheel tags it accepts. Our copy
 #: of ``packaging`` is put on its path for the tags (it is pure Python and has no dependencies).
@@ -28,16 +29,16 @@ _QUERY = """
 import json, os, sys, sysconfig
 sys.path.insert(0, sys.argv[1])
 from packaging.tags import sys_tags
-paths = sysconfig.get_paths()
-if sys.prefix != sys.base_prefix:  # a venv: pip's headers location, not the base Python's
-    version = "python%d.%d" % sys.version_info[:2]
-    headers = os.path.join(sys.prefix, "include", "site", version)
-else:
-    headers = paths["include"]
+venv = sys.prefix != sys.base_prefix
+prefix = sys.argv[2] if venv else sys.prefix
+paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix} if venv else None)
+version = "%d.%d" % sys.version_info[:2]
+# pip's headers location in a venv, not the base Python's include directory
+headers = os.path.join(prefix, "include", "site", "python" + version) if venv else paths["include"]
 print(json.dumps({
     "purelib": paths["purelib"], "platlib": paths["platlib"], "scripts": paths["scripts"],
-    "data": paths["data"], "headers": headers, "interpreter": sys.executable,
-    "version": "%d.%d" % sys.version_info[:2], "tags": [str(t) for t in sys_tags()],
+    "data": paths["data"], "headers": headers, "version": version,
+    "tags": [str(t) for t in sys_tags()],
 }))
 """
 
@@ -98,47 +99,48 @@ def scheme_for_venv(venv: str | os.PathLike[str], cache_dir: str | None = None) 
 def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = None) -> Scheme:
     """The scheme of the interpreter at ``python``; blocking, run it in a thread.
 
-    The answer is cached in ``cache_dir`` under the interpreter's path, and trusted while the
-    interpreter file (and its ``pyvenv.cfg``, for a venv) keep their identity and mtime.
+    The answer is cached in ``cache_dir`` under the identity of the real interpreter behind
+    ``python`` (its inode, size and mtime). For a virtual environment it is kept with the
+    environment's prefix left as a placeholder, so a fresh venv of a known interpreter (a
+    package manager makes one per build) costs a read, not an interpreter start.
     """
     path = os.path.abspath(os.fspath(python))
+    directory = os.path.dirname(os.path.dirname(path))
+    venv = os.path.isfile(os.path.join(directory, "pyvenv.cfg"))
+    real = os.path.realpath(path)
     try:
-        identity = _identity(path)
+        info = os.stat(real)
     except OSError as error:
         raise TargetError(f"no interpreter at {path}: {error.strerror}") from error
+    identity = [real, info.st_ino, info.st_size, info.st_mtime_ns, venv]
+    if not venv:
+        identity.append(path)
     memo = None
     if cache_dir is not None:
-        name = hashlib.sha256(path.encode()).hexdigest()[:32]
-        memo = os.path.join(cache_dir, "interpreters-v1", f"{name}.json")
+        name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+        memo = os.path.join(cache_dir, "interpreters-v2", f"{name}.json")
         try:
             with open(memo, encoding="utf-8") as handle:
                 saved = json.load(handle)
             if saved.get("identity") == identity:
-                return _scheme_from(saved["scheme"])
+                return _scheme_from(saved["scheme"], path, directory)
         except (OSError, ValueError, KeyError, TypeError):
             pass
     found = _ask(path)
     if memo is not None:
         write_memo(memo, json.dumps({"identity": identity, "scheme": found}).encode())
-    return _scheme_from(found)
-
-
-def _identity(python: str) -> list[object]:
-    real = os.stat(python)
-    identity: list[object] = [python, real.st_ino, real.st_size, real.st_mtime_ns]
-    cfg = os.path.join(os.path.dirname(os.path.dirname(python)), "pyvenv.cfg")
-    try:
-        identity.append(os.stat(cfg).st_mtime_ns)
-    except OSError:
-        identity.append(None)
-    return identity
+    return _scheme_from(found, path, directory)
 
 
 def _ask(python: str) -> dict[str, Any]:
+    import subprocess
+
+    import packaging
+
     packaging_parent = os.path.dirname(os.path.dirname(os.path.abspath(packaging.__file__)))
     try:
         done = subprocess.run(
-            [python, "-I", "-c", _QUERY, packaging_parent],
+            [python, "-I", "-c", _QUERY, packaging_parent, PREFIX],
             capture_output=True,
             text=True,
             check=False,
@@ -149,10 +151,16 @@ def _ask(python: str) -> dict[str, Any]:
     if done.returncode != 0:
         raise TargetError(f"the interpreter {python} failed to report its scheme:\n{done.stderr}")
     answer: dict[str, Any] = json.loads(done.stdout)
-    # Shebangs name the interpreter as the caller did (a venv's bin/python, not what it links to).
-    answer["interpreter"] = python
     return answer
 
 
-def _scheme_from(saved: dict[str, Any]) -> Scheme:
-    return Scheme(**{**saved, "tags": tuple(saved.get("tags") or ())})
+def _scheme_from(saved: dict[str, Any], interpreter: str, prefix: str) -> Scheme:
+    """A remembered scheme with the prefix filled in and the interpreter as the caller named it
+    (shebangs must say the venv's ``bin/python``, not the file it links to)."""
+    paths = {
+        key: str(saved[key]).replace(PREFIX, prefix)
+        for key in ("purelib", "platlib", "scripts", "headers", "data")
+    }
+    return Scheme(
+        **paths, interpreter=interpreter, version=saved["version"], tags=tuple(saved["tags"])
+    )

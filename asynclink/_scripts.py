@@ -9,10 +9,21 @@ a third of a warm install of fifty wheels, to format one string.
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
-from ._wheelinfo import EntryPoint
+__all__ = ["EntryPoint", "launcher", "rewrite_shebang", "shebang"]
 
-__all__ = ["launcher", "rewrite_shebang", "shebang"]
+
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    """A console or GUI script declared in ``entry_points.txt``."""
+
+    name: str
+    module: str
+    attr: str
+    section: str
+    """``console`` or ``gui``."""
+
 
 _LAUNCHER = """\
 # -*- coding: utf-8 -*-

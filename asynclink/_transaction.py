@@ -31,6 +31,7 @@ file, then the earlier ``W`` removes it. Records are appended with one ``write``
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -49,7 +50,7 @@ import anyio
 
 from ._errors import LockTimeoutError, RollbackError, TargetError
 from ._link import TEMPORARY_PREFIX, Recorder
-from ._plan import WheelPlan, destinations
+from ._plan import WheelPlan
 from ._scheduler import absolute
 
 __all__ = ["RollbackReport", "Transaction", "recover", "recover_journals", "transaction"]
@@ -117,12 +118,14 @@ class Transaction(Recorder):
             self._records.append(record)
 
     def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
+        """Write the wheel's ``W`` record: the directories it made, and the files it will put
+        into directories it did not make (with those already there). Files inside the
+        directories it made need no record: undoing removes those directories whole."""
         created = set(created_dirs)
-        sep = os.sep
-        planned = list(destinations([plan]))
         lexists = os.path.lexists
-        existing = [d for d in planned if d.rpartition(sep)[0] not in created and lexists(d)]
-        self._append(("W", plan.wheel, list(created_dirs), planned, existing))
+        loose = list(_loose(plan, created))
+        existing = [path for path in loose if lexists(path)]
+        self._append(("W", plan.wheel, list(created_dirs), loose, existing))
 
     @contextlib.contextmanager
     def replacing(self, path: str) -> Iterator[None]:
@@ -208,9 +211,9 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
             except OSError as error:
                 problems.append(f"recreate {path}: {error.strerror}")
         elif kind == "W":
-            planned = cast(list[str], record[3])
+            loose = cast(list[str], record[3])
             kept = set(cast(list[str], record[4]))
-            for path in planned:
+            for path in loose:
                 if path in kept:
                     continue
                 try:
@@ -220,15 +223,21 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
                     if error.errno not in _NOT_THERE:
                         problems.append(f"remove {path}: {error.strerror}")
             if temporary_prefix is not None:
-                _remove_temporaries(planned, temporary_prefix)
+                _remove_temporaries(loose, temporary_prefix)
             created.update(cast(list[str], record[2]))
-    for path in sorted(created, key=len, reverse=True):
-        try:
-            os.rmdir(path)
+    # Directories the install made go last, outermost first and whole: what is in them (files
+    # of any wheel of the install, or a temporary a crash left) came with the install.
+    gone: list[str] = []
+    for path in sorted(created, key=len):
+        if any(path.startswith(parent + os.sep) for parent in gone):
+            continue
+        files, failure = _remove_tree(path)
+        if failure is None:
+            removed += files
             removed_dirs += 1
-        except OSError as error:
-            if error.errno not in _NOT_THERE:
-                problems.append(f"remove directory {path}: {error.strerror}")
+            gone.append(path)
+        elif failure.errno not in _NOT_THERE:
+            problems.append(f"remove directory {path}: {failure.strerror}")
     return RollbackReport(removed, restored, removed_dirs, recreated, tuple(problems))
 
 
@@ -261,6 +270,65 @@ def recover_journals(root: str) -> list[RollbackReport]:
         reports.append(report)
         _discard(directory)
     return reports
+
+
+def _loose(plan: WheelPlan, created: set[str]) -> Iterator[str]:
+    """The plan's destinations that are not inside a directory in ``created``.
+
+    A tree whose files are sorted is taken a top-level block at a time (the files below one
+    top-level directory are contiguous), so a fresh install checks a few dozen names, not
+    every file.
+    """
+    sep = os.sep
+    for tree in plan.trees:
+        root, files = tree.target + sep, tree.files
+        if tree.target in created:
+            continue
+        if not tree.sorted:
+            for relative in files:
+                head = relative.rpartition(sep)[0]
+                if not head or root + head not in created:
+                    yield root + relative
+            continue
+        index, total = 0, len(files)
+        while index < total:
+            name, separator, _ = files[index].partition(sep)
+            if not separator:
+                yield root + name
+                index += 1
+                continue
+            end = bisect.bisect_left(files, name + chr(ord(sep) + 1), index)
+            if root + name not in created:
+                yield from (root + relative for relative in files[index:end])
+            index = end
+    others = (
+        *(d for _, d in plan.copies),
+        *(d for _, d in plan.symlinks),
+        *(d for d, _, _ in plan.writes),
+        *(d for _, d in plan.late),
+    )
+    yield from (path for path in others if os.path.dirname(path) not in created)
+
+
+def _remove_tree(path: str) -> tuple[int, OSError | None]:
+    """Remove a directory and everything in it; count the files."""
+    files = 0
+    try:
+        for directory, dirnames, filenames in os.walk(path, topdown=False):
+            for name in filenames:
+                os.unlink(os.path.join(directory, name))
+                files += 1
+            for name in dirnames:
+                child = os.path.join(directory, name)
+                if os.path.islink(child):
+                    os.unlink(child)
+                    files += 1
+                else:
+                    os.rmdir(child)
+        os.rmdir(path)
+    except OSError as error:
+        return files, error
+    return files, None
 
 
 def _remove_temporaries(paths: Sequence[str], prefix: str) -> None:

@@ -8,21 +8,13 @@ projects" specifications, and ``CONFORMANCE.md``.
 
 from __future__ import annotations
 
-import configparser
-import csv
 import logging
 import re
 import warnings
 from dataclasses import dataclass
 
-from packaging.utils import (
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
-
 from ._errors import InvalidWheelError
+from ._scripts import EntryPoint
 
 __all__ = [
     "EntryPoint",
@@ -48,6 +40,7 @@ UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 
 _ENTRY_POINT = re.compile(r"^\s*(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class WheelVersionWarning(UserWarning):
@@ -66,22 +59,14 @@ class WheelName:
 
     @classmethod
     def parse(cls, filename: str) -> WheelName:
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+        from packaging.version import InvalidVersion
+
         try:
             name, version, _build, tags = parse_wheel_filename(filename)
         except (InvalidWheelFilename, InvalidVersion) as error:
             raise InvalidWheelError(filename, f"not a valid wheel file name: {error}") from None
         return cls(filename, str(name), str(version), tuple(sorted(str(t) for t in tags)))
-
-
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
-    """A console or GUI script declared in ``entry_points.txt``."""
-
-    name: str
-    module: str
-    attr: str
-    section: str
-    """``console`` or ``gui``."""
 
 
 def normalise_member(wheel: str, name: str) -> str:
@@ -93,10 +78,12 @@ def normalise_member(wheel: str, name: str) -> str:
     """
     if not name:
         raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if _CONTROL.search(name):
         raise InvalidWheelError(wheel, "control character in an entry name", entry=name)
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
         raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
+    if "\\" not in name and "/." not in name and not name.startswith(".") and "//" not in name:
+        return name.rstrip("/")  # the usual case: nothing to normalise
     parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".")]
     if ".." in parts:
         raise InvalidWheelError(wheel, "path leaves the wheel ('..')", entry=name)
@@ -114,6 +101,9 @@ def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
         raise InvalidWheelError(wheel.filename, "no .dist-info directory")
     if len(infos) > 1:
         raise InvalidWheelError(wheel.filename, f"more than one .dist-info directory: {infos}")
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
     info = infos[0]
     name, _, version = info[: -len(".dist-info")].rpartition("-")
     try:
@@ -186,6 +176,8 @@ def parse_record(wheel: str, text: str) -> dict[str, tuple[str, int]]:
     Each row is three CSV fields; a listed file must carry a sha256-or-stronger hash and its
     size. Repeated identical rows are tolerated; contradicting ones are not.
     """
+    import csv
+
     rows: dict[str, tuple[str, int]] = {}
     try:
         parsed = list(csv.reader(text.splitlines()))
@@ -230,6 +222,8 @@ def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
     """Console and GUI scripts from ``entry_points.txt``; extras are ignored."""
     if not text:
         return []
+    import configparser
+
     parser = configparser.ConfigParser(delimiters=("=",), interpolation=None, strict=False)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:

@@ -104,7 +104,7 @@ async def test_05_quoted_paths_duplicate_rows_and_signatures(tmp_path: Path) -> 
 
     unpacked = await unpack_one(path, tmp_path / "cache")
 
-    paths = {f[0] for f in unpacked.manifest.files}
+    paths = set(unpacked.manifest.files)
     assert {"demo/a,b.py", 'demo/say "hi".py', "demo-1.0.dist-info/RECORD.jws"} <= paths
 
 
@@ -280,15 +280,20 @@ def test_23_the_headers_of_a_venv_are_under_include_site(tmp_path: Path) -> None
     assert any(tag.endswith("-none-any") for tag in scheme.tags)
 
 
-def test_23_the_scheme_of_an_interpreter_is_remembered(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True
-    )
-    first = scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache"))
-    memos = list((tmp_path / "cache/interpreters-v1").iterdir())
+def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / name)], check=True
+        )
+    first = scheme_for_venv(tmp_path / "first", str(tmp_path / "cache"))
+    memos = list((tmp_path / "cache/interpreters-v2").iterdir())
 
-    assert len(memos) == 1
-    assert scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache")) == first
+    second = scheme_for_venv(tmp_path / "second", str(tmp_path / "cache"))
+
+    assert len(memos) == 1 and list((tmp_path / "cache/interpreters-v2").iterdir()) == memos
+    assert second.purelib == first.purelib.replace("/first/", "/second/")
+    assert second.interpreter == str(tmp_path / "second/bin/python")
+    assert second.tags == first.tags
 
 
 def test_wheelspec_builds_valid_wheels(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(tmp_path: P
     site_packages.mkdir()
     plans = [plan_unpacked_tree(None, str(s), str(site_packages)) for s in sources]
     for plan in plans:  # only shared/: the dist-info directories are each wheel's own
-        plan.links = [p for p in plan.links if "/shared/" in p[1]]
+        (tree,) = plan.trees
+        tree.files = [path for path in tree.files if path.startswith("shared/")]
         plan.copies = []
     log = WriterLog()
     scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=log)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from asynclink import InvalidWheelError, WheelUnpacked, WheelVersionWarning, unpack_wheels
-from asynclink._unpack import PycacheSkippedWarning
+from asynclink._archive import PycacheSkippedWarning
 from tests.wheels import WheelSpec, build_wheel, patch_bytes
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,8 @@ FILES = {"demo/__init__.py": "VALUE = 1\n", "demo/tool.sh": "#!/bin/sh\necho hi\
 
 
 def cache_entries(cache: Path) -> list[str]:
-    wheels, tmp = cache / "wheels-v1", cache / "tmp"
+    wheels = next(cache.glob("wheels-v*"), cache / "wheels-v0")
+    tmp = cache / "tmp"
     return sorted(os.listdir(wheels) if wheels.exists() else []) + sorted(
         os.listdir(tmp) if tmp.exists() else []
     )
@@ -59,16 +60,19 @@ async def test_an_archive_is_unpacked_with_a_manifest(tmp_path: Path) -> None:
     assert (tree / "demo/__init__.py").read_text() == "VALUE = 1\n"
     assert os.access(tree / "demo/tool.sh", os.X_OK)
     assert not os.access(tree / "demo/__init__.py", os.X_OK)
-    paths = [f[0] for f in unpacked.manifest.files]
-    assert paths == [
-        "demo/__init__.py",
-        "demo/tool.sh",
+    assert unpacked.manifest.files == [
         "demo-1.0.dist-info/METADATA",
         "demo-1.0.dist-info/WHEEL",
+        "demo/__init__.py",
+        "demo/tool.sh",
     ]
-    assert unpacked.manifest.dirs == ("demo", "demo-1.0.dist-info")
-    assert unpacked.manifest.files[0][1].startswith("sha256=")
-    assert unpacked.manifest.files[0][2] == len("VALUE = 1\n")
+    assert unpacked.manifest.dirs == ["demo", "demo-1.0.dist-info"]
+    init_row = unpacked.manifest.rows()[2]
+    assert init_row.startswith("demo/__init__.py,sha256=")
+    assert init_row.endswith(",10")  # len("VALUE = 1\n")
+    assert unpacked.manifest.size == sum(
+        len(info.read_bytes()) for info in tree.rglob("*") if info.is_file()
+    ) - len((tree / "demo-1.0.dist-info/RECORD").read_bytes())
     assert not unpacked.cached and unpacked.archive == str(path)
 
 
@@ -384,7 +388,7 @@ async def test_a_shipped_pycache_is_skipped_with_a_warning(tmp_path: Path) -> No
         unpacked = await unpack_one(path, tmp_path / "cache")
 
     assert not (Path(unpacked.tree) / "demo/__pycache__").exists()
-    assert all("__pycache__" not in f[0] for f in unpacked.manifest.files)
+    assert all("__pycache__" not in path for path in unpacked.manifest.files)
 
 
 @pytest.mark.parametrize(

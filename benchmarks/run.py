@@ -1,0 +1,680 @@
+"""Benchmark asynclink against cp, uv, pip and pypa installer on a corpus of real wheels.
+
+    python benchmarks/run.py                     # everything, on a tmpfs (/dev/shm), 5 rounds
+    python benchmarks/run.py --rounds 9 --json results.json
+    python benchmarks/run.py --root /var/tmp/bench --groups link,install
+    python benchmarks/run.py --scaling           # the corpus x1, x2, x4
+
+Every contestant runs as a separate process, the way a user runs it, with the real interpreter
+(never a pyenv shim). Rounds are interleaved (A B C A B C ...), each into a fresh empty target or
+virtual environment whose creation is not timed. The table shows medians of wall time, CPU time
+(user + system, the process and its children), peak RSS and files per second, with ratios to
+``cp`` (link only) and to uv (installs). Tools that are missing are skipped with a note.
+
+Groups:
+  link     asynclink's core engine (link only) in each mode, against cp -al, cp -a, cp -as
+           (and cp --reflink=always where the filesystem can clone)
+  install  the asynclink CLI from a warm cache into a fresh venv, against uv with a warm cache,
+           pip and installer, in hardlink and copy mode; asynclink at --jobs 1 too
+  cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "corpus.txt"
+DOWNLOADS = Path.home() / ".cache" / "asynclink-bench"
+#: The real interpreter behind ``sys.executable`` (a venv's python is a symlink to it; a pyenv
+#: shim is a shell script that costs tens of milliseconds, so it must never be what we time).
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+LINK_DRIVER = """
+import sys, anyio, asynclink
+target, mode, jobs, *trees = sys.argv[1:]
+result = anyio.run(lambda: asynclink.link_wheels(target, trees, mode=mode, jobs=int(jobs) or None))
+print(result.elapsed)  # the engine's own time, without the interpreter's start-up
+"""
+
+INSTALLER_LOOP = """
+import sys, sysconfig
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
+venv_python, *wheels = sys.argv[1:]
+import subprocess, json
+paths = json.loads(subprocess.check_output([venv_python, "-c",
+    "import sysconfig, json; print(json.dumps(sysconfig.get_paths()))"]))
+scheme = {k: paths[k] for k in ("purelib", "platlib", "scripts", "data")}
+# a venv's headers go below it, as pip puts them (never into the base Python's include)
+scheme["headers"] = paths["data"] + "/include/site/python%d.%d" % sys.version_info[:2]
+destination = SchemeDictionaryDestination(scheme, interpreter=venv_python, script_kind="posix")
+for wheel in wheels:
+    with WheelFile.open(wheel) as source:
+        install(source, destination, {})
+"""
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+    engine: float | None = None
+    """What the process itself reported as its working time (the link-only driver)."""
+
+
+@dataclass
+class Contestant:
+    group: str
+    name: str
+    command: Callable[[Path], list[str]]
+    """The command, given a fresh scratch directory for this round."""
+    prepare: Callable[[Path], None] = lambda scratch: None
+    """Untimed set-up in the scratch directory (a venv, an empty target)."""
+    env: Callable[[Path], dict[str, str]] = lambda scratch: {}
+    reference: str | None = None
+    files: int = 0
+    runs: list[Run] = field(default_factory=list)
+    failure: str | None = None
+
+
+def measure(command: list[str], env: dict[str, str]) -> Run:
+    """Wall time, CPU time and peak RSS of one process (and what it waited for)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not a sum
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        output, error = out.read().decode(), err.read().decode()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[0]} exited {process.returncode}: {error[-2000:]}")
+    engine = None
+    if output.strip():
+        try:
+            engine = float(output.strip().splitlines()[-1])
+        except ValueError:
+            pass
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, engine)
+
+
+def download(corpus: Path) -> Path:
+    """The corpus's wheels, downloaded once with pip into ~/.cache (never into the repo)."""
+    text = corpus.read_text()
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
+    directory = DOWNLOADS / f"wheels-{key}"
+    done = directory / ".complete"
+    if not done.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--dest",
+                str(directory),
+                "-r",
+                str(corpus),
+            ],
+            check=True,
+        )
+        done.touch()
+    return directory
+
+
+def copies(wheels: list[Path], factor: int, directory: Path) -> list[Path]:
+    """The corpus ``factor`` times: copy k renames every distribution, module and script
+    (``x`` -> ``x_ck``), so the copies install side by side without sharing a single path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    result = list(wheels)
+    for k in range(2, factor + 1):
+        for wheel in wheels:
+            result.append(_renamed(wheel, f"_c{k}", directory))
+    return result
+
+
+def _renamed(wheel: Path, suffix: str, directory: Path) -> Path:
+    name, version, rest = wheel.name.split("-", 2)
+    target = directory / f"{name}{suffix}-{version}-{rest}"
+    if target.exists():
+        return target
+    with zipfile.ZipFile(wheel) as source:
+        tops = {info.filename.split("/", 1)[0] for info in source.infolist()}
+        renames = {}
+        for top in tops:
+            stem, dot, ext = top.partition(".")
+            if top.endswith((".dist-info", ".data")):
+                project, _, tail = top.partition("-")
+                renames[top] = f"{project}{suffix}-{tail}"
+            else:
+                renames[top] = f"{stem}{suffix}{dot}{ext}"
+
+        def rename(path: str) -> str:
+            top, sep, rest = path.partition("/")
+            return renames.get(top, top) + sep + rest
+
+        members: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
+        for info in source.infolist():
+            data = source.read(info)
+            new = rename(info.filename)
+            if new.endswith(".dist-info/METADATA"):
+                data = b"\n".join(
+                    f"Name: {name}{suffix}".encode() if line.startswith(b"Name: ") else line
+                    for line in data.split(b"\n")
+                )
+            elif new.endswith(".dist-info/entry_points.txt"):
+                data = b"\n".join(_renamed_entry_point(line, suffix) for line in data.split(b"\n"))
+            members[new] = (info, data)
+        record_name = next(n for n in members if n.endswith(".dist-info/RECORD"))
+        rows = []
+        for path, (_, data) in members.items():
+            if path == record_name:
+                continue
+            digest = hashlib.sha256(data).digest()
+            encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            rows.append(f"{path},sha256={encoded},{len(data)}")
+        rows.append(f"{record_name},,")
+        members[record_name] = (members[record_name][0], ("\n".join(rows) + "\n").encode())
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for path, (info, data) in members.items():
+            copy = zipfile.ZipInfo(path, date_time=info.date_time)
+            copy.external_attr = info.external_attr
+            copy.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(copy, data)
+    return target
+
+
+def _renamed_entry_point(line: bytes, suffix: str) -> bytes:
+    if b"=" not in line or line.startswith(b"["):
+        return line
+    name, _, value = line.partition(b"=")
+    return name.rstrip() + suffix.encode() + b" =" + value
+
+
+def make_venv(scratch: Path) -> None:
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(scratch / "venv")], check=True)
+
+
+def fresh_dir(path: Path) -> Callable[[Path], None]:
+    def prepare(scratch: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    return prepare
+
+
+def asynclink_cli() -> list[str]:
+    script = BIN / "asynclink"
+    return [str(script)] if script.exists() else [PYTHON, "-m", "asynclink"]
+
+
+def tool(name: str) -> str | None:
+    found = BIN / name
+    return str(found) if found.exists() else shutil.which(name)
+
+
+def can_clone(root: Path) -> bool:
+    probe = root / ".clone-probe"
+    probe.write_bytes(b"x")
+    done = subprocess.run(
+        ["cp", "--reflink=always", str(probe), str(probe) + "2"], capture_output=True, check=False
+    )
+    for path in (probe, Path(str(probe) + "2")):
+        path.unlink(missing_ok=True)
+    return done.returncode == 0
+
+
+def contestants(
+    root: Path, wheels: list[Path], groups: set[str], notes: list[str]
+) -> list[Contestant]:
+    cache, uv_cache = root / "cache", root / "uv-cache"
+    trees = sorted(str(p) for p in cache.glob("wheels-v*/*/tree"))
+    files = int((root / "files").read_text())
+    uv, cli = tool("uv"), asynclink_cli()
+    wheel_args = [str(w) for w in wheels]
+    found: list[Contestant] = []
+
+    def venv_python(scratch: Path) -> str:
+        return str(scratch / "venv" / "bin" / "python")
+
+    if "link" in groups:
+        modes = ["hardlink", "copy", "symlink"] + (["clone"] if can_clone(root) else [])
+        if "clone" not in modes:
+            notes.append(
+                f"clone: {root} cannot clone (no reflink); cp --reflink and asynclink clone skipped"
+            )
+        for flags, name in [("-al", "cp -al"), ("-a", "cp -a"), ("-as", "cp -as")] + (
+            [("-a --reflink=always", "cp --reflink")] if "clone" in modes else []
+        ):
+            found.append(
+                Contestant(
+                    "link",
+                    name,
+                    lambda s, f=flags: [
+                        "sh",
+                        "-c",
+                        f"cp {f} " + " ".join(t + "/." for t in trees) + f" {s}/target",
+                    ],
+                    prepare=lambda s: (s / "target").mkdir(),
+                )
+            )
+        reference = {
+            "hardlink": "cp -al",
+            "copy": "cp -a",
+            "symlink": "cp -as",
+            "clone": "cp --reflink",
+        }
+        for mode in modes:
+            for jobs in (0, 1):
+                label = f"asynclink link {mode}" + (" --jobs 1" if jobs == 1 else "")
+                found.append(
+                    Contestant(
+                        "link",
+                        label,
+                        lambda s, m=mode, j=jobs: [
+                            PYTHON,
+                            "-c",
+                            LINK_DRIVER,
+                            f"{s}/target",
+                            m,
+                            str(j),
+                            *trees,
+                        ],
+                        prepare=lambda s: (s / "target").mkdir(),
+                        reference=reference[mode],
+                    )
+                )
+    if "install" in groups:
+        for mode in ("hardlink", "copy"):
+            uv_name = f"uv {mode}"
+            if uv:
+                found.append(
+                    Contestant(
+                        "install",
+                        uv_name,
+                        lambda s, m=mode: [
+                            uv,
+                            "pip",
+                            "install",
+                            "--offline",
+                            "--no-deps",
+                            "--quiet",
+                            "--python",
+                            venv_python(s),
+                            "--link-mode",
+                            m,
+                            *wheel_args,
+                        ],
+                        prepare=make_venv,
+                        env=lambda s: {"UV_CACHE_DIR": str(uv_cache)},
+                    )
+                )
+            for jobs in ("", "1"):
+                found.append(
+                    Contestant(
+                        "install",
+                        f"asynclink {mode}" + (" --jobs 1" if jobs else ""),
+                        lambda s, m=mode, j=jobs: [
+                            *cli,
+                            "install",
+                            "--quiet",
+                            "--venv",
+                            str(s / "venv"),
+                            "--cache-dir",
+                            str(cache),
+                            "--link-mode",
+                            m,
+                            *(["--jobs", j] if j else []),
+                            *wheel_args,
+                        ],
+                        prepare=make_venv,
+                        reference=uv_name if uv else None,
+                    )
+                )
+        if not uv:
+            notes.append("uv: not installed (pip install uv); uv rows and ratios skipped")
+        found.append(
+            Contestant(
+                "install",
+                "pip",
+                lambda s: [
+                    PYTHON,
+                    "-m",
+                    "pip",
+                    "--python",
+                    venv_python(s),
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-index",
+                    "--no-compile",
+                    *wheel_args,
+                ],
+                prepare=make_venv,
+                env=lambda s: {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+                reference="uv hardlink" if uv else None,
+            )
+        )
+        try:
+            import installer  # noqa: F401
+
+            found.append(
+                Contestant(
+                    "install",
+                    "installer (loop)",
+                    lambda s: [PYTHON, "-c", INSTALLER_LOOP, venv_python(s), *wheel_args],
+                    prepare=make_venv,
+                    reference="uv hardlink" if uv else None,
+                )
+            )
+        except ImportError:
+            notes.append("installer: not installed (pip install installer); skipped")
+    if "cold" in groups:
+        if uv:
+            found.append(
+                Contestant(
+                    "cold",
+                    "uv cold",
+                    lambda s: [
+                        uv,
+                        "pip",
+                        "install",
+                        "--offline",
+                        "--no-deps",
+                        "--quiet",
+                        "--python",
+                        venv_python(s),
+                        "--link-mode",
+                        "hardlink",
+                        *wheel_args,
+                    ],
+                    prepare=make_venv,
+                    env=lambda s: {"UV_CACHE_DIR": str(s / "uv-cold")},
+                )
+            )
+        found.append(
+            Contestant(
+                "cold",
+                "asynclink cold",
+                lambda s: [
+                    *cli,
+                    "install",
+                    "--quiet",
+                    "--venv",
+                    str(s / "venv"),
+                    "--cache-dir",
+                    str(s / "cold-cache"),
+                    "--link-mode",
+                    "hardlink",
+                    *wheel_args,
+                ],
+                prepare=make_venv,
+                reference="uv cold" if uv else None,
+            )
+        )
+    for contestant in found:
+        contestant.files = files
+    return found
+
+
+def warm(root: Path, wheels: list[Path]) -> None:
+    """Fill asynclink's and uv's caches, and count the corpus's files."""
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        make_venv(Path(scratch))
+        subprocess.run(
+            [
+                *asynclink_cli(),
+                "install",
+                "--quiet",
+                "--venv",
+                f"{scratch}/venv",
+                "--cache-dir",
+                str(root / "cache"),
+                *map(str, wheels),
+            ],
+            check=True,
+        )
+        files = sum(1 for _, _, names in os.walk(f"{scratch}/venv/lib") for _ in names)
+        (root / "files").write_text(str(files))
+    uv = tool("uv")
+    if uv:
+        with tempfile.TemporaryDirectory(dir=root) as scratch:
+            make_venv(Path(scratch))
+            subprocess.run(
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--offline",
+                    "--no-deps",
+                    "--quiet",
+                    "--python",
+                    f"{scratch}/venv/bin/python",
+                    *map(str, wheels),
+                ],
+                env={**os.environ, "UV_CACHE_DIR": str(root / "uv-cache")},
+                check=True,
+            )
+
+
+def run_rounds(root: Path, field_: list[Contestant], rounds: int) -> None:
+    for number in range(rounds):
+        for contestant in field_:
+            if contestant.failure:
+                continue
+            scratch = Path(tempfile.mkdtemp(dir=root, prefix="round-"))
+            try:
+                contestant.prepare(scratch)
+                contestant.runs.append(
+                    measure(contestant.command(scratch), contestant.env(scratch))
+                )
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+                contestant.failure = str(error).splitlines()[0][:200]
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        print(f"  round {number + 1}/{rounds} done", file=sys.stderr)
+
+
+def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
+    """Medians; a contestant that reports its own working time (asynclink's link-only driver,
+    which runs inside an interpreter started for it) is compared on that time, and the
+    process's wall time is shown beside it."""
+    medians: dict[str, float] = {}
+    for c in field_:
+        if c.runs:
+            engines = [r.engine for r in c.runs if r.engine is not None]
+            medians[c.name] = statistics.median(engines or [r.wall for r in c.runs])
+    lines = [
+        f"{'group':8} {'contestant':30} {'wall s':>7} {'engine s':>8} {'cpu s':>7} "
+        f"{'rss MB':>7} {'files/s':>9} {'ratio':>18}"
+    ]
+    rows: list[dict[str, object]] = []
+    for c in field_:
+        if not c.runs:
+            lines.append(f"{c.group:8} {c.name:30} skipped: {c.failure}")
+            continue
+        wall = statistics.median(r.wall for r in c.runs)
+        engines = [r.engine for r in c.runs if r.engine is not None]
+        engine = statistics.median(engines) if engines else None
+        cpu = statistics.median(r.cpu for r in c.runs)
+        rss = statistics.median(r.rss_mb for r in c.runs)
+        timed = medians[c.name]
+        ratio = timed / medians[c.reference] if c.reference in medians else None
+        ratio_text = f"{ratio:.2f}x {c.reference}" if ratio is not None else ""
+        engine_text = f"{engine:8.3f}" if engine is not None else f"{'':8}"
+        lines.append(
+            f"{c.group:8} {c.name:30} {wall:7.3f} {engine_text} {cpu:7.3f} {rss:7.1f} "
+            f"{c.files / timed:9,.0f} {ratio_text:>18}"
+        )
+        rows.append(
+            {
+                "group": c.group,
+                "contestant": c.name,
+                "wall": wall,
+                "engine": engine,
+                "cpu": cpu,
+                "rss_mb": rss,
+                "files": c.files,
+                "files_per_second": c.files / timed,
+                "reference": c.reference,
+                "ratio": ratio,
+                "walls": [r.wall for r in c.runs],
+            }
+        )
+    return "\n".join(lines), rows
+
+
+def scaling(root: Path, wheels: list[Path], rounds: int) -> tuple[str, list[dict[str, object]]]:
+    """The corpus x1, x2, x4 by the CLI from a warm cache: time per file, peak memory."""
+    rows = []
+    lines = [f"{'corpus':8} {'wheels':>7} {'files':>8} {'wall s':>8} {'us/file':>8} {'rss MB':>7}"]
+    for factor in (1, 2, 4):
+        batch = copies(wheels, factor, root / "copies")
+        warm(root, batch)
+        files = int((root / "files").read_text())
+        field_ = [
+            Contestant(
+                "scale",
+                f"x{factor}",
+                lambda s, b=batch: [
+                    *asynclink_cli(),
+                    "install",
+                    "--quiet",
+                    "--venv",
+                    str(s / "venv"),
+                    "--cache-dir",
+                    str(root / "cache"),
+                    "--link-mode",
+                    "hardlink",
+                    *map(str, b),
+                ],
+                prepare=make_venv,
+                files=files,
+            )
+        ]
+        run_rounds(root, field_, rounds)
+        runs = field_[0].runs
+        wall = statistics.median(r.wall for r in runs)
+        rss = max(r.rss_mb for r in runs)
+        lines.append(
+            f"x{factor:<7} {len(batch):7} {files:8,} {wall:8.3f} "
+            f"{1e6 * wall / files:8.2f} {rss:7.1f}"
+        )
+        rows.append(
+            {
+                "factor": factor,
+                "wheels": len(batch),
+                "files": files,
+                "wall": wall,
+                "us_per_file": 1e6 * wall / files,
+                "peak_rss_mb": rss,
+            }
+        )
+    return "\n".join(lines), rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_root = "/dev/shm/asynclink-bench" if os.path.isdir("/dev/shm") else None
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=default_root,
+        help="where caches and targets live (default: /dev/shm/asynclink-bench)",
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--groups", default="link,install,cold")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
+    parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    root = (args.root or Path(tempfile.gettempdir()) / "asynclink-bench").resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    source = args.wheels or download(args.corpus)
+    (root / "wheels").mkdir()
+    for wheel in sorted(Path(source).glob("*.whl")):
+        shutil.copy(wheel, root / "wheels" / wheel.name)
+    wheels = sorted((root / "wheels").glob("*.whl"))
+    print(
+        f"{len(wheels)} wheels on {root} ({os.cpu_count()} cores); warming caches", file=sys.stderr
+    )
+    warm(root, wheels)
+    notes: list[str] = []
+    field_ = contestants(root, wheels, set(args.groups.split(",")), notes)
+    run_rounds(root, field_, args.rounds)
+    text, rows = table(field_)
+    print(
+        f"\n{len(wheels)} wheels, {field_[0].files if field_ else 0:,} files, "
+        f"{os.cpu_count()} cores, {root} ({_filesystem(root)}), medians of {args.rounds} rounds\n"
+    )
+    print(text)
+    for note in notes:
+        print(f"note: {note}")
+    result: dict[str, object] = {
+        "wheels": len(wheels),
+        "root": str(root),
+        "filesystem": _filesystem(root),
+        "cores": os.cpu_count(),
+        "rounds": args.rounds,
+        "results": rows,
+        "notes": notes,
+    }
+    if args.scaling:
+        scale_text, scale_rows = scaling(root, wheels, args.rounds)
+        print("\nscaling (asynclink CLI, hardlink, warm cache):\n" + scale_text)
+        result["scaling"] = scale_rows
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _filesystem(path: Path) -> str:
+    done = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
