@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -31,9 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,37 +84,80 @@ class Run:
 class Contestant:
     group: str
     name: str
-    command: Callable[[Path], list[str]]
-    """The command, given a fresh scratch directory for this round."""
-    prepare: Callable[[Path], None] = lambda scratch: None
-    """Untimed set-up in the scratch directory (a venv, an empty target)."""
-    env: Callable[[Path], dict[str, str]] = lambda scratch: {}
+    command: list[str]
+    """The command; ``{scratch}`` stands for a fresh directory made for each round."""
+    setup: str = "venv"
+    """Untimed set-up in the scratch directory: ``venv`` or ``target`` (an empty directory)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment, with ``{scratch}`` too."""
     reference: str | None = None
     files: int = 0
     runs: list[Run] = field(default_factory=list)
     failure: str | None = None
 
+    def prepare(self, scratch: Path) -> tuple[list[str], dict[str, str]]:
+        if self.setup == "venv":
+            make_venv(scratch)
+        else:
+            (scratch / "target").mkdir()
+        where = str(scratch)
+        return [part.replace("{scratch}", where) for part in self.command], {
+            key: value.replace("{scratch}", where) for key, value in self.env.items()
+        }
 
-def measure(command: list[str], env: dict[str, str]) -> Run:
-    """Wall time, CPU time and peak RSS of one process (and what it waited for)."""
+
+#: A small process that starts every timed command. A child's peak RSS counts the memory of
+#: the process it was spawned from (Linux keeps the high-water mark across fork and exec, and
+#: posix_spawn shares the parent's memory until exec), so the spawner must stay small: the
+#: benchmark itself grows while it reads wheels. Reads JSON [command, env] lines; answers
+#: JSON [exit code, wall, cpu, peak RSS in KiB, stdout, stderr] lines.
+SPAWNER = r"""
+import json, os, sys, tempfile, time
+for line in sys.stdin:
+    command, env = json.loads(line)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
         started = time.perf_counter()
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not a sum
+        pid = os.posix_spawnp(command[0], command, env, file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        output, error = out.read().decode(), err.read().decode()
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[0]} exited {process.returncode}: {error[-2000:]}")
-    engine = None
-    if output.strip():
-        try:
-            engine = float(output.strip().splitlines()[-1])
-        except ValueError:
-            pass
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, engine)
+        out.seek(0); err.seek(0)
+        answer = [os.waitstatus_to_exitcode(status), wall, usage.ru_utime + usage.ru_stime,
+                  usage.ru_maxrss, out.read().decode(errors="replace")[-4000:],
+                  err.read().decode(errors="replace")[-4000:]]
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class Spawner:
+    """The small process that runs the timed commands (see :data:`SPAWNER`)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, "-S", "-c", SPAWNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, command: list[str], env: dict[str, str]) -> Run:
+        """Wall time, CPU time and peak RSS of one process (and what it waited for)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps([command, {**os.environ, **env}]) + "\n")
+        self.process.stdin.flush()
+        code, wall, cpu, rss, output, error = json.loads(self.process.stdout.readline())
+        if code != 0:
+            raise RuntimeError(f"{command[0]} exited {code}: {error[-2000:]}")
+        engine = None
+        if output.strip():
+            with contextlib.suppress(ValueError):
+                engine = float(output.strip().splitlines()[-1])
+        return Run(wall, cpu, rss / 1024, engine)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def download(corpus: Path) -> Path:
@@ -194,6 +237,8 @@ def _renamed(wheel: Path, suffix: str, directory: Path) -> Path:
 
         members: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
         for info in source.infolist():
+            if info.is_dir():
+                continue
             data = source.read(info)
             new = rename(info.filename)
             if new.endswith(".dist-info/METADATA"):
@@ -214,11 +259,10 @@ def _renamed(wheel: Path, suffix: str, directory: Path) -> Path:
             rows.append(f"{path},sha256={encoded},{len(data)}")
         rows.append(f"{record_name},,")
         members[record_name] = (members[record_name][0], ("\n".join(rows) + "\n").encode())
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:  # stored: quick to make
         for path, (info, data) in members.items():
             copy = zipfile.ZipInfo(path, date_time=info.date_time)
             copy.external_attr = info.external_attr
-            copy.compress_type = zipfile.ZIP_DEFLATED
             out.writestr(copy, data)
     return target
 
@@ -232,13 +276,6 @@ def _renamed_entry_point(line: bytes, suffix: str) -> bytes:
 
 def make_venv(scratch: Path) -> None:
     subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(scratch / "venv")], check=True)
-
-
-def fresh_dir(path: Path) -> Callable[[Path], None]:
-    def prepare(scratch: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
-
-    return prepare
 
 
 def asynclink_cli() -> list[str]:
@@ -270,10 +307,8 @@ def contestants(
     files = int((root / "files").read_text())
     uv, cli = tool("uv"), asynclink_cli()
     wheel_args = [str(w) for w in wheels]
+    venv, python = "{scratch}/venv", "{scratch}/venv/bin/python"
     found: list[Contestant] = []
-
-    def venv_python(scratch: Path) -> str:
-        return str(scratch / "venv" / "bin" / "python")
 
     if "link" in groups:
         modes = ["hardlink", "copy", "symlink"] + (["clone"] if can_clone(root) else [])
@@ -281,56 +316,37 @@ def contestants(
             notes.append(
                 f"clone: {root} cannot clone (no reflink); cp --reflink and asynclink clone skipped"
             )
-        for flags, name in [("-al", "cp -al"), ("-a", "cp -a"), ("-as", "cp -as")] + (
-            [("-a --reflink=always", "cp --reflink")] if "clone" in modes else []
-        ):
-            found.append(
-                Contestant(
-                    "link",
-                    name,
-                    lambda s, f=flags: [
-                        "sh",
-                        "-c",
-                        f"cp {f} " + " ".join(t + "/." for t in trees) + f" {s}/target",
-                    ],
-                    prepare=lambda s: (s / "target").mkdir(),
-                )
-            )
-        reference = {
-            "hardlink": "cp -al",
-            "copy": "cp -a",
-            "symlink": "cp -as",
-            "clone": "cp --reflink",
+        copies_of = {
+            "hardlink": "-al",
+            "copy": "-a",
+            "symlink": "-as",
+            "clone": "-a --reflink=always",
         }
+        sources = " ".join(tree + "/." for tree in trees)
         for mode in modes:
-            for jobs in (0, 1):
-                label = f"asynclink link {mode}" + (" --jobs 1" if jobs == 1 else "")
+            name = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
+            command = f"cp {copies_of[mode]} {sources} {{scratch}}/target"
+            found.append(Contestant("link", name, ["sh", "-c", command], setup="target"))
+        for mode in modes:
+            reference = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
+            for concurrency in ("0", "1"):
                 found.append(
                     Contestant(
                         "link",
-                        label,
-                        lambda s, m=mode, j=jobs: [
-                            PYTHON,
-                            "-c",
-                            LINK_DRIVER,
-                            f"{s}/target",
-                            m,
-                            str(j),
-                            *trees,
-                        ],
-                        prepare=lambda s: (s / "target").mkdir(),
-                        reference=reference[mode],
+                        f"asynclink link {mode}" + (" --jobs 1" if concurrency == "1" else ""),
+                        [PYTHON, "-c", LINK_DRIVER, "{scratch}/target", mode, concurrency, *trees],
+                        setup="target",
+                        reference=reference,
                     )
                 )
     if "install" in groups:
         for mode in ("hardlink", "copy"):
-            uv_name = f"uv {mode}"
             if uv:
                 found.append(
                     Contestant(
                         "install",
-                        uv_name,
-                        lambda s, m=mode: [
+                        f"uv {mode}",
+                        [
                             uv,
                             "pip",
                             "install",
@@ -338,35 +354,33 @@ def contestants(
                             "--no-deps",
                             "--quiet",
                             "--python",
-                            venv_python(s),
+                            python,
                             "--link-mode",
-                            m,
+                            mode,
                             *wheel_args,
                         ],
-                        prepare=make_venv,
-                        env=lambda s: {"UV_CACHE_DIR": str(uv_cache)},
+                        env={"UV_CACHE_DIR": str(uv_cache)},
                     )
                 )
-            for jobs in ("", "1"):
+            for jobs in ([], ["--jobs", "1"]):
                 found.append(
                     Contestant(
                         "install",
                         f"asynclink {mode}" + (" --jobs 1" if jobs else ""),
-                        lambda s, m=mode, j=jobs: [
+                        [
                             *cli,
                             "install",
                             "--quiet",
                             "--venv",
-                            str(s / "venv"),
+                            venv,
                             "--cache-dir",
                             str(cache),
                             "--link-mode",
-                            m,
-                            *(["--jobs", j] if j else []),
+                            mode,
+                            *jobs,
                             *wheel_args,
                         ],
-                        prepare=make_venv,
-                        reference=uv_name if uv else None,
+                        reference=f"uv {mode}" if uv else None,
                     )
                 )
         if not uv:
@@ -375,12 +389,12 @@ def contestants(
             Contestant(
                 "install",
                 "pip",
-                lambda s: [
+                [
                     PYTHON,
                     "-m",
                     "pip",
                     "--python",
-                    venv_python(s),
+                    python,
                     "install",
                     "--quiet",
                     "--no-deps",
@@ -388,24 +402,20 @@ def contestants(
                     "--no-compile",
                     *wheel_args,
                 ],
-                prepare=make_venv,
-                env=lambda s: {"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+                env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
                 reference="uv hardlink" if uv else None,
             )
         )
-        try:
-            import installer  # noqa: F401
-
+        if importlib.util.find_spec("installer") is not None:
             found.append(
                 Contestant(
                     "install",
                     "installer (loop)",
-                    lambda s: [PYTHON, "-c", INSTALLER_LOOP, venv_python(s), *wheel_args],
-                    prepare=make_venv,
+                    [PYTHON, "-c", INSTALLER_LOOP, python, *wheel_args],
                     reference="uv hardlink" if uv else None,
                 )
             )
-        except ImportError:
+        else:
             notes.append("installer: not installed (pip install installer); skipped")
     if "cold" in groups:
         if uv:
@@ -413,7 +423,7 @@ def contestants(
                 Contestant(
                     "cold",
                     "uv cold",
-                    lambda s: [
+                    [
                         uv,
                         "pip",
                         "install",
@@ -421,32 +431,30 @@ def contestants(
                         "--no-deps",
                         "--quiet",
                         "--python",
-                        venv_python(s),
+                        python,
                         "--link-mode",
                         "hardlink",
                         *wheel_args,
                     ],
-                    prepare=make_venv,
-                    env=lambda s: {"UV_CACHE_DIR": str(s / "uv-cold")},
+                    env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
                 )
             )
         found.append(
             Contestant(
                 "cold",
                 "asynclink cold",
-                lambda s: [
+                [
                     *cli,
                     "install",
                     "--quiet",
                     "--venv",
-                    str(s / "venv"),
+                    venv,
                     "--cache-dir",
-                    str(s / "cold-cache"),
+                    "{scratch}/cold-cache",
                     "--link-mode",
                     "hardlink",
                     *wheel_args,
                 ],
-                prepare=make_venv,
                 reference="uv cold" if uv else None,
             )
         )
@@ -455,7 +463,7 @@ def contestants(
     return found
 
 
-def warm(root: Path, wheels: list[Path]) -> None:
+def warm(root: Path, wheels: list[Path], uv_too: bool = True) -> None:
     """Fill asynclink's and uv's caches, and count the corpus's files."""
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         make_venv(Path(scratch))
@@ -475,7 +483,7 @@ def warm(root: Path, wheels: list[Path]) -> None:
         files = sum(1 for _, _, names in os.walk(f"{scratch}/venv/lib") for _ in names)
         (root / "files").write_text(str(files))
     uv = tool("uv")
-    if uv:
+    if uv and uv_too:
         with tempfile.TemporaryDirectory(dir=root) as scratch:
             make_venv(Path(scratch))
             subprocess.run(
@@ -495,17 +503,15 @@ def warm(root: Path, wheels: list[Path]) -> None:
             )
 
 
-def run_rounds(root: Path, field_: list[Contestant], rounds: int) -> None:
+def run_rounds(root: Path, field_: list[Contestant], rounds: int, spawner: Spawner) -> None:
     for number in range(rounds):
         for contestant in field_:
             if contestant.failure:
                 continue
             scratch = Path(tempfile.mkdtemp(dir=root, prefix="round-"))
             try:
-                contestant.prepare(scratch)
-                contestant.runs.append(
-                    measure(contestant.command(scratch), contestant.env(scratch))
-                )
+                command, env = contestant.prepare(scratch)
+                contestant.runs.append(spawner.run(command, env))
             except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
                 contestant.failure = str(error).splitlines()[0][:200]
             finally:
@@ -562,35 +568,36 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
     return "\n".join(lines), rows
 
 
-def scaling(root: Path, wheels: list[Path], rounds: int) -> tuple[str, list[dict[str, object]]]:
+def scaling(
+    root: Path, wheels: list[Path], rounds: int, spawner: Spawner
+) -> tuple[str, list[dict[str, object]]]:
     """The corpus x1, x2, x4 by the CLI from a warm cache: time per file, peak memory."""
-    rows = []
+    rows: list[dict[str, object]] = []
     lines = [f"{'corpus':8} {'wheels':>7} {'files':>8} {'wall s':>8} {'us/file':>8} {'rss MB':>7}"]
     for factor in (1, 2, 4):
         batch = copies(wheels, factor, root / "copies")
-        warm(root, batch)
+        warm(root, batch, uv_too=False)
         files = int((root / "files").read_text())
         field_ = [
             Contestant(
                 "scale",
                 f"x{factor}",
-                lambda s, b=batch: [
+                [
                     *asynclink_cli(),
                     "install",
                     "--quiet",
                     "--venv",
-                    str(s / "venv"),
+                    "{scratch}/venv",
                     "--cache-dir",
                     str(root / "cache"),
                     "--link-mode",
                     "hardlink",
-                    *map(str, b),
+                    *map(str, batch),
                 ],
-                prepare=make_venv,
                 files=files,
             )
         ]
-        run_rounds(root, field_, rounds)
+        run_rounds(root, field_, rounds, spawner)
         runs = field_[0].runs
         wall = statistics.median(r.wall for r in runs)
         rss = max(r.rss_mb for r in runs)
@@ -627,6 +634,7 @@ def main() -> int:
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    spawner = Spawner()  # first, while this process is small
     root = (args.root or Path(tempfile.gettempdir()) / "asynclink-bench").resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -641,7 +649,7 @@ def main() -> int:
     warm(root, wheels)
     notes: list[str] = []
     field_ = contestants(root, wheels, set(args.groups.split(",")), notes)
-    run_rounds(root, field_, args.rounds)
+    run_rounds(root, field_, args.rounds, spawner)
     text, rows = table(field_)
     print(
         f"\n{len(wheels)} wheels, {field_[0].files if field_ else 0:,} files, "
@@ -660,9 +668,10 @@ def main() -> int:
         "notes": notes,
     }
     if args.scaling:
-        scale_text, scale_rows = scaling(root, wheels, args.rounds)
+        scale_text, scale_rows = scaling(root, wheels, args.rounds, spawner)
         print("\nscaling (asynclink CLI, hardlink, warm cache):\n" + scale_text)
         result["scaling"] = scale_rows
+    spawner.close()
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""The benchmark runs on a tiny corpus and prints a well-formed table (timings are not tested)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.wheels import build_wheel
+
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "run.py"
+
+
+def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    for name in ("alpha", "beta", "gamma"):
+        build_wheel(
+            corpus,
+            name=name,
+            files={f"{name}/__init__.py": "X = 1\n", f"{name}/data.txt": name * 100},
+            entry_points=f"[console_scripts]\n{name} = {name}:main\n",
+        )
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "--wheels",
+            str(corpus),
+            "--rounds",
+            "1",
+            "--root",
+            str(tmp_path / "bench"),
+            "--json",
+            str(tmp_path / "results.json"),
+            "--scaling",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("group"))
+    assert header.split() == [
+        "group",
+        "contestant",
+        "wall",
+        "s",
+        "engine",
+        "s",
+        "cpu",
+        "s",
+        "rss",
+        "MB",
+        "files/s",
+        "ratio",
+    ]
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = {row["contestant"] for row in results["results"]}
+    assert {
+        "cp -al",
+        "asynclink link hardlink",
+        "asynclink hardlink",
+        "asynclink cold",
+        "pip",
+    } <= names
+    for row in results["results"]:
+        assert row["wall"] > 0 and row["cpu"] >= 0 and row["rss_mb"] > 0
+        assert row["files"] > 0 and row["files_per_second"] > 0
+        if row["reference"] in names:
+            assert row["ratio"] > 0
+    assert [row["factor"] for row in results["scaling"]] == [1, 2, 4]
+    assert results["scaling"][2]["files"] == 4 * results["scaling"][0]["files"]
+    assert not (tmp_path / "bench").exists()  # it cleans up after itself
