@@ -30,10 +30,7 @@ from ._wheelinfo import (
     WheelName,
     check_dist_info_name,
     normalise_member,
-    parse_entry_points,
-    parse_metadata,
-    parse_record,
-    parse_wheel_file,
+    read_dist_info,
 )
 
 __all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive", "read_member"]
@@ -109,25 +106,19 @@ def _inspect(archive: str, zip_file: zipfile.ZipFile, max_size: int) -> _Inspect
                 filename, "not UTF-8 text", entry=f"{dist_info}/{relative}"
             ) from None
 
-    root_is_purelib = parse_wheel_file(filename, text("WHEEL"))
-    name, version = parse_metadata(filename, text("METADATA"))
-    record_text = text("RECORD")
-    if record_text is None:
-        raise InvalidWheelError(filename, f"missing {dist_info}/RECORD")
-    record = parse_record(filename, record_text)
-    entry_points = parse_entry_points(filename, text("entry_points.txt"))
+    info = read_dist_info(filename, dist_info, text)
     found = _Inspection(
         filename=filename,
         tags=wheel_name.tags,
         members=members,
         dist_info=dist_info,
-        root_is_purelib=root_is_purelib,
-        name=name,
-        version=version,
-        record=record,
-        entry_points=tuple(entry_points),
+        root_is_purelib=info.root_is_purelib,
+        name=info.name,
+        version=info.version,
+        record=info.record,
+        entry_points=info.entry_points,
     )
-    _check_coverage(filename, dist_info, found.data_dir, [path for path, _ in members], record)
+    _check_coverage(filename, dist_info, found.data_dir, [path for path, _ in members], info.record)
     return found
 
 

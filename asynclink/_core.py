@@ -13,7 +13,7 @@ from ._events import EventCallback, WheelFinished
 from ._modes import LinkMode
 from ._plan import WheelPlan, plan_unpacked_tree
 from ._results import LinkResult, WheelResult
-from ._scheduler import Scheduler, absolute
+from ._scheduler import FILESYSTEM_THREADS, Scheduler, absolute
 from ._transaction import transaction
 
 __all__ = ["link_wheels"]
@@ -27,6 +27,7 @@ async def link_wheels(
     jobs: int | None = None,
     check_conflicts: bool = True,
     lock_timeout: float | None = None,
+    filesystem_threads: int = FILESYSTEM_THREADS,
     on_event: EventCallback | None = None,
 ) -> LinkResult:
     """Place every file of many unpacked wheels into ``site_packages``, concurrently.
@@ -34,7 +35,8 @@ async def link_wheels(
     Each wheel is a directory laid out as a wheel's contents (as a package manager's cache
     holds them). ``mode`` is a :class:`LinkMode` or its name (``None``: clone on Linux and
     macOS, hardlink elsewhere); a mode that cannot work falls back per wheel (see
-    :class:`LinkMode`). ``jobs`` bounds how many wheels are placed at once.
+    :class:`LinkMode`). ``jobs`` bounds how many wheels are in flight at once;
+    ``filesystem_threads`` how many worker threads place files (one is fastest on local disks).
 
     The batch is one transaction: it holds ``site_packages``' lock (waiting at most
     ``lock_timeout`` seconds for another installer, if given), and on any failure or
@@ -44,7 +46,12 @@ async def link_wheels(
     started = time.perf_counter()
     target = absolute(site_packages)
     sources = [absolute(wheel) for wheel in wheels]
-    scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
+    scheduler = Scheduler(
+        LinkMode.parse(mode) if mode is not None else None,
+        jobs,
+        on_event=on_event,
+        filesystem_threads=filesystem_threads,
+    )
     if not await anyio.Path(target).is_dir():
         raise AsyncLinkError(f"site-packages directory {target} does not exist")
     plans: list[WheelPlan] = []

@@ -26,7 +26,7 @@ from ._fsutil import record_hash
 from ._modes import LinkMode
 from ._plan import Tree, WheelPlan, conflict_key, destinations
 from ._results import Conflict, WheelResult
-from ._scheduler import Scheduler, absolute
+from ._scheduler import FILESYSTEM_THREADS, Scheduler, absolute
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
 from ._scripts import launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
@@ -103,6 +103,7 @@ async def install_wheels(
     check_tags: bool = True,
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     lock_timeout: float | None = None,
+    filesystem_threads: int = FILESYSTEM_THREADS,
     on_event: EventCallback | None = None,
 ) -> InstallResult:
     """Install ``.whl`` files (or unpacked wheel directories) into ``target``, all at once.
@@ -120,7 +121,12 @@ async def install_wheels(
     """
     started = time.perf_counter()
     cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
-    scheduler = Scheduler(LinkMode.parse(mode) if mode is not None else None, jobs, None, on_event)
+    scheduler = Scheduler(
+        LinkMode.parse(mode) if mode is not None else None,
+        jobs,
+        on_event=on_event,
+        filesystem_threads=filesystem_threads,
+    )
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     created_roots = await scheduler.in_thread(_make_roots, scheme)
     options = _options(scheme, installer, requested, direct_urls, check_tags)

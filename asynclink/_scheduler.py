@@ -2,13 +2,18 @@
 
 A :class:`Scheduler` lives for one install. It owns
 
-* a :class:`anyio.CapacityLimiter` for wheel tasks and one for its worker threads (anyio's
-  default thread limiter is shared with the host application, so we bring our own);
+* a :class:`anyio.CapacityLimiter` for wheel tasks, one for the filesystem worker threads and
+  one for the CPU worker threads (anyio's default thread limiter is shared with the host
+  application, so we bring our own);
 * the failed-probe memo: a mode that failed between two devices is not tried again;
 * one :class:`anyio.Lock` per destination directory, held while copying into it.
 
-Blocking work runs in worker threads a wheel (link phase) or a group of directories (copy
-phase) at a time, never a file at a time: a thread hop costs as much as dozens of links.
+Blocking work runs in worker threads a wheel at a time (directories, links, and the copies and
+writes known in advance, in one hop) or a chunk of directories at a time (copies left over by a
+fallback), never a file at a time: a thread hop costs as much as dozens of links. Filesystem
+batches go to :data:`FILESYSTEM_THREADS` threads (one: see there why), extractions from
+archives to one thread per core, as they spend their time in ``zlib`` and ``hashlib`` with the
+GIL released.
 """
 
 from __future__ import annotations
@@ -76,12 +81,13 @@ def default_jobs() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
-#: Worker threads for the filesystem batches (directories, links, copies, writes). One:
-#: these batches are thousands of short syscalls, each releasing and retaking the GIL, and two
-#: threads doing that take turns with the GIL at every call. Measured on the 64-wheel corpus on
-#: a 2-core tmpfs: link-only hardlink 94 ms with one thread, 220 ms with four; copy 280 ms
+#: Worker threads for the filesystem batches (directories, links, copies, writes), by default.
+#: One: these batches are thousands of short syscalls, each releasing and retaking the GIL, and
+#: two threads doing that take turns with the GIL at every call. Measured on the 64-wheel corpus
+#: on a 2-core tmpfs: link-only hardlink 94 ms with one thread, 220 ms with four; copy 280 ms
 #: against 520 ms. Wheel tasks still overlap: one is unpacked (on the CPU threads) while
-#: another is linked.
+#: another is linked. More threads pay only where each syscall waits long (a network mount);
+#: the directory locks keep copies right with any number.
 FILESYSTEM_THREADS = 1
 
 
@@ -94,15 +100,18 @@ class Scheduler:
         jobs: int | None = None,
         recorder: Recorder | None = None,
         on_event: EventCallback | None = None,
+        filesystem_threads: int = FILESYSTEM_THREADS,
     ) -> None:
         self.mode_chosen = mode is not None
         self.mode = mode if mode is not None else default_link_mode()
         jobs = jobs if jobs is not None else default_jobs()
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
+        if filesystem_threads < 1:
+            raise ValueError(f"filesystem_threads must be at least 1, not {filesystem_threads}")
         self.jobs = jobs
         self.wheel_limiter = anyio.CapacityLimiter(jobs)
-        self.filesystem_limiter = anyio.CapacityLimiter(FILESYSTEM_THREADS)
+        self.filesystem_limiter = anyio.CapacityLimiter(filesystem_threads)
         self.cpu_limiter = anyio.CapacityLimiter(max(1, min(jobs, os.cpu_count() or 1)))
         self.placer = Placer(recorder)
         self.on_event = on_event

@@ -352,14 +352,7 @@ def manifest_for_tree(tree: str) -> Manifest:
     if len(infos) != 1:
         raise InvalidWheelError(label, f"expected one .dist-info directory, found {infos}")
     dist_info = infos[0]
-    from ._wheelinfo import (
-        WheelName,
-        check_dist_info_name,
-        parse_entry_points,
-        parse_metadata,
-        parse_record,
-        parse_wheel_file,
-    )
+    from ._wheelinfo import WheelName, check_dist_info_name, read_dist_info
 
     project, _, version = dist_info[: -len(".dist-info")].rpartition("-")
     name = WheelName(label, project, version, ())
@@ -372,13 +365,8 @@ def manifest_for_tree(tree: str) -> Manifest:
         except FileNotFoundError:
             return None
 
-    root_is_purelib = parse_wheel_file(label, text("WHEEL"))
-    display_name, version = parse_metadata(label, text("METADATA"))
-    record_text = text("RECORD")
-    if record_text is None:
-        raise InvalidWheelError(label, f"missing {dist_info}/RECORD")
-    record = parse_record(label, record_text)
-    entry_points = parse_entry_points(label, text("entry_points.txt"))
+    info = read_dist_info(label, dist_info, text)
+    record = info.record
     real_root = os.path.realpath(tree)
     files: list[tuple[str, str, int]] = []
     for directory, dirnames, filenames in os.walk(tree):
@@ -405,12 +393,12 @@ def manifest_for_tree(tree: str) -> Manifest:
         raise InvalidWheelError(label, f"RECORD lists files that are not there: {sorted(missing)}")
     return Manifest.build(
         filename=label,
-        name=display_name,
-        version=version,
+        name=info.name,
+        version=info.version,
         dist_info=dist_info,
-        root_is_purelib=root_is_purelib,
+        root_is_purelib=info.root_is_purelib,
         tags=(),
-        entry_points=tuple(entry_points),
+        entry_points=info.entry_points,
         files=files,
     )
 

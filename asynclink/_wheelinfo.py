@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._errors import InvalidWheelError
@@ -26,6 +27,7 @@ __all__ = [
     "parse_metadata",
     "parse_record",
     "parse_wheel_file",
+    "read_dist_info",
 ]
 
 logger = logging.getLogger("asynclink")
@@ -118,6 +120,34 @@ def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
             entry=info,
         )
     return info
+
+
+@dataclass(frozen=True, slots=True)
+class DistInfo:
+    """What a wheel's ``.dist-info`` says about it."""
+
+    root_is_purelib: bool
+    name: str
+    version: str
+    record: dict[str, tuple[str, int]]
+    entry_points: tuple[EntryPoint, ...]
+
+
+def read_dist_info(wheel: str, dist_info: str, text: Callable[[str], str | None]) -> DistInfo:
+    """Check and read WHEEL, METADATA, RECORD and entry_points.txt; ``text(name)`` gives a
+    file of the dist-info directory (``None`` if it is missing)."""
+    root_is_purelib = parse_wheel_file(wheel, text("WHEEL"))
+    name, version = parse_metadata(wheel, text("METADATA"))
+    record_text = text("RECORD")
+    if record_text is None:
+        raise InvalidWheelError(wheel, f"missing {dist_info}/RECORD")
+    return DistInfo(
+        root_is_purelib=root_is_purelib,
+        name=name,
+        version=version,
+        record=parse_record(wheel, record_text),
+        entry_points=tuple(parse_entry_points(wheel, text("entry_points.txt"))),
+    )
 
 
 def parse_wheel_file(wheel: str, text: str | None) -> bool:

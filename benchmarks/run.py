@@ -308,6 +308,18 @@ def contestants(
     uv, cli = tool("uv"), asynclink_cli()
     wheel_args = [str(w) for w in wheels]
     venv, python = "{scratch}/venv", "{scratch}/venv/bin/python"
+    uv_install = [
+        str(uv),
+        "pip",
+        "install",
+        "--offline",
+        "--no-deps",
+        "--quiet",
+        "--python",
+        python,
+        "--link-mode",
+    ]
+    asynclink_install = [*cli, "install", "--quiet", "--venv", venv, "--cache-dir"]
     found: list[Contestant] = []
 
     if "link" in groups:
@@ -346,19 +358,7 @@ def contestants(
                     Contestant(
                         "install",
                         f"uv {mode}",
-                        [
-                            uv,
-                            "pip",
-                            "install",
-                            "--offline",
-                            "--no-deps",
-                            "--quiet",
-                            "--python",
-                            python,
-                            "--link-mode",
-                            mode,
-                            *wheel_args,
-                        ],
+                        [*uv_install, mode, *wheel_args],
                         env={"UV_CACHE_DIR": str(uv_cache)},
                     )
                 )
@@ -367,41 +367,18 @@ def contestants(
                     Contestant(
                         "install",
                         f"asynclink {mode}" + (" --jobs 1" if jobs else ""),
-                        [
-                            *cli,
-                            "install",
-                            "--quiet",
-                            "--venv",
-                            venv,
-                            "--cache-dir",
-                            str(cache),
-                            "--link-mode",
-                            mode,
-                            *jobs,
-                            *wheel_args,
-                        ],
+                        [*asynclink_install, str(cache), "--link-mode", mode, *jobs, *wheel_args],
                         reference=f"uv {mode}" if uv else None,
                     )
                 )
         if not uv:
             notes.append("uv: not installed (pip install uv); uv rows and ratios skipped")
+        pip = [PYTHON, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps"]
         found.append(
             Contestant(
                 "install",
                 "pip",
-                [
-                    PYTHON,
-                    "-m",
-                    "pip",
-                    "--python",
-                    python,
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-index",
-                    "--no-compile",
-                    *wheel_args,
-                ],
+                [*pip, "--no-index", "--no-compile", *wheel_args],
                 env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
                 reference="uv hardlink" if uv else None,
             )
@@ -423,19 +400,7 @@ def contestants(
                 Contestant(
                     "cold",
                     "uv cold",
-                    [
-                        uv,
-                        "pip",
-                        "install",
-                        "--offline",
-                        "--no-deps",
-                        "--quiet",
-                        "--python",
-                        python,
-                        "--link-mode",
-                        "hardlink",
-                        *wheel_args,
-                    ],
+                    [*uv_install, "hardlink", *wheel_args],
                     env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
                 )
             )
@@ -444,12 +409,7 @@ def contestants(
                 "cold",
                 "asynclink cold",
                 [
-                    *cli,
-                    "install",
-                    "--quiet",
-                    "--venv",
-                    venv,
-                    "--cache-dir",
+                    *asynclink_install,
                     "{scratch}/cold-cache",
                     "--link-mode",
                     "hardlink",

@@ -75,7 +75,7 @@ async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(tmp_path: P
         tree.files = [path for path in tree.files if path.startswith("shared/")]
         plan.copies = []
     log = WriterLog()
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=log)
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=log, filesystem_threads=2)
 
     await scheduler.run_wheels(plans, scheduler.place)
 
@@ -97,7 +97,7 @@ async def test_two_wheels_writing_one_directory_at_once_both_land(
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
 
-    result = await link_wheels(site_packages, sources, mode=mode, jobs=2)
+    result = await link_wheels(site_packages, sources, mode=mode, jobs=2, filesystem_threads=2)
 
     assert len(list((site_packages / "ns/a").iterdir())) == 300
     assert len(list((site_packages / "ns/b").iterdir())) == 300
@@ -105,16 +105,21 @@ async def test_two_wheels_writing_one_directory_at_once_both_land(
 
 
 async def test_a_failing_wheel_cancels_the_others_and_raises_one_error(tmp_path: Path) -> None:
-    bad = wheel_tree(tmp_path / "bad", "bad", {"bad/mod.py": ""})
-    big = wheel_tree(tmp_path / "big", "big", many_files("big", 6000))
+    # One wheel at a time: whichever order they run in, none starts after the bad one failed.
+    sources = [wheel_tree(tmp_path / f"w{n}", f"w{n}", many_files(f"w{n}", 20)) for n in range(6)]
+    sources.append(wheel_tree(tmp_path / "bad", "bad", {"bad/mod.py": ""}))
     site_packages = make_tree(tmp_path / "sp", {"bad/mod.py/blocker": ""})
+    started: list[str] = []
+
+    def record(event: object) -> None:
+        if isinstance(event, WheelStarted):
+            started.append(event.wheel)
 
     with pytest.raises(LinkError) as caught:
-        await link_wheels(site_packages, [bad, big], mode="hardlink", jobs=2)
+        await link_wheels(site_packages, sources, mode="hardlink", jobs=1, on_event=record)
 
     assert caught.value.wheel == "bad-1.0"
-    placed = len(list((site_packages / "big").iterdir())) if (site_packages / "big").exists() else 0
-    assert placed < 6000
+    assert started[-1] == "bad-1.0"
     assert leftovers(site_packages) == []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from asynclink import InvalidWheelError, WheelUnpacked, WheelVersionWarning, unpack_wheels
 from asynclink._archive import PycacheSkippedWarning
+from asynclink._unpack import WheelCache
 from tests.wheels import WheelSpec, build_wheel, patch_bytes
 
 pytestmark = pytest.mark.anyio
@@ -123,19 +124,38 @@ async def test_many_archives_unpack_at_once_with_events(tmp_path: Path) -> None:
     ]
 
 
-async def test_cancelling_an_extraction_leaves_no_half_wheel(tmp_path: Path) -> None:
-    files = {f"demo/m{n}.py": f"x = {n}\n" for n in range(5000)}
-    path = build_wheel(tmp_path, files=files)
+class Stopped(BaseException):
+    """Stands for a cancellation (or a kill) arriving between two members."""
+
+
+def test_an_extraction_stopped_midway_leaves_no_half_wheel(tmp_path: Path) -> None:
+    path = build_wheel(tmp_path, files={f"demo/m{n}.py": f"x = {n}\n" for n in range(500)})
+    cache = WheelCache(tmp_path / "cache")
+    checks = 0
+
+    def stop_at_the_third_check() -> None:
+        nonlocal checks
+        checks += 1
+        if checks == 3:  # about 64 members in: the tree is half written
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        cache.unpack(str(path), checkpoint=stop_at_the_third_check)
+
+    assert cache_entries(tmp_path / "cache") == []
+    assert cache.unpack(str(path)).cached is False
+
+
+async def test_cancelling_before_the_extraction_leaves_nothing(tmp_path: Path) -> None:
+    path = build_wheel(tmp_path, files=FILES)
     cache = tmp_path / "cache"
 
     with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as group:
-            group.start_soon(unpack_one, path, cache)
-            await anyio.wait_all_tasks_blocked()
-            scope.cancel()
+        scope.cancel()
+        await unpack_one(path, cache)
 
+    assert scope.cancelled_caught
     assert cache_entries(cache) == []
-    assert (await unpack_one(path, cache)).cached is False
 
 
 # -- the rules, one test each ------------------------------------------------------------------
