@@ -1,4 +1,4 @@
-"""Small file helpers shared by the cache, the scheme memo and RECORD writing."""
+"""Small helpers shared by the cache, the scheme memo, RECORD writing and upgrades."""
 
 from __future__ import annotations
 
@@ -6,8 +6,21 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 
-__all__ = ["record_hash", "write_memo"]
+__all__ = ["canonical_name", "record_hash", "write_memo"]
+
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A project name normalised as PEP 503 says (``Foo.Bar_baz`` -> ``foo-bar-baz``).
+
+    ``packaging.utils.canonicalize_name`` gives the same answer (a test holds the two
+    together), but importing ``packaging.utils`` pulls in ``packaging.tags`` and costs about
+    20 ms; a warm install that checks what it replaces runs this and nothing else of it.
+    """
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def record_hash(hasher: hashlib._Hash) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from ._compile import compile_bytecode
 from ._errors import InvalidWheelError, TargetError
 from ._events import EventCallback, WheelFinished, WheelUnpacked
-from ._fsutil import record_hash
+from ._fsutil import canonical_name, record_hash
 from ._modes import LinkMode
 from ._plan import Tree, WheelPlan, conflict_key, destinations
 from ._results import Conflict, WheelResult
@@ -83,9 +83,7 @@ class _Options:
     def is_requested(self, name: str) -> bool:
         if isinstance(self.requested, bool):
             return self.requested
-        from packaging.utils import canonicalize_name
-
-        return canonicalize_name(name) in self.requested
+        return canonical_name(name) in self.requested
 
 
 async def install_wheels(
@@ -186,12 +184,10 @@ def _remove_replaced(
     scheme: Scheme,
 ) -> None:
     """Upgrades: remove what the versions being replaced own and the new ones do not."""
-    from packaging.utils import canonicalize_name
-
     old = [
         dist_info
         for result in results
-        for dist_info in installed.get(canonicalize_name(result.wheel.rpartition("-")[0]), ())
+        for dist_info in installed.get(canonical_name(result.wheel.rpartition("-")[0]), ())
     ]
     if old:
         remove_old_versions(journal, old, set(destinations(plans)), scheme)
@@ -316,9 +312,7 @@ def _options(
     check_tags: bool,
 ) -> _Options:
     if not isinstance(requested, bool):
-        from packaging.utils import canonicalize_name
-
-        requested = frozenset(canonicalize_name(name) for name in requested)
+        requested = frozenset(canonical_name(name) for name in requested)
     return _Options(scheme, installer, requested, direct_urls or {}, check_tags)
 
 

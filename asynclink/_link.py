@@ -126,11 +126,13 @@ class Placer:
     def clone(self, src_fd: int | None, source: str, dst_fd: int | None, destination: str) -> None:
         """A copy-on-write clone into a new file, with the source's permission bits.
 
-        On Linux this is the ``FICLONE`` ioctl on a file created with the right mode: the
-        ``reflink-copy`` package creates the file with default permissions (uv issue 18181) and
-        reports errors without an ``errno``, so using it would cost a ``chmod`` per file and a
-        message parse per failure. Elsewhere (macOS ``clonefile``) ``reflink-copy`` keeps the
-        mode and is used as is.
+        On Linux this is the ``FICLONE`` ioctl on a file created with the right mode. The
+        ``reflink-copy`` package creates the file with default permissions (uv issue 18181), so
+        it needs a ``chmod`` after; measured on the corpus on XFS, the two take the same time
+        (about 250 ms for 19,071 files either way), and the ioctl is kept because it works
+        relative to directory descriptors like every other mode here and fails with an
+        ``errno`` (``reflink-copy``'s errors have none, only a message). Elsewhere (macOS
+        ``clonefile``) ``reflink-copy`` keeps the mode and is used as is.
         """
         if not _LINUX:
             _reflink_copy(_fd_path(src_fd, source), _fd_path(dst_fd, destination))

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Collection, Iterable
 
+from ._fsutil import canonical_name
 from ._scheme import Scheme
 from ._transaction import Transaction
 
@@ -24,18 +25,15 @@ logger = logging.getLogger("asynclink")
 
 def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
     """Canonical project name -> the ``.dist-info`` directories installed in the scheme."""
-    from packaging.utils import canonicalize_name
-
     found: dict[str, list[str]] = {}
     for root in dict.fromkeys((scheme.purelib, scheme.platlib)):
         try:
-            names = os.listdir(root)
+            names = [name for name in os.listdir(root) if name.endswith(".dist-info")]
         except FileNotFoundError:
             continue
         for name in names:
-            if name.endswith(".dist-info"):
-                project = name[: -len(".dist-info")].rpartition("-")[0]
-                found.setdefault(canonicalize_name(project), []).append(os.path.join(root, name))
+            project = name[: -len(".dist-info")].rpartition("-")[0]
+            found.setdefault(canonical_name(project), []).append(os.path.join(root, name))
     return found
 
 

@@ -6,10 +6,11 @@
     python benchmarks/run.py --scaling           # the corpus x1, x2, x4
 
 Every contestant runs as a separate process, the way a user runs it, with the real interpreter
-(never a pyenv shim). Rounds are interleaved (A B C A B C ...), each into a fresh empty target or
-virtual environment whose creation is not timed. The table shows medians of wall time, CPU time
-(user + system, the process and its children), peak RSS and files per second, with ratios to
-``cp`` (link only) and to uv (installs). Tools that are missing are skipped with a note.
+(never a pyenv shim). Rounds are interleaved (every contestant once per round, in a shuffled
+order), each into a fresh empty target or virtual environment whose creation is not timed.
+The table shows medians of wall time, CPU time (user + system, the process and its children),
+peak RSS and files per second, with ratios to ``cp`` (link only) and to uv (installs). Tools
+that are missing are skipped with a note.
 
 Groups:
   link     asynclink's core engine (link only) in each mode, against cp -al, cp -a, cp -as
@@ -28,6 +29,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -464,13 +466,19 @@ def warm(root: Path, wheels: list[Path], uv_too: bool = True) -> None:
 
 
 def run_rounds(root: Path, field_: list[Contestant], rounds: int, spawner: Spawner) -> None:
+    """Every contestant once per round, in an order shuffled per round (seeded, so a rerun is
+    the same run): the clean-up of one contestant's target can leave the filesystem work to do
+    in the background (XFS reclaims inodes lazily), and no contestant should always follow the
+    same one. Each clean-up is synced before the next command starts."""
+    order = random.Random(20261125)
     for number in range(rounds):
-        for contestant in field_:
+        for contestant in order.sample(field_, len(field_)):
             if contestant.failure:
                 continue
             scratch = Path(tempfile.mkdtemp(dir=root, prefix="round-"))
             try:
                 command, env = contestant.prepare(scratch)
+                os.sync()
                 contestant.runs.append(spawner.run(command, env))
             except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
                 contestant.failure = str(error).splitlines()[0][:200]

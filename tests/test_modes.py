@@ -44,3 +44,14 @@ def test_the_default_is_clone_on_linux_and_macos(platform: str, mode: LinkMode) 
 
 def test_a_mode_prints_as_its_name() -> None:
     assert str(LinkMode.HARDLINK) == "hardlink"
+
+
+@pytest.mark.parametrize(
+    "name", ["Foo.Bar_baz", "django", "PyYAML", "zope.interface", "a--b__c..d", "Ruamel.YAML-clib"]
+)
+def test_our_name_normalisation_is_packagings(name: str) -> None:
+    from packaging.utils import canonicalize_name
+
+    from asynclink._fsutil import canonical_name
+
+    assert canonical_name(name) == canonicalize_name(name)
