@@ -11,6 +11,7 @@ imports only ``argparse`` and ``os`` at the top; the engine, ``anyio`` and (on a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from ._modes import LinkMode
     from ._scheme import Scheme
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXAMPLES = """\
 examples:
@@ -163,6 +164,20 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scheme
     if os.path.isfile(os.path.join(".venv", "pyvenv.cfg")):
         return ".venv"
     parser.error("name a target: --venv DIR, --python PATH or --target DIR")
+
+
+def run() -> None:
+    """The ``asynclink`` command: :func:`main`, then exit without the interpreter's teardown.
+
+    Everything is done and closed by then (the install committed, its lock released, its files
+    closed); freeing the objects of a large install one by one would only add about 14 ms (as
+    much as a tenth of a warm install) to what the user waits for.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

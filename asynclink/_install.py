@@ -128,17 +128,27 @@ async def install_wheels(
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     created_roots = await scheduler.in_thread(_make_roots, scheme)
     options = _options(scheme, installer, requested, direct_urls, check_tags)
-    sources = [absolute(wheel) for wheel in wheels]
+    sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
     plans: list[WheelPlan] = []
+    projects: dict[str, str] = {}  # one wheel per project in a batch, as pip and uv insist
 
     async def one(source: str) -> WheelResult:
         # A wheel found in the cache is planned on the filesystem thread (a few reads, some
         # Python); only a real extraction (decompressing and hashing, mostly outside the GIL)
         # goes to the CPU threads, where it overlaps the linking of other wheels.
-        unpacked = await scheduler.in_thread(_lookup, cache, source)
-        if unpacked is None:
+        found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
+        if found is None:
             unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
-        plan = await scheduler.in_thread(_plan_wheel, unpacked, options, _read_script)
+            plan = await scheduler.in_thread(_plan_wheel, unpacked, options, _read_script)
+        else:
+            unpacked, plan = found
+        project = canonical_name(plan.wheel.rpartition("-")[0])
+        owner = projects.setdefault(project, source)
+        if owner != source:
+            raise InvalidWheelError(
+                os.path.basename(source),
+                f"installs {project}, as {os.path.basename(owner)} in the same batch does",
+            )
         scheduler.emit(
             WheelUnpacked(plan.wheel, unpacked.manifest.file_count, unpacked.size, unpacked.cached)
         )
@@ -362,11 +372,16 @@ def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> Unpac
     return cache.unpack(source, max_unpacked_size=max_unpacked_size, checkpoint=check_cancelled)
 
 
-def _lookup(cache: WheelCache, source: str) -> UnpackedWheel | None:
-    """The cached unpacked wheel of an archive, if the cache already has it."""
+def _lookup_and_plan(
+    cache: WheelCache, source: str, options: _Options
+) -> tuple[UnpackedWheel, WheelPlan] | None:
+    """The cached unpacked wheel of an archive and its plan, if the cache already has it."""
     if os.path.isdir(source):
         return None
-    return cache.lookup(source, hash_on_miss=False)
+    unpacked = cache.lookup(source, hash_on_miss=False)
+    if unpacked is None:
+        return None
+    return unpacked, _plan_wheel(unpacked, options, _read_script)
 
 
 def _read_script(path: str) -> bytes:

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -398,3 +399,23 @@ async def test_a_wheel_is_linked_as_soon_as_it_is_unpacked(tmp_path: Path, schem
     last_unpacked = max(i for i, e in enumerate(order) if e[0] == "WheelUnpacked")
     assert first_linked < last_unpacked
     assert len(order) == 12
+
+
+async def test_two_wheels_of_one_project_in_one_batch_are_refused(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    first = build_wheel(tmp_path / "a", files={"demo/__init__.py": ""})
+    second = build_wheel(tmp_path / "b", version="2.0", files={"demo/__init__.py": ""})
+
+    with pytest.raises(InvalidWheelError, match=re.escape("installs demo, as demo-1.0-py3")):
+        await install_wheels(scheme, [first, second], cache_dir=tmp_path / "cache", jobs=1)
+
+    assert not (Path(scheme.purelib) / "demo").exists()
+
+
+async def test_a_wheel_named_twice_is_installed_once(tmp_path: Path, scheme: Scheme) -> None:
+    wheel = build_wheel(tmp_path, files={"demo/__init__.py": ""})
+
+    result = await install_wheels(scheme, [wheel, wheel], cache_dir=tmp_path / "cache")
+
+    assert [w.wheel for w in result.wheels] == ["demo-1.0"]
