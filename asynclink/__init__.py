@@ -10,6 +10,9 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._core import link_wheels as link_wheels
+    from ._dryrun import PlannedFile as PlannedFile
+    from ._dryrun import PlannedWheel as PlannedWheel
+    from ._dryrun import plan_install as plan_install
     from ._errors import AsyncLinkError as AsyncLinkError
     from ._errors import InvalidWheelError as InvalidWheelError
     from ._errors import LinkError as LinkError
@@ -24,10 +27,7 @@ if _typing.TYPE_CHECKING:
     from ._events import WheelStarted as WheelStarted
     from ._events import WheelUnpacked as WheelUnpacked
     from ._install import InstallResult as InstallResult
-    from ._install import PlannedFile as PlannedFile
-    from ._install import PlannedWheel as PlannedWheel
     from ._install import install_wheels as install_wheels
-    from ._install import plan_install as plan_install
     from ._install import unpack_wheels as unpack_wheels
     from ._modes import LinkMode as LinkMode
     from ._modes import default_link_mode as default_link_mode
@@ -50,6 +50,9 @@ if _typing.TYPE_CHECKING:
 #: function do not pay for the rest (the CLI's start-up is part of every install it runs).
 _LOCATIONS = {
     "link_wheels": "._core",
+    "PlannedFile": "._dryrun",
+    "PlannedWheel": "._dryrun",
+    "plan_install": "._dryrun",
     "AsyncLinkError": "._errors",
     "InvalidWheelError": "._errors",
     "LinkError": "._errors",
@@ -64,10 +67,7 @@ _LOCATIONS = {
     "WheelStarted": "._events",
     "WheelUnpacked": "._events",
     "InstallResult": "._install",
-    "PlannedFile": "._install",
-    "PlannedWheel": "._install",
     "install_wheels": "._install",
-    "plan_install": "._install",
     "unpack_wheels": "._install",
     "LinkMode": "._modes",
     "default_link_mode": "._modes",

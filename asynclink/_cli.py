@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._install import InstallResult, PlannedWheel
+    from ._dryrun import PlannedWheel
+    from ._install import InstallResult
     from ._modes import LinkMode
     from ._scheme import Scheme
 
@@ -246,7 +247,7 @@ async def _install(
 async def _plan(
     args: argparse.Namespace, target: Scheme | str, wheels: list[str]
 ) -> list[PlannedWheel]:
-    from ._install import plan_install
+    from ._dryrun import plan_install
 
     return await plan_install(target, wheels, cache_dir=args.cache_dir, jobs=args.jobs)
 

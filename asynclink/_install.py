@@ -43,10 +43,7 @@ from ._unpack import (
 
 __all__ = [
     "InstallResult",
-    "PlannedFile",
-    "PlannedWheel",
     "install_wheels",
-    "plan_install",
     "unpack_wheels",
 ]
 
@@ -127,7 +124,7 @@ async def install_wheels(
     )
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     created_roots = await scheduler.in_thread(_make_roots, scheme)
-    options = _options(scheme, installer, requested, direct_urls, check_tags)
+    options = make_options(scheme, installer, requested, direct_urls, check_tags)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
     plans: list[WheelPlan] = []
     projects: dict[str, str] = {}  # one wheel per project in a batch, as pip and uv insist
@@ -139,7 +136,7 @@ async def install_wheels(
         found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
         if found is None:
             unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
-            plan = await scheduler.in_thread(_plan_wheel, unpacked, options, _read_script)
+            plan = await scheduler.in_thread(plan_wheel, unpacked, options, read_script)
         else:
             unpacked, plan = found
         project = canonical_name(plan.wheel.rpartition("-")[0])
@@ -231,90 +228,7 @@ async def unpack_wheels(
     return await scheduler.run_wheels([absolute(a) for a in archives], one)
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedFile:
-    """One file an install would create or replace."""
-
-    destination: str
-    source: str | None
-    """Where it comes from: a file of the unpacked wheel (or ``archive!member``), or ``None``
-    for a file the install generates."""
-    action: str
-    """``link`` (with the link mode), ``copy`` or ``write``."""
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedWheel:
-    """What installing one wheel would do."""
-
-    wheel: str
-    version: str
-    archive: str | None
-    cached: bool
-    files: tuple[PlannedFile, ...]
-
-
-async def plan_install(
-    target: Scheme | str | os.PathLike[str],
-    wheels: Iterable[str | os.PathLike[str]],
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    jobs: int | None = None,
-    requested: bool | Collection[str] = True,
-    direct_urls: Mapping[str, Mapping[str, object]] | None = None,
-    installer: str = "asynclink",
-    check_tags: bool = True,
-    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
-) -> list[PlannedWheel]:
-    """What :func:`install_wheels` would place and where, writing nothing at all.
-
-    Archives already in the cache are read from it; others are read in place (every check but
-    the contents' hashes runs). Neither the cache nor the target is touched.
-    """
-    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
-    scheduler = Scheduler(None, jobs)
-    scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
-    options = _options(scheme, installer, requested, direct_urls, check_tags)
-
-    def plan_one(source: str) -> PlannedWheel:
-        if os.path.isdir(source):
-            unpacked: UnpackedWheel | None = UnpackedWheel(source, manifest_for_tree(source))
-        else:
-            unpacked = cache.lookup(source)
-        if unpacked is not None:
-            plan = _plan_wheel(unpacked, options, _read_script)
-        else:
-            from ._archive import peek_archive, read_member
-
-            manifest = peek_archive(source, max_unpacked_size)
-            unpacked = UnpackedWheel(source + "!", manifest, source)
-            plan = _plan_wheel(
-                unpacked, options, lambda member: read_member(source, member.partition("!/")[2])
-            )
-        files = [
-            *(
-                PlannedFile(tree.target + os.sep + f, tree.source + os.sep + f, "link")
-                for tree in plan.trees
-                for f in tree.files
-            ),
-            *(PlannedFile(d, s, "copy") for s, d in (*plan.copies, *plan.late)),
-            *(PlannedFile(d, None, "write") for d, _, _ in plan.writes),
-        ]
-        return PlannedWheel(
-            plan.wheel,
-            unpacked.manifest.version,
-            unpacked.archive,
-            unpacked.cached,
-            tuple(sorted(files, key=lambda f: f.destination)),
-        )
-
-    async def one(source: str) -> PlannedWheel:
-        return await scheduler.in_cpu_thread(plan_one, source)
-
-    return await scheduler.run_wheels([absolute(w) for w in wheels], one)
-
-
-def _options(
+def make_options(
     scheme: Scheme,
     installer: str,
     requested: bool | Collection[str],
@@ -381,23 +295,23 @@ def _lookup_and_plan(
     unpacked = cache.lookup(source, hash_on_miss=False)
     if unpacked is None:
         return None
-    return unpacked, _plan_wheel(unpacked, options, _read_script)
+    return unpacked, plan_wheel(unpacked, options, read_script)
 
 
-def _read_script(path: str) -> bytes:
+def read_script(path: str) -> bytes:
     """A script's bytes: all of them if it starts with ``#!python``, else enough to tell."""
     with open(path, "rb") as handle:
         head = handle.read(8)
         return head + handle.read() if head == b"#!python" else head
 
 
-def _plan_wheel(
+def plan_wheel(
     unpacked: UnpackedWheel, options: _Options, read: Callable[[str], bytes]
 ) -> WheelPlan:
     """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets.
 
     ``read`` gives the bytes of a ``.data/scripts`` file, which may need its shebang rewritten
-    (see :func:`_read_script`); a dry run reads from the archive instead of a tree.
+    (see :func:`read_script`); a dry run reads from the archive instead of a tree.
     """
     manifest = unpacked.manifest
     scheme = options.scheme

@@ -164,7 +164,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
+    def from_json(cls, text: str | bytes) -> Manifest:
         raw = json.loads(text)
         if raw.get("format") != MANIFEST_FORMAT:
             raise ValueError("unknown manifest format")
@@ -274,16 +274,19 @@ class WheelCache:
         return os.path.join(self._archives, key)
 
     def _remembered(self, memo: str, archive: str) -> UnpackedWheel | None:
+        # Binary reads: a warm install makes two per wheel, and a text-mode open (decoder,
+        # buffer, wrapper) costs more than the read itself.
         try:
-            with open(memo, encoding="ascii") as handle:
-                return self._load(handle.read().strip(), archive)
+            with open(memo, "rb") as handle:
+                digest = handle.read().strip().decode("ascii")
         except (OSError, UnicodeDecodeError):
             return None
+        return self._load(digest, archive)
 
     def _load(self, digest: str, archive: str) -> UnpackedWheel | None:
         entry = os.path.join(self._wheels, digest)
         try:
-            with open(os.path.join(entry, "manifest.json"), encoding="utf-8") as handle:
+            with open(os.path.join(entry, "manifest.json"), "rb") as handle:
                 manifest = Manifest.from_json(handle.read())
         except (OSError, ValueError, KeyError, TypeError):
             return None

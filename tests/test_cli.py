@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +22,21 @@ ASYNCLINK = [sys.executable, "-m", "asynclink"]
 def asynclink(
     *arguments: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
-    environment.pop("VIRTUAL_ENV", None)
     return subprocess.run(
         [*ASYNCLINK, *map(str, arguments)],
         capture_output=True,
         text=True,
-        env={**environment, **(env or {})},
+        env={**_clean_environment(), **(env or {})},
         cwd=cwd,
         check=False,
     )
+
+
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without what would change asynclink's defaults."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
+    environment.pop("VIRTUAL_ENV", None)
+    return environment
 
 
 @pytest.fixture
@@ -186,6 +193,31 @@ def test_a_broken_wheel_exits_1_naming_the_wheel_and_the_entry(tmp_path: Path, v
     assert "demo-1.0-py3-none-any.whl" in done.stderr
     assert "'../escape.py'" in done.stderr and "path leaves the wheel" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_interrupt_exits_130_and_changes_nothing(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    """Ctrl-C while waiting for another installer's lock: a clean exit, an untouched venv."""
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    other_installer = os.open(site_packages / ".asynclink-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other_installer, fcntl.LOCK_EX)
+    before = snapshot(venv)
+    command = [*ASYNCLINK, "install", "--venv", str(venv), "--cache-dir", str(tmp_path / "c")]
+    with subprocess.Popen(
+        [*command, str(wheels)], stderr=subprocess.PIPE, text=True, env=_clean_environment()
+    ) as process:
+        assert process.stderr is not None
+        try:
+            assert "waiting for another installer" in process.stderr.readline()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 130
+            assert process.stderr.read().strip() == "asynclink: interrupted"
+        finally:
+            process.kill()
+            os.close(other_installer)
+
+    assert snapshot(venv) == before
 
 
 @pytest.mark.parametrize(

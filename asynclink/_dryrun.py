@@ -1,0 +1,107 @@
+"""The dry run: what an install would place and where, without writing anything.
+
+It plans each wheel exactly as :func:`~asynclink.install_wheels` does (same scheme mapping,
+launchers, metadata and RECORD), reading cached wheels from the cache and others in place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from ._install import make_options, plan_wheel, read_script, resolve_target
+from ._scheduler import Scheduler, absolute
+from ._scheme import Scheme
+from ._unpack import (
+    DEFAULT_MAX_UNPACKED_SIZE,
+    UnpackedWheel,
+    WheelCache,
+    default_cache_dir,
+    manifest_for_tree,
+)
+
+__all__ = ["PlannedFile", "PlannedWheel", "plan_install"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    """One file an install would create or replace."""
+
+    destination: str
+    source: str | None
+    """Where it comes from: a file of the unpacked wheel (or ``archive!member``), or ``None``
+    for a file the install generates."""
+    action: str
+    """``link`` (with the link mode), ``copy`` or ``write``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWheel:
+    """What installing one wheel would do."""
+
+    wheel: str
+    version: str
+    archive: str | None
+    cached: bool
+    files: tuple[PlannedFile, ...]
+
+
+async def plan_install(
+    target: Scheme | str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    requested: bool | Collection[str] = True,
+    direct_urls: Mapping[str, Mapping[str, object]] | None = None,
+    installer: str = "asynclink",
+    check_tags: bool = True,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+) -> list[PlannedWheel]:
+    """What :func:`install_wheels` would place and where, writing nothing at all.
+
+    Archives already in the cache are read from it; others are read in place (every check but
+    the contents' hashes runs). Neither the cache nor the target is touched.
+    """
+    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    scheduler = Scheduler(None, jobs)
+    scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
+    options = make_options(scheme, installer, requested, direct_urls, check_tags)
+
+    def plan_one(source: str) -> PlannedWheel:
+        if os.path.isdir(source):
+            unpacked: UnpackedWheel | None = UnpackedWheel(source, manifest_for_tree(source))
+        else:
+            unpacked = cache.lookup(source)
+        if unpacked is not None:
+            plan = plan_wheel(unpacked, options, read_script)
+        else:
+            from ._archive import peek_archive, read_member
+
+            manifest = peek_archive(source, max_unpacked_size)
+            unpacked = UnpackedWheel(source + "!", manifest, source)
+            plan = plan_wheel(
+                unpacked, options, lambda member: read_member(source, member.partition("!/")[2])
+            )
+        files = [
+            *(
+                PlannedFile(tree.target + os.sep + f, tree.source + os.sep + f, "link")
+                for tree in plan.trees
+                for f in tree.files
+            ),
+            *(PlannedFile(d, s, "copy") for s, d in (*plan.copies, *plan.late)),
+            *(PlannedFile(d, None, "write") for d, _, _ in plan.writes),
+        ]
+        return PlannedWheel(
+            plan.wheel,
+            unpacked.manifest.version,
+            unpacked.archive,
+            unpacked.cached,
+            tuple(sorted(files, key=lambda f: f.destination)),
+        )
+
+    async def one(source: str) -> PlannedWheel:
+        return await scheduler.in_cpu_thread(plan_one, source)
+
+    return await scheduler.run_wheels([absolute(w) for w in wheels], one)
