@@ -496,14 +496,15 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
         if c.runs:
             engines = [r.engine for r in c.runs if r.engine is not None]
             medians[c.name] = statistics.median(engines or [r.wall for r in c.runs])
+    width = max([len("contestant"), *(len(c.name) for c in field_)])
     lines = [
-        f"{'group':8} {'contestant':30} {'wall s':>7} {'engine s':>8} {'cpu s':>7} "
-        f"{'rss MB':>7} {'files/s':>9} {'ratio':>18}"
+        f"{'group':8} {'contestant':{width}} {'wall s':>7} {'engine s':>8} {'cpu s':>7} "
+        f"{'rss MB':>7} {'files/s':>9} {'ratio':>22}"
     ]
     rows: list[dict[str, object]] = []
     for c in field_:
         if not c.runs:
-            lines.append(f"{c.group:8} {c.name:30} skipped: {c.failure}")
+            lines.append(f"{c.group:8} {c.name:{width}} skipped: {c.failure}")
             continue
         wall = statistics.median(r.wall for r in c.runs)
         engines = [r.engine for r in c.runs if r.engine is not None]
@@ -515,8 +516,8 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
         ratio_text = f"{ratio:.2f}x {c.reference}" if ratio is not None else ""
         engine_text = f"{engine:8.3f}" if engine is not None else f"{'':8}"
         lines.append(
-            f"{c.group:8} {c.name:30} {wall:7.3f} {engine_text} {cpu:7.3f} {rss:7.1f} "
-            f"{c.files / timed:9,.0f} {ratio_text:>18}"
+            f"{c.group:8} {c.name:{width}} {wall:7.3f} {engine_text} {cpu:7.3f} {rss:7.1f} "
+            f"{c.files / timed:9,.0f} {ratio_text:>22}"
         )
         rows.append(
             {
