@@ -142,9 +142,9 @@ async def install_wheels(
         project = canonical_name(plan.wheel.rpartition("-")[0])
         owner = projects.setdefault(project, source)
         if owner != source:
+            both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
             raise InvalidWheelError(
-                os.path.basename(source),
-                f"installs {project}, as {os.path.basename(owner)} in the same batch does",
+                os.path.basename(source), f"{both} both install {project}; give only one"
             )
         scheduler.emit(
             WheelUnpacked(plan.wheel, unpacked.manifest.file_count, unpacked.size, unpacked.cached)
