@@ -174,10 +174,16 @@ def run() -> None:
     closed); freeing the objects of a large install one by one would only add about 14 ms (as
     much as a tenth of a warm install) to what the user waits for.
     """
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader went away (``asynclink ... --json | head``)
+        code = 1
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            code = code or 1
     os._exit(code)
 
 

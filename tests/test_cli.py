@@ -175,6 +175,38 @@ def test_dry_run_lists_what_would_be_placed(tmp_path: Path, wheels: Path, venv: 
     assert "link  " in done.stdout and "write " in done.stdout
 
 
+def test_a_reader_that_goes_away_gets_exit_1_without_a_traceback(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    """``asynclink install --json ... | head -c 10``: the report cannot be delivered."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        done = subprocess.run(
+            [
+                *ASYNCLINK,
+                "install",
+                "--dry-run",
+                "--json",
+                "--venv",
+                str(venv),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                str(wheels),
+            ],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_clean_environment(),
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
 def test_quiet_prints_nothing_on_success(tmp_path: Path, wheels: Path, venv: Path) -> None:
     done = asynclink("install", "-q", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels)
 
