@@ -18,6 +18,10 @@ Groups:
   install  the asynclink CLI from a warm cache into a fresh venv, against uv with a warm cache,
            pip and installer, in hardlink and copy mode; asynclink at --jobs 1 too
   cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
+  bounds   what limits asynclink, each measured on its own: interpreter start-up with and
+           without asyncio, anyio and asynclink's modules; bare loops of os.link and of copies
+           (small and large files) over the cached trees; link only with more filesystem
+           threads; inflating and hashing the corpus; importing pypa installer
 """
 
 from __future__ import annotations
@@ -49,9 +53,72 @@ BIN = Path(sys.executable).parent
 
 LINK_DRIVER = """
 import sys, anyio, asynclink
-target, mode, jobs, *trees = sys.argv[1:]
-result = anyio.run(lambda: asynclink.link_wheels(target, trees, mode=mode, jobs=int(jobs) or None))
+target, mode, jobs, threads, *trees = sys.argv[1:]
+result = anyio.run(lambda: asynclink.link_wheels(
+    target, trees, mode=mode, jobs=int(jobs) or None, filesystem_threads=int(threads)))
 print(result.elapsed)  # the engine's own time, without the interpreter's start-up
+"""
+
+#: The floor under a hardlink install: one thread, a ``mkdir`` per directory and an ``os.link``
+#: per file over the same trees, listed before the clock starts; prints its own time.
+BARE_LINKS = """
+import os, sys, time
+target, *trees = sys.argv[1:]
+work = []
+for tree in trees:
+    for directory, _, names in os.walk(tree):
+        relative = os.path.relpath(directory, tree)
+        work.append((os.path.join(target, relative), [
+            (os.path.join(directory, n), os.path.join(target, relative, n)) for n in names]))
+started = time.perf_counter()
+for directory, files in work:
+    os.makedirs(directory, exist_ok=True)
+    for source, destination in files:
+        os.link(source, destination)
+print(time.perf_counter() - started)
+"""
+
+#: The floor under a copy install: one thread, for files at least (``large``) or below
+#: (``small``) 1 MiB, the calls a copy needs: two opens, fstat, sendfile, two closes.
+BARE_COPIES = """
+import os, sys, time
+target, which, *trees = sys.argv[1:]
+work = []
+for number, tree in enumerate(trees):
+    for directory, _, names in os.walk(tree):
+        for name in names:
+            path = os.path.join(directory, name)
+            if (os.path.getsize(path) >= 1 << 20) == (which == "large"):
+                work.append((path, os.path.join(target, f"{number}-{len(work)}")))
+started = time.perf_counter()
+for source, destination in work:
+    fin = os.open(source, os.O_RDONLY)
+    size = os.fstat(fin).st_size
+    fout = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    offset = 0
+    while offset < size:
+        offset += os.sendfile(fout, fin, offset, size - offset)
+    os.close(fout)
+    os.close(fin)
+print(time.perf_counter() - started)
+"""
+
+#: The floor under a cold install: CPU time to inflate every member of every wheel
+#: (``inflate``) or to SHA-256 the inflated bytes (``hash``), in one thread.
+UNPACK_WORK = """
+import hashlib, sys, time, zipfile
+which, *wheels = sys.argv[1:]
+spent = 0.0
+for wheel in wheels:
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            started = time.process_time()
+            data = archive.read(member)
+            inflated = time.process_time()
+            hashlib.sha256(data).digest()
+            done = time.process_time()
+            spent += inflated - started if which == "inflate" else done - inflated
+print(spent)
 """
 
 INSTALLER_LOOP = """
@@ -348,7 +415,10 @@ def contestants(
                     Contestant(
                         "link",
                         f"asynclink link {mode}" + (" --jobs 1" if concurrency == "1" else ""),
-                        [PYTHON, "-c", LINK_DRIVER, "{scratch}/target", mode, concurrency, *trees],
+                        [
+                            *[PYTHON, "-c", LINK_DRIVER, "{scratch}/target"],
+                            *[mode, concurrency, "1", *trees],
+                        ],
                         setup="target",
                         reference=reference,
                     )
@@ -422,6 +492,59 @@ def contestants(
         )
     for contestant in found:
         contestant.files = files
+    if "bounds" in groups:  # parts of an install, not installs: no files per second
+        found.extend(bounds(trees, wheel_args))
+    return found
+
+
+def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
+    """The measurements behind the README's account of what limits asynclink."""
+    target = "{scratch}/target"
+
+    def started(name: str, code: str) -> Contestant:
+        return Contestant("bounds", name, [PYTHON, "-c", code], setup="target")
+
+    found = [
+        started("python: start", "pass"),
+        started("python: start + asyncio, anyio", "import anyio; anyio.run(anyio.sleep, 0)"),
+        started(
+            "python: start + asyncio, anyio, asynclink",
+            "import anyio, asynclink._cli, asynclink._install; anyio.run(anyio.sleep, 0)",
+        ),
+        started("python: start + import installer", "import installer"),
+        Contestant(
+            "bounds", "bare os.link loop", [PYTHON, "-c", BARE_LINKS, target, *trees], "target"
+        ),
+    ]
+    for which in ("small", "large"):
+        found.append(
+            Contestant(
+                "bounds",
+                f"bare copy loop, {which} files",
+                [PYTHON, "-c", BARE_COPIES, target, which, *trees],
+                setup="target",
+            )
+        )
+    for mode in ("hardlink", "copy"):
+        for threads in ("2", "4"):
+            found.append(
+                Contestant(
+                    "bounds",
+                    f"asynclink link {mode}, {threads} filesystem threads",
+                    [PYTHON, "-c", LINK_DRIVER, target, mode, "0", threads, *trees],
+                    setup="target",
+                    reference=f"asynclink link {mode}",
+                )
+            )
+    for which in ("inflate", "hash"):
+        found.append(
+            Contestant(
+                "bounds",
+                f"{which} the corpus (CPU, one thread)",
+                [PYTHON, "-c", UNPACK_WORK, which, *wheels],
+                setup="target",
+            )
+        )
     return found
 
 
@@ -517,7 +640,7 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
         engine_text = f"{engine:8.3f}" if engine is not None else f"{'':8}"
         lines.append(
             f"{c.group:8} {c.name:{width}} {wall:7.3f} {engine_text} {cpu:7.3f} {rss:7.1f} "
-            f"{c.files / timed:9,.0f} {ratio_text:>22}"
+            f"{f'{c.files / timed:,.0f}' if c.files else '':>9} {ratio_text:>22}"
         )
         rows.append(
             {
@@ -528,7 +651,7 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
                 "cpu": cpu,
                 "rss_mb": rss,
                 "files": c.files,
-                "files_per_second": c.files / timed,
+                "files_per_second": c.files / timed if c.files else None,
                 "reference": c.reference,
                 "ratio": ratio,
                 "walls": [r.wall for r in c.runs],
@@ -597,7 +720,7 @@ def main() -> int:
         help="where caches and targets live (default: /dev/shm/asynclink-bench)",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--groups", default="link,install,cold")
+    parser.add_argument("--groups", default="link,install,cold,bounds")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
@@ -628,6 +751,7 @@ def main() -> int:
     for note in notes:
         print(f"note: {note}")
     result: dict[str, object] = {
+        "versions": versions(),
         "wheels": len(wheels),
         "root": str(root),
         "filesystem": _filesystem(root),
@@ -645,6 +769,27 @@ def main() -> int:
         args.json.write_text(json.dumps(result, indent=2))
     shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def versions() -> dict[str, str]:
+    """What was measured: the interpreter, asynclink and the tools it is compared with."""
+    found = {"python": sys.version.split()[0]}
+    commands = {
+        "asynclink": [
+            PYTHON,
+            "-c",
+            "import importlib.metadata as m; print(m.version('asynclink'))",
+        ],
+        "pip": [PYTHON, "-m", "pip", "--version"],
+        "uv": [tool("uv") or "uv", "--version"],
+        "installer": [PYTHON, "-c", "import installer; print(installer.__version__)"],
+    }
+    for name, command in commands.items():
+        with contextlib.suppress(OSError):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                found[name] = done.stdout.split("from")[0].strip()
+    return found
 
 
 def _filesystem(path: Path) -> str:
