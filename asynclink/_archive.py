@@ -33,7 +33,7 @@ from ._wheelinfo import (
     read_dist_info,
 )
 
-__all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive", "read_member"]
+__all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive"]
 
 logger = logging.getLogger("asynclink")
 
@@ -175,22 +175,26 @@ def _extract_all(
     return found.manifest(files)
 
 
-def peek_archive(archive: str, max_size: int = DEFAULT_MAX_UNPACKED_SIZE) -> Manifest:
-    """The manifest extracting ``archive`` would give, read without writing anything.
+def peek_archive(
+    archive: str, max_size: int = DEFAULT_MAX_UNPACKED_SIZE
+) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest extracting ``archive`` would give, read without writing anything, and the
+    bytes of its ``.data/scripts`` files (the only contents planning an install looks at).
 
     For dry runs: every check runs but those of the contents (hashes and sizes are RECORD's).
     """
     with _open_archive(archive) as zip_file:
         found = _inspect(archive, zip_file, max_size)
-    return found.manifest(
+        scripts_dir = f"{found.data_dir}/scripts/"
+        scripts = {
+            path: _read_member(archive, zip_file, info)
+            for path, info in found.members
+            if path.startswith(scripts_dir)
+        }
+    manifest = found.manifest(
         (path, *found.record.get(path, ("", info.file_size))) for path, info in found.members
     )
-
-
-def read_member(archive: str, relative: str) -> bytes:
-    """One member's bytes, for dry runs that need to look into a file."""
-    with _open_archive(archive) as zip_file:
-        return zip_file.read(relative)
+    return manifest, scripts
 
 
 def _check_members(

@@ -10,7 +10,7 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from ._install import make_options, plan_wheel, read_script, resolve_target
+from ._install import make_options, plan_wheel, resolve_target
 from ._scheduler import Scheduler, absolute
 from ._scheme import Scheme
 from ._unpack import (
@@ -75,15 +75,13 @@ async def plan_install(
         else:
             unpacked = cache.lookup(source)
         if unpacked is not None:
-            plan = plan_wheel(unpacked, options, read_script)
+            plan = plan_wheel(unpacked, options)
         else:
-            from ._archive import peek_archive, read_member
+            from ._archive import peek_archive
 
-            manifest = peek_archive(source, max_unpacked_size)
+            manifest, scripts = peek_archive(source, max_unpacked_size)
             unpacked = UnpackedWheel(source + "!", manifest, source)
-            plan = plan_wheel(
-                unpacked, options, lambda member: read_member(source, member.partition("!/")[2])
-            )
+            plan = plan_wheel(unpacked, options, scripts)
         files = [
             *(
                 PlannedFile(tree.target + os.sep + f, tree.source + os.sep + f, "link")

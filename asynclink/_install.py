@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ._compile import compile_bytecode
@@ -136,10 +136,10 @@ async def install_wheels(
         found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
         if found is None:
             unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
-            plan = await scheduler.in_thread(plan_wheel, unpacked, options, read_script)
+            plan = await scheduler.in_thread(plan_wheel, unpacked, options)
         else:
             unpacked, plan = found
-        project = canonical_name(plan.wheel.rpartition("-")[0])
+        project = canonical_name(unpacked.manifest.name)
         owner = projects.setdefault(project, source)
         if owner != source:
             both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
@@ -170,7 +170,7 @@ async def install_wheels(
         results = await scheduler.run_wheels(sources, one)
         for plan in plans:  # .pth files last: a Python starting now must not run a half package
             await scheduler.place_locked(plan.wheel, copies=plan.late)
-        await scheduler.in_thread(_remove_replaced, journal, plans, results, installed, scheme)
+        await scheduler.in_thread(_remove_replaced, journal, plans, projects, installed, scheme)
         conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
     compiled = 0
     if compile:
@@ -186,16 +186,13 @@ async def install_wheels(
 def _remove_replaced(
     journal: Transaction,
     plans: list[WheelPlan],
-    results: list[WheelResult],
+    projects: Iterable[str],
     installed: dict[str, list[str]],
     scheme: Scheme,
 ) -> None:
-    """Upgrades: remove what the versions being replaced own and the new ones do not."""
-    old = [
-        dist_info
-        for result in results
-        for dist_info in installed.get(canonical_name(result.wheel.rpartition("-")[0]), ())
-    ]
+    """Upgrades: remove what the installed versions of ``projects`` (canonical names) own and
+    the new ones do not."""
+    old = [dist_info for project in projects for dist_info in installed.get(project, ())]
     if old:
         remove_old_versions(journal, old, set(destinations(plans)), scheme)
 
@@ -295,7 +292,7 @@ def _lookup_and_plan(
     unpacked = cache.lookup(source, hash_on_miss=False)
     if unpacked is None:
         return None
-    return unpacked, plan_wheel(unpacked, options, read_script)
+    return unpacked, plan_wheel(unpacked, options)
 
 
 def read_script(path: str) -> bytes:
@@ -306,12 +303,13 @@ def read_script(path: str) -> bytes:
 
 
 def plan_wheel(
-    unpacked: UnpackedWheel, options: _Options, read: Callable[[str], bytes]
+    unpacked: UnpackedWheel, options: _Options, scripts: Mapping[str, bytes] | None = None
 ) -> WheelPlan:
     """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets.
 
-    ``read`` gives the bytes of a ``.data/scripts`` file, which may need its shebang rewritten
-    (see :func:`read_script`); a dry run reads from the archive instead of a tree.
+    A ``.data/scripts`` file may need its shebang rewritten, so its bytes are read from the
+    tree (see :func:`read_script`), or taken from ``scripts`` (wheel path -> bytes) in a dry
+    run, which has only the archive.
     """
     manifest = unpacked.manifest
     scheme = options.scheme
@@ -369,7 +367,10 @@ def plan_wheel(
         if key == "scripts":
             if rest in entry_names:
                 continue  # as pip: the entry point's launcher wins
-            rewritten = rewrite_shebang(read(tree.source + sep + rest), scheme.interpreter)
+            content = (
+                scripts[relative] if scripts is not None else read_script(tree.source + sep + rest)
+            )
+            rewritten = rewrite_shebang(content, scheme.interpreter)
             if rewritten is not None:
                 plan.writes.append((destination, rewritten, 0o755))
                 extra_rows.append(_row(destination, root, rewritten))

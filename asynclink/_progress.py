@@ -115,8 +115,8 @@ def make_reporter(quiet: bool, stream: TextIO = sys.stderr) -> Reporter:
 
 
 def _describe(result: WheelResult) -> str:
-    name, _, version = result.wheel.rpartition("-")
-    text = f"{name} {version}: {result.files:,} files, {result.mode}"
+    name = result.wheel.removesuffix(f"-{result.version}")
+    text = f"{name} {result.version}: {result.files:,} files, {result.mode}"
     if result.cached:
         text += ", cached"
     return text

@@ -355,11 +355,7 @@ def manifest_for_tree(tree: str) -> Manifest:
     if len(infos) != 1:
         raise InvalidWheelError(label, f"expected one .dist-info directory, found {infos}")
     dist_info = infos[0]
-    from ._wheelinfo import WheelName, check_dist_info_name, read_dist_info
-
-    project, _, version = dist_info[: -len(".dist-info")].rpartition("-")
-    name = WheelName(label, project, version, ())
-    check_dist_info_name(name, top)
+    from ._wheelinfo import read_dist_info
 
     def text(relative: str) -> str | None:
         try:

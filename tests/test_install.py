@@ -347,6 +347,20 @@ async def test_an_unpacked_tree_installs_like_an_archive(tmp_path: Path, scheme:
     assert result.wheels[0].archive is None
 
 
+async def test_an_unpacked_tree_may_spell_its_name_with_underscores(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    path = build_wheel(tmp_path / "dist", name="foo_bar", files={"foo_bar/__init__.py": ""})
+    (unpacked,) = await unpack_wheels([path], cache_dir=tmp_path / "cache")
+    tree = tmp_path / "elsewhere" / "foo_bar-1.0"
+    shutil.copytree(unpacked.tree, tree)
+
+    result = await install_wheels(scheme, [tree], cache_dir=tmp_path / "cache2")
+
+    assert [w.wheel for w in result.wheels] == ["foo_bar-1.0"]
+    assert (Path(scheme.purelib) / "foo_bar-1.0.dist-info/RECORD").exists()
+
+
 async def test_a_wheel_for_another_interpreter_is_refused(tmp_path: Path, scheme: Scheme) -> None:
     tagged = dataclasses.replace(scheme, tags=("cp311-cp311-linux_x86_64", "py3-none-any"))
 

@@ -217,6 +217,27 @@ async def test_an_upgrade_removes_what_only_the_old_version_had(
     assert sorted(p.name for p in bin_dir.iterdir()) == ["demo"]
 
 
+async def test_an_upgrade_finds_the_old_version_whatever_the_new_version_looks_like(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """``2.0-1`` is a valid spelling of 2.0.post1, with a dash in it."""
+    old = build_wheel(tmp_path / "old", files={"demo/__init__.py": "", "demo/old.py": ""})
+    new = build_wheel(
+        tmp_path / "new",
+        version="2.0-1",
+        filename="demo-2.0.post1-py3-none-any.whl",
+        dist_info="demo-2.0.post1.dist-info",
+        files={"demo/__init__.py": ""},
+    )
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+
+    await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    site = Path(scheme.purelib)
+    assert not (site / "demo/old.py").exists()
+    assert sorted(p.name for p in site.glob("demo-*.dist-info")) == ["demo-2.0.post1.dist-info"]
+
+
 async def test_files_both_versions_have_are_replaced_not_removed(
     tmp_path: Path, scheme: Scheme
 ) -> None:
