@@ -8,6 +8,7 @@ import os
 import struct
 from types import TracebackType
 
+IN_ATTRIB = 0x4
 IN_CREATE = 0x100
 IN_DELETE = 0x200
 IN_MOVED_FROM = 0x40
@@ -19,18 +20,20 @@ _HEADER = struct.Struct("iIII")
 
 
 class DirectoryWatch:
-    """Records (event, name) for entries of one directory while it is open."""
+    """Records (event, name) for entries of one directory while it is open; an ``attrib``
+    event with the name ``""`` is a change to the directory's own metadata (its mtime set)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.fd = _libc.inotify_init1(IN_NONBLOCK)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+        mask = IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
         if _libc.inotify_add_watch(self.fd, os.fsencode(directory), mask) < 0:
             raise OSError(ctypes.get_errno(), "inotify_add_watch")
 
     def events(self) -> list[tuple[str, str]]:
         names = {
+            IN_ATTRIB: "attrib",
             IN_CREATE: "create",
             IN_DELETE: "delete",
             IN_MOVED_FROM: "moved_from",

@@ -101,6 +101,7 @@ async def test_conflicts_are_events_too(tmp_path: Path) -> None:
         on_event=events.append,
     )
 
+    assert result.conflicts
     assert [e.conflict for e in events if isinstance(e, ConflictFound)] == list(result.conflicts)
 
 

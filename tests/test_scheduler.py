@@ -16,6 +16,7 @@ from asynclink import LinkError, LinkMode, WheelFinished, WheelStarted, link_whe
 from asynclink._link import Recorder
 from asynclink._plan import plan_unpacked_tree
 from asynclink._scheduler import Scheduler
+from tests.events import Concurrency
 from tests.trees import leftovers, make_tree, wheel_tree
 
 pytestmark = pytest.mark.anyio
@@ -29,19 +30,13 @@ async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
     sources = [wheel_tree(tmp_path / f"w{n}", f"w{n}", many_files(f"w{n}", 20)) for n in range(8)]
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
-    running = peak = 0
+    concurrency = Concurrency()
 
-    def watch(event: object) -> None:
-        nonlocal running, peak
-        if isinstance(event, WheelStarted):
-            running += 1
-            peak = max(peak, running)
-        elif isinstance(event, WheelFinished):
-            running -= 1
+    result = await link_wheels(
+        site_packages, sources, mode="hardlink", jobs=3, on_event=concurrency
+    )
 
-    result = await link_wheels(site_packages, sources, mode="hardlink", jobs=3, on_event=watch)
-
-    assert 1 <= peak <= 3
+    assert 1 <= concurrency.peak <= 3
     assert len(result.wheels) == 8 and result.files == 8 * 22
 
 

@@ -256,7 +256,6 @@ async def test_files_both_versions_have_are_replaced_not_removed(
 async def test_a_failed_upgrade_brings_the_old_version_back(tmp_path: Path, scheme: Scheme) -> None:
     old, new = old_and_new(tmp_path)
     await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
-    before = snapshot(tmp_path / "env")
     broken = build_wheel(tmp_path / "dist", name="broken", files={"broken/x.py": ""})
     make_tree(tmp_path / "env", {"broken/x.py/in-the-way": ""})
     before = snapshot(tmp_path / "env")
