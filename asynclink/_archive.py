@@ -3,7 +3,7 @@
 The zip-level rules (names, sizes, symlinks, duplicates, zip bombs) and the wheel-level ones
 (dist-info, WHEEL, METADATA, RECORD coverage) all run before the first byte is written; the
 contents are checked against RECORD (hash and size) while they are extracted. Only the cold
-path of an install (an archive not yet in the cache) imports this module.
+path of an install (an archive not yet in the cache) and the dry run import this module.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from ._errors import InvalidWheelError, LinkError
 from ._fsutil import record_hash
+from ._scheme import SCHEME_KEYS
 from ._scripts import EntryPoint
-from ._unpack import DEFAULT_MAX_UNPACKED_SIZE, Manifest
+from ._unpack import DEFAULT_MAX_UNPACKED_SIZE, Manifest, data_dir_of
 from ._wheelinfo import (
     UNRECORDED,
     WheelName,
@@ -40,7 +41,6 @@ logger = logging.getLogger("asynclink")
 #: Above this size, a wheel must not unpack to more than ``_MAX_RATIO`` times its archive.
 _RATIO_FLOOR = 256 << 20
 _MAX_RATIO = 200
-_DATA_KEYS = frozenset({"purelib", "platlib", "scripts", "headers", "data"})
 
 
 class PycacheSkippedWarning(UserWarning):
@@ -63,7 +63,7 @@ class _Inspection:
 
     @property
     def data_dir(self) -> str:
-        return self.dist_info[: -len(".dist-info")] + ".data"
+        return data_dir_of(self.dist_info)
 
     def manifest(self, files: Iterable[tuple[str, str, int]]) -> Manifest:
         return Manifest.build(
@@ -276,11 +276,11 @@ def _check_coverage(
                 raise InvalidWheelError(
                     wheel, f"a file directly in {data_dir}/ belongs to no scheme", entry=path
                 )
-            if key not in _DATA_KEYS:
+            if key not in SCHEME_KEYS:
                 raise InvalidWheelError(
                     wheel,
                     f"unknown scheme {key!r} in {data_dir}/ (not one of "
-                    f"{', '.join(sorted(_DATA_KEYS))})",
+                    f"{', '.join(sorted(SCHEME_KEYS))})",
                     entry=path,
                 )
             if key == "scripts" and "/" in inner:

@@ -6,14 +6,13 @@ import os
 import time
 from collections.abc import Iterable
 
-import anyio
-
 from ._errors import AsyncLinkError
 from ._events import EventCallback, WheelFinished
+from ._fsutil import absolute
 from ._modes import LinkMode
 from ._plan import WheelPlan, plan_unpacked_tree
 from ._results import LinkResult, WheelResult
-from ._scheduler import FILESYSTEM_THREADS, Scheduler, absolute
+from ._scheduler import FILESYSTEM_THREADS, Scheduler
 from ._transaction import transaction
 
 __all__ = ["link_wheels"]
@@ -47,12 +46,12 @@ async def link_wheels(
     target = absolute(site_packages)
     sources = [absolute(wheel) for wheel in wheels]
     scheduler = Scheduler(
-        LinkMode.parse(mode) if mode is not None else None,
+        mode,
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
     )
-    if not await anyio.Path(target).is_dir():
+    if not await scheduler.in_thread(os.path.isdir, target):
         raise AsyncLinkError(f"site-packages directory {target} does not exist")
     plans: list[WheelPlan] = []
 

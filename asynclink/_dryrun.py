@@ -10,14 +10,14 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from ._fsutil import absolute
 from ._install import make_options, plan_wheel, resolve_target
-from ._scheduler import Scheduler, absolute
+from ._scheduler import Scheduler
 from ._scheme import Scheme
 from ._unpack import (
     DEFAULT_MAX_UNPACKED_SIZE,
     UnpackedWheel,
     WheelCache,
-    default_cache_dir,
     manifest_for_tree,
 )
 
@@ -33,7 +33,7 @@ class PlannedFile:
     """Where it comes from: a file of the unpacked wheel (or ``archive!member``), or ``None``
     for a file the install generates."""
     action: str
-    """``link`` (with the link mode), ``copy`` or ``write``."""
+    """``link`` (placed with the install's link mode), ``copy`` or ``write``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ async def plan_install(
     Archives already in the cache are read from it; others are read in place (every check but
     the contents' hashes runs). Neither the cache nor the target is touched.
     """
-    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    cache = WheelCache(cache_dir)
     scheduler = Scheduler(None, jobs)
     scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
     options = make_options(scheme, installer, requested, direct_urls, check_tags)

@@ -8,9 +8,22 @@ import hashlib
 import os
 import re
 
-__all__ = ["canonical_name", "record_hash", "write_memo"]
+__all__ = ["absolute", "add_parent_dirs", "canonical_name", "record_hash", "write_memo"]
 
 _SEPARATORS = re.compile(r"[-_.]+")
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``os.path.abspath`` as a ``str``: lexical, no symlinks resolved, one ``getcwd`` at most."""
+    return os.path.abspath(os.fspath(path))
+
+
+def add_parent_dirs(found: dict[str, None], relative: str, sep: str = "/") -> None:
+    """Add the directories above the ``/``-separated ``relative`` path to ``found``, parents
+    first, joined with ``sep``."""
+    parts = relative.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        found.setdefault(sep.join(parts[:depth]))
 
 
 def canonical_name(name: str) -> str:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from ._compile import compile_bytecode
 from ._errors import InvalidWheelError, TargetError
 from ._events import EventCallback, WheelFinished, WheelUnpacked
-from ._fsutil import canonical_name, record_hash
+from ._fsutil import absolute, add_parent_dirs, canonical_name, record_hash
 from ._modes import LinkMode
-from ._plan import Tree, WheelPlan, conflict_key, destinations
+from ._plan import Tree, WheelPlan, conflict_key, destinations, native_paths
 from ._results import Conflict, WheelResult
-from ._scheduler import FILESYSTEM_THREADS, Scheduler, absolute
+from ._scheduler import FILESYSTEM_THREADS, Scheduler
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
 from ._scripts import launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
@@ -35,7 +35,6 @@ from ._unpack import (
     DEFAULT_MAX_UNPACKED_SIZE,
     UnpackedWheel,
     WheelCache,
-    default_cache_dir,
     manifest_for_tree,
     record_row,
     row_path,
@@ -115,9 +114,9 @@ async def install_wheels(
     on any failure or cancellation the target is put back as it was.
     """
     started = time.perf_counter()
-    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    cache = WheelCache(cache_dir)
     scheduler = Scheduler(
-        LinkMode.parse(mode) if mode is not None else None,
+        mode,
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
@@ -206,7 +205,7 @@ async def unpack_wheels(
     on_event: EventCallback | None = None,
 ) -> list[UnpackedWheel]:
     """Unpack ``.whl`` archives into the cache, many at once; reuse those already there."""
-    cache = WheelCache(absolute(cache_dir) if cache_dir is not None else default_cache_dir())
+    cache = WheelCache(cache_dir)
     scheduler = Scheduler(None, jobs, None, on_event)
 
     async def one(archive: str) -> UnpackedWheel:
@@ -343,14 +342,15 @@ def plan_wheel(
         files = [path for path in files if path not in late]
         plan.late = [(source + sep + name, root + sep + name) for name in late]
     plan.trees.append(
-        Tree(source, root, _native(manifest.dirs), _native(files), sorted=os.sep == "/")
+        Tree(source, root, native_paths(manifest.dirs), native_paths(files), sorted=os.sep == "/")
     )
     plan.top_level = {conflict_key(name): name for name in manifest.top}
 
     # <name>.data/<key>/...: a tree per key, rooted at the scheme's path for the key.
     data_prefix = manifest.data_dir + "/"
     entry_names = {entry.name for entry in manifest.entry_points}
-    data_trees: dict[str, tuple[Tree, dict[str, None]]] = {}
+    # key -> (tree, its directories, its root as a RECORD path prefix)
+    data_trees: dict[str, tuple[Tree, dict[str, None], str]] = {}
     for relative, digest, size in manifest.data:
         key, _, rest = relative[len(data_prefix) :].partition("/")
         found = data_trees.get(key)
@@ -361,12 +361,17 @@ def plan_wheel(
             if key == "headers":
                 base = os.path.join(base, manifest.name)
             _add_ancestors(extra_dirs, base, stop)
-            found = data_trees[key] = (Tree(source + sep + data_prefix + key, base), {})
-        tree, tree_dirs = found
-        destination = tree.target + sep + rest
+            prefix = _relative(base, root)
+            found = data_trees[key] = (
+                Tree(source + sep + data_prefix + key, base),
+                {},
+                "" if prefix == "." else prefix + "/",
+            )
+        tree, tree_dirs, record_prefix = found
         if key == "scripts":
             if rest in entry_names:
                 continue  # as pip: the entry point's launcher wins
+            destination = tree.target + sep + rest
             content = (
                 scripts[relative] if scripts is not None else read_script(tree.source + sep + rest)
             )
@@ -375,12 +380,10 @@ def plan_wheel(
                 plan.writes.append((destination, rewritten, 0o755))
                 extra_rows.append(_row(destination, root, rewritten))
                 continue
-        parts = rest.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            tree_dirs.setdefault(sep.join(parts[:depth]))
+        add_parent_dirs(tree_dirs, rest, sep)
         tree.files.append(rest.replace("/", sep))
-        extra_rows.append(record_row(_relative(destination, root), digest, size))
-    for tree, tree_dirs in data_trees.values():
+        extra_rows.append(record_row(record_prefix + rest, digest, size))
+    for tree, tree_dirs, _ in data_trees.values():
         tree.dirs = list(tree_dirs)
         plan.trees.append(tree)
 
@@ -415,11 +418,6 @@ def plan_wheel(
 def _has(sorted_paths: list[str], path: str) -> bool:
     index = bisect.bisect_left(sorted_paths, path)
     return index < len(sorted_paths) and sorted_paths[index] == path
-
-
-def _native(paths: list[str]) -> list[str]:
-    """Manifest paths (``/``) in this system's separator."""
-    return paths if os.sep == "/" else [path.replace("/", os.sep) for path in paths]
 
 
 def _relative(destination: str, root: str) -> str:

@@ -81,7 +81,8 @@ def default_link_mode(platform: str = sys.platform) -> LinkMode:
 
 
 #: The errors that mean "this mode cannot work between these two places" rather than "this
-#: file is broken": cross-device, unsupported by the filesystem, or not permitted.
+#: file is broken": cross-device, unsupported by the filesystem, or not permitted. (``EMLINK``,
+#: too many links to one source file, is neither: the hard-link loop copies that file instead.)
 UNSUPPORTED_ERRNOS = frozenset(
     code
     for code in (
@@ -93,7 +94,6 @@ UNSUPPORTED_ERRNOS = frozenset(
         errno.EINVAL,
         errno.ENOTTY,
         errno.ENOSYS,
-        errno.EMLINK,
         errno.EBADF,
     )
 )

@@ -18,12 +18,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._errors import InvalidWheelError
+from ._fsutil import add_parent_dirs
 
 __all__ = [
     "Tree",
     "WheelPlan",
     "conflict_key",
     "destinations",
+    "native_paths",
     "plan_unpacked_tree",
     "site_files",
 ]
@@ -60,7 +62,8 @@ class WheelPlan:
     dirs: list[str] = field(default_factory=list)
     """Absolute directories to make before the trees' (parents of data and scripts roots)."""
     copies: list[tuple[str, str]] = field(default_factory=list)
-    """(source, destination) pairs that must be real copies (RECORD and rewritten files)."""
+    """(source, destination) pairs that must be real copies, not links: RECORD files, which
+    an installer may rewrite in place."""
     symlinks: list[tuple[str, str]] = field(default_factory=list)
     """(link text, destination): symlinks of the unpacked tree, recreated as they are."""
     writes: list[tuple[str, bytes, int]] = field(default_factory=list)
@@ -71,9 +74,10 @@ class WheelPlan:
     """Conflict key -> top-level name in site-packages, for the conflict registry."""
     record: str | None = None
     """RECORD's rows (sorted by path, one per line) where known: hashes for free."""
-    _rows: list[str] | None = None
     size: int = 0
     """Bytes of the files placed, where known for free (installs from the cache)."""
+    _rows: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    """``record`` split into rows, on first use."""
 
     def known(self, relative: str) -> tuple[str, int] | None:
         """(hash, size) of the site-packages-relative ``relative`` from RECORD, if known."""
@@ -196,14 +200,10 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
     """The plan of a cache tree (``.../<digest>/tree`` beside its ``manifest.json``)."""
     if os.path.basename(source) != "tree":
         return None
-    from ._unpack import Manifest
+    from ._unpack import load_manifest
 
-    try:
-        with open(
-            os.path.join(os.path.dirname(source), "manifest.json"), encoding="utf-8"
-        ) as handle:
-            manifest = Manifest.from_json(handle.read())
-    except (OSError, ValueError, KeyError, TypeError):
+    manifest = load_manifest(os.path.dirname(source))
+    if manifest is None:
         return None
     wheel = f"{manifest.name}-{manifest.version}"
     plan = WheelPlan(wheel=wheel, source=source, target=target, size=manifest.size)
@@ -213,12 +213,10 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
         files[at:at] = [path for path, _, _ in manifest.data]
     dirs = dict.fromkeys(manifest.dirs)
     for path, _, _ in manifest.data:
-        parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            dirs.setdefault("/".join(parts[:depth]))
-    if os.sep != "/":
-        files = [path.replace("/", os.sep) for path in files]
-    plan.trees.append(Tree(source, target, sorted(dirs), files, sorted=os.sep == "/"))
+        add_parent_dirs(dirs, path)
+    plan.trees.append(
+        Tree(source, target, native_paths(sorted(dirs)), native_paths(files), sorted=os.sep == "/")
+    )
     record = f"{manifest.dist_info}/RECORD"
     plan.copies.append((source + os.sep + record, target + os.sep + record))
     plan.top_level = {conflict_key(name): name for name in manifest.top}
@@ -226,6 +224,11 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
         plan.top_level[conflict_key(manifest.data_dir)] = manifest.data_dir
     plan.record = manifest.record
     return plan
+
+
+def native_paths(paths: list[str]) -> list[str]:
+    """Manifest paths (``/``) in this system's separator."""
+    return paths if os.sep == "/" else [path.replace("/", os.sep) for path in paths]
 
 
 def _name(entry: os.DirEntry[str]) -> str:

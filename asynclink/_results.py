@@ -40,7 +40,9 @@ class WheelResult:
     fallbacks: tuple[Fallback, ...]
     """Why ``mode`` differs from ``requested_mode``; empty when it does not."""
     copied: int
-    """Files copied whatever the mode: RECORD, rewritten files, files with too many links."""
+    """Files copied rather than linked: all of them once the mode is (or fell back to) copy;
+    otherwise RECORD files of unpacked trees and files with too many links. Generated files
+    (launchers, metadata, rewritten scripts) are written, not counted."""
     bytes: int = 0
     """Bytes of the files placed, where known without extra reads (installs from archives)."""
     version: str = ""

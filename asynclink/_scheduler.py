@@ -44,7 +44,7 @@ from ._modes import LinkMode, default_link_mode
 from ._plan import Tree, WheelPlan
 from ._results import Conflict, WheelResult
 
-__all__ = ["LinkModeFallbackWarning", "Scheduler", "absolute", "default_jobs"]
+__all__ = ["LinkModeFallbackWarning", "Scheduler", "default_jobs"]
 
 logger = logging.getLogger("asynclink")
 
@@ -59,15 +59,18 @@ COPY_CHUNK = 4096
 class _Group:
     """What the locked phase puts into one directory (or a chunk of directories)."""
 
-    tree_files: list[tuple[Tree, str]] = field(default_factory=list)
+    tree_files: dict[int, tuple[Tree, list[str]]] = field(default_factory=dict)
+    """``id(tree)`` -> (tree, files of the tree to copy)."""
     copies: list[tuple[str, str]] = field(default_factory=list)
     writes: list[tuple[str, bytes, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.tree_files) + len(self.copies) + len(self.writes)
+        files = sum(len(names) for _, names in self.tree_files.values())
+        return files + len(self.copies) + len(self.writes)
 
     def extend(self, other: _Group) -> None:
-        self.tree_files.extend(other.tree_files)
+        for key, (tree, names) in other.tree_files.items():
+            self.tree_files.setdefault(key, (tree, []))[1].extend(names)
         self.copies.extend(other.copies)
         self.writes.extend(other.writes)
 
@@ -96,14 +99,14 @@ class Scheduler:
 
     def __init__(
         self,
-        mode: LinkMode | None,
+        mode: LinkMode | str | None,
         jobs: int | None = None,
         recorder: Recorder | None = None,
         on_event: EventCallback | None = None,
         filesystem_threads: int = FILESYSTEM_THREADS,
     ) -> None:
         self.mode_chosen = mode is not None
-        self.mode = mode if mode is not None else default_link_mode()
+        self.mode = LinkMode.parse(mode) if mode is not None else default_link_mode()
         jobs = jobs if jobs is not None else default_jobs()
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -211,17 +214,8 @@ class Scheduler:
             for tree, source_fd, target_fd in zip(
                 plan.trees, handles.sources, handles.targets, strict=True
             ):
-                devices = (os.fstat(source_fd).st_dev, os.fstat(target_fd).st_dev)
                 left = link_tree(
-                    placer,
-                    wheel,
-                    tree,
-                    source_fd,
-                    target_fd,
-                    state,
-                    self._probes,
-                    devices,
-                    checkpoint,
+                    placer, wheel, tree, source_fd, target_fd, state, self._probes, checkpoint
                 )
                 if left:
                     deferred.append((tree, left))
@@ -233,9 +227,8 @@ class Scheduler:
         wheel: str,
         tree_files: Sequence[tuple[Tree, Sequence[str]]] = (),
         copies: Sequence[tuple[str, str]] = (),
-        writes: Sequence[tuple[str, bytes, int]] = (),
     ) -> None:
-        """Copy files and write generated ones, holding the lock of each destination directory.
+        """Copy files, holding the lock of each destination directory.
 
         Copies (unlike links) write a file's bytes over time. Each copy goes to a new inode
         (``O_EXCL``, or a temporary name renamed over an existing file), so bytes of two wheels
@@ -248,15 +241,18 @@ class Scheduler:
         sep = os.sep
         groups: dict[str, _Group] = {}
         for tree, files in tree_files:
-            for relative in files:
+            last_head: str | None = None
+            names: list[str] = []
+            for relative in files:  # a directory's files come one after another
                 head = relative.rpartition(sep)[0]
-                directory = tree.target + sep + head if head else tree.target
-                group = groups.get(directory) or groups.setdefault(directory, _Group())
-                group.tree_files.append((tree, relative))
+                if head != last_head:
+                    last_head = head
+                    directory = tree.target + sep + head if head else tree.target
+                    group = groups.get(directory) or groups.setdefault(directory, _Group())
+                    names = group.tree_files.setdefault(id(tree), (tree, []))[1]
+                names.append(relative)
         for pair in copies:
             groups.setdefault(os.path.dirname(pair[1]), _Group()).copies.append(pair)
-        for item in writes:
-            groups.setdefault(os.path.dirname(item[0]), _Group()).writes.append(item)
         chunk: list[str] = []
         size = 0
         for directory, group in groups.items():
@@ -290,10 +286,7 @@ class Scheduler:
             yield
 
     def _copy_and_write(self, wheel: str, work: _Group, checkpoint: Callable[[], None]) -> None:
-        by_tree: dict[int, tuple[Tree, list[str]]] = {}
-        for tree, relative in work.tree_files:
-            by_tree.setdefault(id(tree), (tree, []))[1].append(relative)
-        for tree, files in by_tree.values():
+        for tree, files in work.tree_files.values():
             copy_tree_files(self.placer, wheel, tree, files, checkpoint)
         for source, destination in work.copies:
             try:
@@ -334,7 +327,7 @@ class Scheduler:
     async def finish(
         self, target: str, plans: Sequence[WheelPlan], check_conflicts: bool
     ) -> tuple[Conflict, ...]:
-        """After every wheel: the conflict scan, then the site-packages mtime bump."""
+        """After every wheel: the site-packages mtime bump, then the conflict scan."""
         conflicts = await self.in_thread(_scan_and_touch, target, plans, check_conflicts)
         for conflict in conflicts:
             logger.warning(
@@ -346,11 +339,6 @@ class Scheduler:
             )
             self.emit(ConflictFound(conflict))
         return tuple(conflicts)
-
-
-def absolute(path: str | os.PathLike[str]) -> str:
-    """``os.path.abspath`` as a ``str``: lexical, no symlinks resolved, one ``getcwd`` at most."""
-    return os.path.abspath(os.fspath(path))
 
 
 def _scan_and_touch(

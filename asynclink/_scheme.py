@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import TargetError
-from ._fsutil import write_memo
+from ._fsutil import absolute, write_memo
 
-__all__ = ["Scheme", "scheme_for_python", "scheme_for_venv"]
+__all__ = ["SCHEME_KEYS", "Scheme", "scheme_for_python", "scheme_for_venv"]
+
+#: The directories of a scheme, which are also the keys a wheel's ``.data`` may use.
+SCHEME_KEYS = ("purelib", "platlib", "scripts", "headers", "data")
 
 #: Stands for the environment's prefix in remembered schemes, so that every virtual
 #: environment made from one interpreter shares one answer.
@@ -62,9 +65,7 @@ class Scheme:
 
     def path_for(self, key: str) -> str | None:
         """The directory of a ``.data/<key>/`` subdirectory, or ``None`` for an unknown key."""
-        if key in ("purelib", "platlib", "scripts", "headers", "data"):
-            return str(getattr(self, key))
-        return None
+        return getattr(self, key) if key in SCHEME_KEYS else None
 
     @classmethod
     def for_directory(cls, site_packages: str | os.PathLike[str], interpreter: str = "") -> Scheme:
@@ -73,7 +74,7 @@ class Scheme:
         Scripts go to ``<dir>/bin``, headers to ``<dir>/include``, data to ``<dir>``; no wheel
         tags are checked (there is no interpreter to ask).
         """
-        root = os.path.abspath(os.fspath(site_packages))
+        root = absolute(site_packages)
         return cls(
             purelib=root,
             platlib=root,
@@ -86,7 +87,7 @@ class Scheme:
 
 def scheme_for_venv(venv: str | os.PathLike[str], cache_dir: str | None = None) -> Scheme:
     """The scheme of a virtual environment, asked of its own interpreter."""
-    root = os.path.abspath(os.fspath(venv))
+    root = absolute(venv)
     if not os.path.isfile(os.path.join(root, "pyvenv.cfg")):
         raise TargetError(f"{root} is not a virtual environment (it has no pyvenv.cfg)")
     for name in ("bin/python", "bin/python3", "Scripts/python.exe"):
@@ -104,7 +105,7 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
     environment's prefix left as a placeholder, so a fresh venv of a known interpreter (a
     package manager makes one per build) costs a read, not an interpreter start.
     """
-    path = os.path.abspath(os.fspath(python))
+    path = absolute(python)
     directory = os.path.dirname(os.path.dirname(path))
     venv = os.path.isfile(os.path.join(directory, "pyvenv.cfg"))
     real = os.path.realpath(path)
@@ -157,10 +158,7 @@ def _ask(python: str) -> dict[str, Any]:
 def _scheme_from(saved: dict[str, Any], interpreter: str, prefix: str) -> Scheme:
     """A remembered scheme with the prefix filled in and the interpreter as the caller named it
     (shebangs must say the venv's ``bin/python``, not the file it links to)."""
-    paths = {
-        key: str(saved[key]).replace(PREFIX, prefix)
-        for key in ("purelib", "platlib", "scripts", "headers", "data")
-    }
+    paths = {key: str(saved[key]).replace(PREFIX, prefix) for key in SCHEME_KEYS}
     return Scheme(
         **paths, interpreter=interpreter, version=saved["version"], tags=tuple(saved["tags"])
     )

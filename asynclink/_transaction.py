@@ -49,9 +49,9 @@ from typing import cast
 import anyio
 
 from ._errors import LockTimeoutError, RollbackError, TargetError
+from ._fsutil import absolute
 from ._link import TEMPORARY_PREFIX, Recorder
 from ._plan import WheelPlan
-from ._scheduler import absolute
 
 __all__ = ["RollbackReport", "Transaction", "recover", "recover_journals", "transaction"]
 

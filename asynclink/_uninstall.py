@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import stat
 from collections.abc import Collection, Iterable
 
 from ._fsutil import canonical_name
-from ._scheme import Scheme
+from ._scheme import SCHEME_KEYS, Scheme
 from ._transaction import Transaction
 
 __all__ = ["installed_distributions", "remove_old_versions"]
@@ -42,19 +43,10 @@ def remove_old_versions(
     old_dist_infos: Iterable[str],
     new_destinations: Collection[str],
     scheme: Scheme,
-) -> int:
-    """Remove what the old ``.dist-info`` directories own and no new file replaced; blocking.
-
-    Returns the number of files removed.
-    """
-    roots = tuple(
-        dict.fromkeys(
-            os.path.normpath(p)
-            for p in (scheme.purelib, scheme.platlib, scheme.scripts, scheme.headers, scheme.data)
-        )
-    )
+) -> None:
+    """Remove what the old ``.dist-info`` directories own and no new file replaced; blocking."""
+    roots = tuple(dict.fromkeys(os.path.normpath(getattr(scheme, key)) for key in SCHEME_KEYS))
     inside = tuple(root + os.sep for root in roots)
-    removed = 0
     emptied: set[str] = set()
     for dist_info in old_dist_infos:
         for path in _owned_files(dist_info):
@@ -65,13 +57,15 @@ def remove_old_versions(
                     path,
                 )
                 continue
-            if path in new_destinations or not os.path.lexists(path):
+            if path in new_destinations:
                 continue
-            if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+            except OSError:  # already gone
                 continue
             for victim in (path, *_compiled(path)):
                 transaction.remove_file(victim)
-                removed += 1
                 emptied.add(os.path.dirname(victim))
     for directory in sorted(emptied, key=len, reverse=True):
         while directory not in roots and directory.startswith(inside):
@@ -84,7 +78,6 @@ def remove_old_versions(
             if not transaction.remove_dir(directory):
                 break
             directory = os.path.dirname(directory)
-    return removed
 
 
 def _owned_files(dist_info: str) -> list[str]:
@@ -106,7 +99,8 @@ def _owned_files(dist_info: str) -> list[str]:
 
 
 def _compiled(path: str) -> list[str]:
-    """``__pycache__/<module>.*.pyc`` of a ``.py`` file, for any interpreter."""
+    """``__pycache__/<module>.*.pyc`` of a ``.py`` file, for any interpreter (listed afresh
+    for each module: an earlier removal may have taken some)."""
     if not path.endswith(".py"):
         return []
     directory, name = os.path.split(path)

@@ -19,6 +19,7 @@ from the cache trusts the manifest.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._errors import InvalidWheelError
-from ._fsutil import record_hash, write_memo
+from ._fsutil import absolute, add_parent_dirs, record_hash, write_memo
 from ._scripts import EntryPoint
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "Manifest",
     "UnpackedWheel",
     "WheelCache",
+    "data_dir_of",
     "default_cache_dir",
+    "load_manifest",
     "manifest_for_tree",
 ]
 
@@ -86,7 +89,7 @@ class Manifest:
 
     @property
     def data_dir(self) -> str:
-        return self.dist_info[: -len(".dist-info")] + ".data"
+        return data_dir_of(self.dist_info)
 
     @property
     def file_count(self) -> int:
@@ -94,7 +97,7 @@ class Manifest:
 
     def rows(self) -> list[str]:
         """RECORD rows of ``files``; split on demand, as a link-only install never needs them."""
-        return self.record.split("\n") if self.record else []
+        return _lines(self.record)
 
     @classmethod
     def build(
@@ -110,7 +113,7 @@ class Manifest:
         files: Iterable[tuple[str, str, int]],
     ) -> Manifest:
         """From every file of the wheel as (relative path, hash, size)."""
-        data_prefix = dist_info[: -len(".dist-info")] + ".data/"
+        data_prefix = data_dir_of(dist_info) + "/"
         record = f"{dist_info}/RECORD"
         root: list[tuple[str, str, int]] = []
         data: list[tuple[str, str, int]] = []
@@ -123,9 +126,7 @@ class Manifest:
         root.sort()
         dirs: dict[str, None] = {}
         for path, _, _ in root:
-            parts = path.split("/")[:-1]
-            for depth in range(1, len(parts) + 1):
-                dirs.setdefault("/".join(parts[:depth]))
+            add_parent_dirs(dirs, path)
         return cls(
             filename=filename,
             name=name,
@@ -185,6 +186,11 @@ class Manifest:
         )
 
 
+def data_dir_of(dist_info: str) -> str:
+    """``<name>-<version>.data``, the data directory beside ``<name>-<version>.dist-info``."""
+    return dist_info[: -len(".dist-info")] + ".data"
+
+
 def _lines(text: str) -> list[str]:
     return text.split("\n") if text else []
 
@@ -223,8 +229,9 @@ class UnpackedWheel:
 class WheelCache:
     """A directory of unpacked wheels keyed by archive content; safe to share between processes."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = os.path.abspath(os.fspath(root))
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        """The cache at ``root``; ``None`` is :func:`default_cache_dir`."""
+        self.root = absolute(root) if root is not None else default_cache_dir()
         self._wheels = os.path.join(self.root, f"wheels-v{MANIFEST_FORMAT}")
         self._archives = os.path.join(self.root, "archives-v2")
         self._tmp = os.path.join(self.root, "tmp")
@@ -285,10 +292,8 @@ class WheelCache:
 
     def _load(self, digest: str, archive: str) -> UnpackedWheel | None:
         entry = os.path.join(self._wheels, digest)
-        try:
-            with open(os.path.join(entry, "manifest.json"), "rb") as handle:
-                manifest = Manifest.from_json(handle.read())
-        except (OSError, ValueError, KeyError, TypeError):
+        manifest = load_manifest(entry)
+        if manifest is None:
             return None
         return UnpackedWheel(os.path.join(entry, "tree"), manifest, archive, cached=True)
 
@@ -337,6 +342,16 @@ class WheelCache:
                 with contextlib.suppress(OSError):
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def load_manifest(entry: str) -> Manifest | None:
+    """The manifest of a cache entry (the directory holding ``tree`` and ``manifest.json``);
+    ``None`` if it is missing or unreadable, so the caller unpacks again."""
+    try:
+        with open(os.path.join(entry, "manifest.json"), "rb") as handle:
+            return Manifest.from_json(handle.read())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def manifest_for_tree(tree: str) -> Manifest:
@@ -403,22 +418,20 @@ def manifest_for_tree(tree: str) -> Manifest:
 
 
 def _hash_file(path: str) -> tuple[str, int]:
-    import hashlib
+    """RECORD's hash of a file, and its size."""
+    hasher, size = _sha256_of(path)
+    return record_hash(hasher), size
 
+
+def _file_sha256(path: str) -> str:
+    return _sha256_of(path)[0].hexdigest()
+
+
+def _sha256_of(path: str) -> tuple[hashlib._Hash, int]:
     hasher = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             hasher.update(chunk)
             size += len(chunk)
-    return record_hash(hasher), size
-
-
-def _file_sha256(path: str) -> str:
-    import hashlib
-
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+    return hasher, size
