@@ -1,8 +1,9 @@
 """asynclink: install many wheels into one site-packages at once, awaited from async code.
 
-The core is :func:`link_wheels`, which places unpacked wheels into a site-packages directory
-concurrently with one of four :class:`LinkMode`\\ s, falling back per wheel where a mode cannot
-work, and reports module conflicts between the wheels of a batch.
+:func:`install_wheels` is the whole job: unpack ``.whl`` files into a cache, place them with
+one of four :class:`LinkMode`\\ s (falling back per wheel where a mode cannot work), write
+scripts and metadata, and report module conflicts, as one transaction. :func:`link_wheels` is
+its core alone, for wheels already unpacked.
 """
 
 import importlib as _importlib

@@ -4,14 +4,13 @@ Exit codes: 0 success, 1 the install failed (the message names the wheel and the
 command line was wrong (argparse's own convention), 130 interrupted.
 
 Start-up time counts for a tool that installs fifty wheels in a tenth of a second: this module
-imports only ``argparse`` and ``os`` at the top; the engine, ``anyio`` and (on a terminal only)
-``rich`` come after the arguments are known to be good.
+imports only ``argparse``, ``os`` and ``sys`` at the top; the engine, ``anyio`` and (on a
+terminal only) ``rich`` come after the arguments are known to be good.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -93,7 +92,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     install.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="where unpacked wheels are kept (default: $ASYNCLINK_CACHE_DIR or ~/.cache/asynclink)",
+        help="where unpacked wheels are kept (default: $ASYNCLINK_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/asynclink, else ~/.cache/asynclink)",
     )
     install.add_argument(
         "-j", "--jobs", type=_positive, metavar="N", help="wheels installed at once"
@@ -178,7 +178,6 @@ def run() -> None:
         code = main()
     except BrokenPipeError:  # the reader went away (``asynclink ... --json | head``)
         code = 1
-    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -300,7 +299,7 @@ def _result_json(result: InstallResult) -> dict[str, Any]:
         },
         "elapsed": round(result.elapsed, 6),
         "files": result.files,
-        "bytes": sum(w.bytes for w in result.wheels),
+        "bytes": result.bytes,
         "compiled": result.compiled,
         "wheels": [
             {

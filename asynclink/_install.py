@@ -67,6 +67,10 @@ class InstallResult:
     def files(self) -> int:
         return sum(wheel.files for wheel in self.wheels)
 
+    @property
+    def bytes(self) -> int:
+        return sum(wheel.bytes for wheel in self.wheels)
+
 
 @dataclass(frozen=True, slots=True)
 class _Options:

@@ -27,6 +27,7 @@ __all__ = [
     "destinations",
     "native_paths",
     "plan_unpacked_tree",
+    "single_destinations",
     "site_files",
 ]
 
@@ -112,10 +113,15 @@ def destinations(plans: Iterable[WheelPlan]) -> Iterator[str]:
         for tree in plan.trees:
             prefix = tree.target + sep
             yield from (prefix + relative for relative in tree.files)
-        yield from (d for _, d in plan.copies)
-        yield from (d for _, d in plan.symlinks)
-        yield from (d for d, _, _ in plan.writes)
-        yield from (d for _, d in plan.late)
+        yield from single_destinations(plan)
+
+
+def single_destinations(plan: WheelPlan) -> Iterator[str]:
+    """The paths the plan places one by one, outside its trees (copies, symlinks, writes)."""
+    yield from (d for _, d in plan.copies)
+    yield from (d for _, d in plan.symlinks)
+    yield from (d for d, _, _ in plan.writes)
+    yield from (d for _, d in plan.late)
 
 
 def site_files(plan: WheelPlan) -> Iterator[tuple[str, str]]:

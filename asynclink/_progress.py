@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._events import ConflictFound, Event, WheelFinished
+from ._events import Event, WheelFinished
 from ._results import WheelResult
 
 if TYPE_CHECKING:
@@ -88,11 +88,8 @@ class RichReporter(Reporter):
             self.bytes += event.result.bytes
             self.progress.update(self.task, advance=1, files=self.files, size=_size(self.bytes))
             self.console.print(f"  [green]+[/] {_describe(event.result)}", highlight=False)
-        elif isinstance(event, ConflictFound):
-            self.console.print(f"  [yellow]![/] conflict: {event.conflict}", highlight=False)
 
     def finish(self, result: InstallResult) -> None:
-        self.progress.stop()
         lines = summary_lines(result)
         self.console.print(f"[bold green]{lines[0]}[/]", highlight=False)
         for line in lines[1:]:
@@ -124,15 +121,14 @@ def _describe(result: WheelResult) -> str:
 
 def summary_lines(result: InstallResult) -> list[str]:
     """The end of an install in a few lines: what, how many, how, what to look at."""
-    total_bytes = sum(w.bytes for w in result.wheels)
     lines = [
         f"Installed {len(result.wheels)} package{'s' if len(result.wheels) != 1 else ''} "
-        f"({result.files:,} files, {_size(total_bytes)}) in {result.elapsed:.3f}s"
+        f"({result.files:,} files, {_size(result.bytes)}) in {result.elapsed:.3f}s"
     ]
     modes = Counter(w.mode.value for w in result.wheels)
     if modes:
         lines.append("  link mode: " + ", ".join(f"{m} ({n})" for m, n in modes.most_common()))
-    fell_back = [w for w in result.wheels if w.fallbacks]
+    fell_back = [w for w in result.wheels if w.fell_back]
     if fell_back:
         reasons = Counter(
             f"{w.requested_mode} -> {w.mode}: {w.fallbacks[-1].reason}" for w in fell_back

@@ -10,9 +10,9 @@ In the target's site-packages (``root``)::
 Records, in the order the install wrote them:
 
 ``W wheel created-dirs destinations existing``
-    before a wheel places any file: the directories it just created, every path it will create
-    or replace, and which of those already existed (an ``lstat`` of paths in directories it did
-    not create). Undo removes the destinations that did not exist and the created directories.
+    before a wheel places any file: the directories it just created, the paths it will create
+    or replace outside those directories, and which of these already existed. Undo removes the
+    destinations that did not exist, then the created directories whole.
 ``R path stash``
     before ``path`` is replaced: the old file is linked to ``stash`` first. Undo moves it back.
 ``X path stash``
@@ -50,8 +50,8 @@ import anyio
 
 from ._errors import LockTimeoutError, RollbackError, TargetError
 from ._fsutil import absolute
-from ._link import TEMPORARY_PREFIX, Recorder
-from ._plan import WheelPlan
+from ._link import TEMPORARY_PREFIX, Recorder, write_all
+from ._plan import WheelPlan, single_destinations
 
 __all__ = ["RollbackReport", "Transaction", "recover", "recover_journals", "transaction"]
 
@@ -112,9 +112,7 @@ class Transaction(Recorder):
     def _append(self, record: Record) -> None:
         data = _encode(record)
         with self._write_lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)
             self._records.append(record)
 
     def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
@@ -301,13 +299,7 @@ def _loose(plan: WheelPlan, created: set[str]) -> Iterator[str]:
             if root + name not in created:
                 yield from (root + relative for relative in files[index:end])
             index = end
-    others = (
-        *(d for _, d in plan.copies),
-        *(d for _, d in plan.symlinks),
-        *(d for d, _, _ in plan.writes),
-        *(d for _, d in plan.late),
-    )
-    yield from (path for path in others if os.path.dirname(path) not in created)
+    yield from (path for path in single_destinations(plan) if os.path.dirname(path) not in created)
 
 
 def _remove_tree(path: str) -> tuple[int, OSError | None]:
@@ -439,17 +431,8 @@ async def wait_for(lock: TargetLock) -> None:
 
 
 @contextlib.asynccontextmanager
-async def transaction(
-    root: str, *, lock_timeout: float | None = None, created_roots: Sequence[str] = ()
-) -> AsyncIterator[Transaction]:
-    """Lock ``root``, recover crashed installs, and run the body as one transaction.
-
-    On any exception (cancellation included) the body's changes are undone, shielded from
-    cancellation, and the exception carries a note saying what was rolled back; if something
-    could not be put back, a :class:`RollbackError` is raised from it instead (cancellation is
-    never replaced). ``created_roots`` are directories made for this install (site-packages of
-    a new target): they are removed on rollback if empty.
-    """
+async def _locked(root: str, lock_timeout: float | None) -> AsyncIterator[list[RollbackReport]]:
+    """Hold ``root``'s lock, having undone what crashed installs left; yield their reports."""
     lock = TargetLock(root)
     try:
         with anyio.fail_after(lock_timeout):
@@ -461,28 +444,45 @@ async def transaction(
     except OSError as error:
         raise TargetError(f"cannot lock {lock.path}: {error.strerror}") from error
     try:
-        recovered = await anyio.to_thread.run_sync(recover_journals, root)
-        journal = await anyio.to_thread.run_sync(Transaction, root)
-        journal.recovered = tuple(recovered)
-    except BaseException:
-        lock.release()
-        raise
-    try:
-        yield journal
-    except BaseException as error:
-        with anyio.CancelScope(shield=True):
-            report = await anyio.to_thread.run_sync(journal.rollback)
-            lock.release()
-            await anyio.to_thread.run_sync(_remove_roots, created_roots)
-        logger.warning("install into %s failed; %s", root, report)
-        error.add_note(str(report))
-        if report.problems and isinstance(error, Exception):
-            raise RollbackError(f"{error}; {report}") from error
-        raise
-    else:
-        await anyio.to_thread.run_sync(journal.commit)
+        yield await anyio.to_thread.run_sync(recover_journals, root)
     finally:
         lock.release()
+
+
+@contextlib.asynccontextmanager
+async def transaction(
+    root: str, *, lock_timeout: float | None = None, created_roots: Sequence[str] = ()
+) -> AsyncIterator[Transaction]:
+    """Lock ``root``, recover crashed installs, and run the body as one transaction.
+
+    On any exception (cancellation included) the body's changes are undone, shielded from
+    cancellation, and the exception carries a note saying what was rolled back; if something
+    could not be put back, a :class:`RollbackError` is raised from it instead (cancellation is
+    never replaced). ``created_roots`` are directories made for this install (site-packages of
+    a new target): they are removed on rollback if empty.
+    """
+    rolled_back = False
+    try:
+        async with _locked(root, lock_timeout) as recovered:
+            journal = await anyio.to_thread.run_sync(Transaction, root)
+            journal.recovered = tuple(recovered)
+            try:
+                yield journal
+            except BaseException as error:
+                with anyio.CancelScope(shield=True):
+                    report = await anyio.to_thread.run_sync(journal.rollback)
+                rolled_back = True
+                logger.warning("install into %s failed; %s", root, report)
+                error.add_note(str(report))
+                if report.problems and isinstance(error, Exception):
+                    raise RollbackError(f"{error}; {report}") from error
+                raise
+            else:
+                await anyio.to_thread.run_sync(journal.commit)
+    finally:
+        if rolled_back:  # the lock (a file in root) is gone now, so root can go too
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove_roots, created_roots)
 
 
 async def recover(
@@ -492,9 +492,8 @@ async def recover(
 
     Any install into the same place does this first; call it to clean up without installing.
     """
-    root = absolute(site_packages)
-    async with transaction(root, lock_timeout=lock_timeout) as journal:
-        return list(journal.recovered)
+    async with _locked(absolute(site_packages), lock_timeout) as recovered:
+        return recovered
 
 
 def _remove_roots(roots: Sequence[str]) -> None:

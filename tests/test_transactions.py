@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from asynclink import (
+    InvalidWheelError,
     LinkError,
     LinkMode,
     LockTimeoutError,
@@ -77,6 +78,21 @@ async def test_a_failed_batch_leaves_the_target_as_it_was(tmp_path: Path, mode: 
     assert snapshot(target) == before
     assert any("rolled back: removed" in note for note in caught.value.__notes__)
     assert not (target / JOURNAL_NAME).exists() and not (target / LOCK_NAME).exists()
+
+
+async def test_a_failed_install_into_a_new_directory_leaves_no_directory(tmp_path: Path) -> None:
+    good = build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+    hostile = build_wheel(
+        tmp_path / "dist", name="evil", files={"evil/x.py": ""}, extra=[("../x.py", b"")]
+    )
+    target = tmp_path / "new" / "site-packages"
+
+    with pytest.raises(InvalidWheelError, match="path leaves the wheel"):
+        await install_wheels(
+            Scheme.for_directory(target), [good, hostile], cache_dir=tmp_path / "cache", jobs=1
+        )
+
+    assert not (tmp_path / "new").exists()
 
 
 async def test_a_cancelled_batch_leaves_the_target_as_it_was(tmp_path: Path) -> None:
