@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environments import make_venv
 from tests.trees import snapshot
 from tests.wheels import build_wheel
 
@@ -30,6 +31,11 @@ def asynclink(
         cwd=cwd,
         check=False,
     )
+
+
+def install_into(venv: Path, cache: Path, *arguments: str | os.PathLike[str]) -> list[str]:
+    """``install --venv VENV --cache-dir CACHE ARGUMENTS...``, as command-line words."""
+    return ["install", "--venv", str(venv), "--cache-dir", str(cache), *map(str, arguments)]
 
 
 def _clean_environment() -> dict[str, str]:
@@ -55,15 +61,13 @@ def wheels(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def venv(tmp_path: Path) -> Path:
-    path = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    return path
+    return make_venv(tmp_path / "venv")
 
 
 def test_install_a_directory_of_wheels_into_a_venv(
     tmp_path: Path, wheels: Path, venv: Path
 ) -> None:
-    done = asynclink("install", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels)
+    done = asynclink(*install_into(venv, tmp_path / "cache", wheels))
 
     assert done.returncode == 0, done.stderr
     assert "+ alpha 1.0" in done.stderr and "+ beta 1.0" in done.stderr
@@ -74,17 +78,7 @@ def test_install_a_directory_of_wheels_into_a_venv(
 
 
 def test_json_reports_every_wheel(tmp_path: Path, wheels: Path, venv: Path) -> None:
-    done = asynclink(
-        "install",
-        "--json",
-        "--venv",
-        venv,
-        "--cache-dir",
-        tmp_path / "cache",
-        "--link-mode",
-        "copy",
-        wheels,
-    )
+    done = asynclink(*install_into(venv, tmp_path / "cache", "--json", "--link-mode=copy", wheels))
 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -100,13 +94,7 @@ def test_json_reports_every_wheel(tmp_path: Path, wheels: Path, venv: Path) -> N
 
 def test_the_link_mode_comes_from_the_environment(tmp_path: Path, wheels: Path, venv: Path) -> None:
     done = asynclink(
-        "install",
-        "--json",
-        "--venv",
-        venv,
-        "--cache-dir",
-        tmp_path / "cache",
-        wheels,
+        *install_into(venv, tmp_path / "cache", "--json", wheels),
         env={"ASYNCLINK_LINK_MODE": "symlink"},
     )
 
@@ -143,16 +131,7 @@ def test_target_installs_into_a_plain_directory(tmp_path: Path, wheels: Path) ->
 def test_dry_run_writes_nothing(tmp_path: Path, wheels: Path, venv: Path) -> None:
     before = snapshot(tmp_path)
 
-    done = asynclink(
-        "install",
-        "--dry-run",
-        "--json",
-        "--venv",
-        venv,
-        "--cache-dir",
-        tmp_path / "cache",
-        wheels,
-    )
+    done = asynclink(*install_into(venv, tmp_path / "cache", "--dry-run", "--json", wheels))
 
     assert done.returncode == 0, done.stderr
     assert snapshot(tmp_path) == before
@@ -166,9 +145,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, wheels: Path, venv: Path) -> Non
 
 
 def test_dry_run_lists_what_would_be_placed(tmp_path: Path, wheels: Path, venv: Path) -> None:
-    done = asynclink(
-        "install", "--dry-run", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels
-    )
+    done = asynclink(*install_into(venv, tmp_path / "cache", "--dry-run", wheels))
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Would install 2 packages")
@@ -183,17 +160,7 @@ def test_a_reader_that_goes_away_gets_exit_1_without_a_traceback(
     os.close(read_end)  # the reader is gone before the first byte is written
     try:
         done = subprocess.run(
-            [
-                *ASYNCLINK,
-                "install",
-                "--dry-run",
-                "--json",
-                "--venv",
-                str(venv),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                str(wheels),
-            ],
+            [*ASYNCLINK, *install_into(venv, tmp_path / "cache", "--dry-run", "--json", wheels)],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -208,7 +175,7 @@ def test_a_reader_that_goes_away_gets_exit_1_without_a_traceback(
 
 
 def test_quiet_prints_nothing_on_success(tmp_path: Path, wheels: Path, venv: Path) -> None:
-    done = asynclink("install", "-q", "--venv", venv, "--cache-dir", tmp_path / "cache", wheels)
+    done = asynclink(*install_into(venv, tmp_path / "cache", "-q", wheels))
 
     assert done.returncode == 0
     assert (done.stdout, done.stderr) == ("", "")
@@ -219,7 +186,7 @@ def test_a_broken_wheel_exits_1_naming_the_wheel_and_the_entry(tmp_path: Path, v
         tmp_path / "dist", files={"demo/__init__.py": ""}, extra=[("../escape.py", b"")]
     )
 
-    done = asynclink("install", "--venv", venv, "--cache-dir", tmp_path / "cache", broken)
+    done = asynclink(*install_into(venv, tmp_path / "cache", broken))
 
     assert done.returncode == 1
     assert "demo-1.0-py3-none-any.whl" in done.stderr
@@ -235,9 +202,9 @@ def test_an_interrupt_exits_130_and_changes_nothing(
     other_installer = os.open(site_packages / ".asynclink-lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(other_installer, fcntl.LOCK_EX)
     before = snapshot(venv)
-    command = [*ASYNCLINK, "install", "--venv", str(venv), "--cache-dir", str(tmp_path / "c")]
+    command = [*ASYNCLINK, *install_into(venv, tmp_path / "cache", wheels)]
     with subprocess.Popen(
-        [*command, str(wheels)], stderr=subprocess.PIPE, text=True, env=_clean_environment()
+        command, stderr=subprocess.PIPE, text=True, env=_clean_environment()
     ) as process:
         assert process.stderr is not None
         try:
@@ -317,20 +284,11 @@ def test_help_lists_the_options_and_examples() -> None:
 
 def test_a_terminal_gets_the_live_display(tmp_path: Path, wheels: Path, venv: Path) -> None:
     primary, secondary = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
     process = subprocess.Popen(
-        [
-            *ASYNCLINK,
-            "install",
-            "--venv",
-            str(venv),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(wheels),
-        ],
+        [*ASYNCLINK, *install_into(venv, tmp_path / "cache", wheels)],
         stdout=subprocess.DEVNULL,
         stderr=secondary,
-        env={**environment, "COLUMNS": "100"},
+        env={**_clean_environment(), "COLUMNS": "100"},
     )
     os.close(secondary)
     output = b""

@@ -51,15 +51,11 @@ from pathlib import Path
 
 import pytest
 
-from asynclink import InvalidWheelError, Scheme, install_wheels, scheme_for_venv, unpack_wheels
-from tests.wheels import WheelSpec, build_wheel, record_hash
+from asynclink import InvalidWheelError, Scheme, install_wheels, scheme_for_venv
+from tests.environments import make_venv
+from tests.wheels import WheelSpec, build_wheel, record_hash, unpack_one
 
 pytestmark = pytest.mark.anyio
-
-
-async def unpack_one(path: Path, cache: Path):  # type: ignore[no-untyped-def]
-    (unpacked,) = await unpack_wheels([path], cache_dir=cache)
-    return unpacked
 
 
 @pytest.fixture
@@ -267,9 +263,7 @@ async def test_22_compilation_is_off_by_default(tmp_path: Path, target: Scheme) 
 
 
 def test_23_the_headers_of_a_venv_are_under_include_site(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True
-    )
+    make_venv(tmp_path / "venv")
 
     scheme = scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache"))
 
@@ -282,9 +276,7 @@ def test_23_the_headers_of_a_venv_are_under_include_site(tmp_path: Path) -> None
 
 def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path: Path) -> None:
     for name in ("first", "second"):
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / name)], check=True
-        )
+        make_venv(tmp_path / name)
     first = scheme_for_venv(tmp_path / "first", str(tmp_path / "cache"))
     memos = list((tmp_path / "cache/interpreters-v2").iterdir())
 

@@ -8,30 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.environments import pip_download
 from tests.trees import wheel_tree
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def registry_reachable(tmp_path: Path) -> bool:
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--dest",
-            str(tmp_path / "probe"),
-            "six",
-        ],
-        capture_output=True,
-        check=False,
-        timeout=300,
-    )
-    return probe.returncode == 0
+    return pip_download(tmp_path / "probe", "six").returncode == 0
 
 
 @pytest.mark.network

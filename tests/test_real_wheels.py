@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from asynclink import install_wheels
+from tests.environments import make_venv, pip_download
 from tests.trees import snapshot
 
 Completed = subprocess.CompletedProcess[str]
@@ -45,35 +46,14 @@ def real_wheels() -> list[Path]:
     directory = WHEEL_CACHE / f"py{sys.version_info[0]}{sys.version_info[1]}"
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--dest",
-                str(directory),
-                *REAL_WHEELS,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        done = pip_download(directory, *REAL_WHEELS)
+    except subprocess.TimeoutExpired as error:
         pytest.skip(f"cannot download the real wheels from the package registry: {error}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot download the real wheels from the package registry: {done.stderr}")
     wheels = sorted(directory.glob("*.whl"))
     assert len(wheels) >= len(REAL_WHEELS)
     return wheels
-
-
-def make_venv(path: Path, with_pip: bool) -> Path:
-    options = [] if with_pip else ["--without-pip"]
-    run(sys.executable, "-m", "venv", *options, path)
-    return path
 
 
 def site_packages(venv: Path) -> Path:

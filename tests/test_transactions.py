@@ -310,44 +310,19 @@ def test_two_processes_install_one_after_the_other(tmp_path: Path) -> None:
     ]
     target, sequential = tmp_path / "target", tmp_path / "sequential"
     target.mkdir()
+
+    def install_command(into: Path, wheel: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "asynclink", "install", "--target", str(into)),
+            *("--cache-dir", str(tmp_path / "cache"), "--link-mode", "copy", str(wheel)),
+        ]
+
     for wheel in wheels:  # the reference: one after the other, by hand
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "asynclink",
-                "install",
-                "-q",
-                "--target",
-                str(sequential),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                "--link-mode",
-                "copy",
-                str(wheel),
-            ],
-            check=True,
-        )
+        subprocess.run([*install_command(sequential, wheel), "-q"], check=True)
     holder = TargetLock(str(target))
     assert holder.try_acquire()
     processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "asynclink",
-                "install",
-                "--target",
-                str(target),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                "--link-mode",
-                "copy",
-                str(wheel),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        subprocess.Popen(install_command(target, wheel), stderr=subprocess.PIPE, text=True)
         for wheel in wheels
     ]
     for process in processes:  # both are waiting for the lock before we let go of it

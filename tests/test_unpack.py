@@ -12,7 +12,7 @@ import pytest
 from asynclink import InvalidWheelError, WheelUnpacked, WheelVersionWarning, unpack_wheels
 from asynclink._archive import PycacheSkippedWarning
 from asynclink._unpack import WheelCache
-from tests.wheels import WheelSpec, build_wheel, patch_bytes
+from tests.wheels import WheelSpec, build_wheel, patch_bytes, unpack_one
 
 pytestmark = pytest.mark.anyio
 
@@ -25,11 +25,6 @@ def cache_entries(cache: Path) -> list[str]:
     return sorted(os.listdir(wheels) if wheels.exists() else []) + sorted(
         os.listdir(tmp) if tmp.exists() else []
     )
-
-
-async def unpack_one(path: Path, cache: Path, **options: object):  # type: ignore[no-untyped-def]
-    (unpacked,) = await unpack_wheels([path], cache_dir=cache, **options)  # type: ignore[arg-type]
-    return unpacked
 
 
 async def refused(tmp_path: Path, message: str, **spec: object) -> InvalidWheelError:

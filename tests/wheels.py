@@ -12,6 +12,10 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from asynclink import unpack_wheels
+from asynclink._unpack import UnpackedWheel
 
 DEFAULT = object()
 
@@ -110,3 +114,9 @@ def patch_bytes(path: Path, old: bytes, new: bytes) -> None:
     data = path.read_bytes()
     assert old in data and len(old) == len(new)
     path.write_bytes(data.replace(old, new))
+
+
+async def unpack_one(path: Path, cache: Path, **options: Any) -> UnpackedWheel:
+    """Unpack one archive into the cache at ``cache``."""
+    (unpacked,) = await unpack_wheels([path], cache_dir=cache, **options)
+    return unpacked
