@@ -51,6 +51,9 @@ DOWNLOADS = Path.home() / ".cache" / "asynclink-bench"
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 
+#: ``uv`` followed by these and an interpreter: install the given wheels from uv's cache only.
+UV_INSTALL = ["pip", "install", "--offline", "--no-deps", "--quiet", "--python"]
+
 LINK_DRIVER = """
 import sys, anyio, asynclink
 target, mode, jobs, threads, *trees = sys.argv[1:]
@@ -377,17 +380,7 @@ def contestants(
     uv, cli = tool("uv"), asynclink_cli()
     wheel_args = [str(w) for w in wheels]
     venv, python = "{scratch}/venv", "{scratch}/venv/bin/python"
-    uv_install = [
-        str(uv),
-        "pip",
-        "install",
-        "--offline",
-        "--no-deps",
-        "--quiet",
-        "--python",
-        python,
-        "--link-mode",
-    ]
+    uv_install = [str(uv), *UV_INSTALL, python, "--link-mode"]
     asynclink_install = [*cli, "install", "--quiet", "--venv", venv, "--cache-dir"]
     found: list[Contestant] = []
 
@@ -572,17 +565,7 @@ def warm(root: Path, wheels: list[Path], uv_too: bool = True) -> None:
         with tempfile.TemporaryDirectory(dir=root) as scratch:
             make_venv(Path(scratch))
             subprocess.run(
-                [
-                    uv,
-                    "pip",
-                    "install",
-                    "--offline",
-                    "--no-deps",
-                    "--quiet",
-                    "--python",
-                    f"{scratch}/venv/bin/python",
-                    *map(str, wheels),
-                ],
+                [uv, *UV_INSTALL, f"{scratch}/venv/bin/python", *map(str, wheels)],
                 env={**os.environ, "UV_CACHE_DIR": str(root / "uv-cache")},
                 check=True,
             )
