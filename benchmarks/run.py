@@ -542,7 +542,20 @@ def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
 
 
 def warm(root: Path, wheels: list[Path], uv_too: bool = True) -> None:
-    """Fill asynclink's and uv's caches, and count the corpus's files."""
+    """Fill asynclink's and uv's caches, and count the corpus's files.
+
+    asynclink's own modules are byte-compiled first, as ``pip install`` leaves them: from an
+    editable install with ``PYTHONDONTWRITEBYTECODE`` set, every run would compile them anew.
+    """
+    subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import asynclink, compileall, os; "
+            "compileall.compile_dir(os.path.dirname(asynclink.__file__), quiet=1)",
+        ],
+        check=True,
+    )
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         make_venv(Path(scratch))
         subprocess.run(
