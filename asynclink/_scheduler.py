@@ -86,11 +86,12 @@ def default_jobs() -> int:
 
 #: Worker threads for the filesystem batches (directories, links, copies, writes), by default.
 #: One: these batches are thousands of short syscalls, each releasing and retaking the GIL, and
-#: two threads doing that take turns with the GIL at every call. Measured on the 64-wheel corpus
-#: on a 2-core tmpfs: link-only hardlink 94 ms with one thread, 220 ms with four; copy 280 ms
-#: against 520 ms. Wheel tasks still overlap: one is unpacked (on the CPU threads) while
-#: another is linked. More threads pay only where each syscall waits long (a network mount);
-#: the directory locks keep copies right with any number.
+#: two threads doing that take turns with the GIL at every call. The benchmark's ``bounds`` rows
+#: measure it (README, Performance): link-only hardlink on a 2-core tmpfs took 59 ms with one
+#: thread, 71 ms with two and 67 ms with four; copies were mixed (two threads 9% faster in one
+#: run, 38% slower in another). Wheel tasks still overlap: one is unpacked (on the CPU
+#: threads) while another is linked. More threads pay only where each syscall waits long (a
+#: network mount); the directory locks keep copies right with any number.
 FILESYSTEM_THREADS = 1
 
 
