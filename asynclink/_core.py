@@ -12,7 +12,7 @@ from ._fsutil import absolute
 from ._modes import LinkMode
 from ._plan import WheelPlan, plan_unpacked_tree
 from ._results import LinkResult, WheelResult
-from ._scheduler import FILESYSTEM_THREADS, Scheduler
+from ._scheduler import FILESYSTEM_PROCESSES, FILESYSTEM_THREADS, Scheduler
 from ._transaction import transaction
 
 __all__ = ["link_wheels"]
@@ -27,6 +27,7 @@ async def link_wheels(
     check_conflicts: bool = True,
     lock_timeout: float | None = None,
     filesystem_threads: int = FILESYSTEM_THREADS,
+    filesystem_processes: int = FILESYSTEM_PROCESSES,
     on_event: EventCallback | None = None,
 ) -> LinkResult:
     """Place every file of many unpacked wheels into ``site_packages``, concurrently.
@@ -50,6 +51,7 @@ async def link_wheels(
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
+        filesystem_processes=filesystem_processes,
     )
     if not await scheduler.in_thread(os.path.isdir, target):
         raise AsyncLinkError(f"site-packages directory {target} does not exist")

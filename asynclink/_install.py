@@ -26,7 +26,7 @@ from ._fsutil import absolute, add_parent_dirs, canonical_name, record_hash
 from ._modes import LinkMode
 from ._plan import Tree, WheelPlan, conflict_key, destinations, native_paths
 from ._results import Conflict, WheelResult
-from ._scheduler import FILESYSTEM_THREADS, Scheduler
+from ._scheduler import FILESYSTEM_PROCESSES, FILESYSTEM_THREADS, Scheduler
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
 from ._scripts import launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
@@ -102,6 +102,7 @@ async def install_wheels(
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     lock_timeout: float | None = None,
     filesystem_threads: int = FILESYSTEM_THREADS,
+    filesystem_processes: int = FILESYSTEM_PROCESSES,
     on_event: EventCallback | None = None,
 ) -> InstallResult:
     """Install ``.whl`` files (or unpacked wheel directories) into ``target``, all at once.
@@ -124,6 +125,7 @@ async def install_wheels(
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
+        filesystem_processes=filesystem_processes,
     )
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     created_roots = await scheduler.in_thread(_make_roots, scheme)

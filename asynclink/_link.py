@@ -24,34 +24,30 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._bulk import CHECK_EVERY, DIRECTORY_FLAGS, copy_file, current_umask, new_file, place_files
+from ._bulk import unlink_quietly as _unlink_quietly
+from ._bulk import write_all as write_all
 from ._errors import LinkError
 from ._modes import LinkMode, describe_os_error, is_unsupported
 from ._plan import Tree, WheelPlan
 from ._results import Fallback
 
-__all__ = ["ModeState", "Placer", "Recorder", "TreeHandles", "link_tree", "write_all"]
-
-#: ``_IOW(0x94, 9, int)`` from ``linux/fs.h``: clone all of one file's extents into another.
-FICLONE = 0x40049409
+__all__ = [
+    "ModeState",
+    "Placer",
+    "Recorder",
+    "TreeHandles",
+    "place_rest",
+    "settle",
+    "start_tree",
+    "write_all",
+]
 
 _LINUX = sys.platform.startswith("linux")
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_READ_FLAGS = os.O_RDONLY | _O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
-_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC
-_COPY_CHUNK = 1 << 20
-#: How many files a worker thread places between two looks at the cancellation state.
-CHECK_EVERY = 256
 #: Temporary files are named ``<prefix><pid>-<placer>-<n>``, so a crashed run's can be found.
 TEMPORARY_PREFIX = ".asynclink-tmp-"
 
 Creator = Callable[[int | None, str, int | None, str], None]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 class Recorder:
@@ -63,10 +59,6 @@ class Recorder:
 
     def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
         """``plan``'s directories exist (``created_dirs`` are new) and no file is placed yet."""
-
-    def file_created(self, path: str) -> None:
-        """``path`` was created by a copy, a write or :meth:`Placer.place` (hard links and
-        clones of a tree are not reported one by one)."""
 
     def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
         """Around the rename that replaces the existing ``path`` with a new file."""
@@ -105,7 +97,7 @@ class Placer:
 
     def __init__(self, recorder: Recorder | None = None) -> None:
         self.recorder = recorder or Recorder()
-        self._umask = _current_umask()
+        self.umask = current_umask()
         self._temp_names = itertools.count()
         self._temp_prefix = f"{TEMPORARY_PREFIX}{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
         self._creators: dict[LinkMode, Creator] = {
@@ -122,7 +114,7 @@ class Placer:
 
     def copy(self, src_fd: int | None, source: str, dst_fd: int | None, destination: str) -> None:
         """A full copy into a new file, with the source's permission bits (not the umask's)."""
-        self._new_file_from(src_fd, source, dst_fd, destination, _copy_data)
+        copy_file(src_fd, source, dst_fd, destination, self.umask)
 
     def clone(self, src_fd: int | None, source: str, dst_fd: int | None, destination: str) -> None:
         """A copy-on-write clone into a new file, with the source's permission bits.
@@ -138,46 +130,7 @@ class Placer:
         if not _LINUX:
             _reflink_copy(_fd_path(src_fd, source), _fd_path(dst_fd, destination))
             return
-        self._new_file_from(src_fd, source, dst_fd, destination, _clone_data)
-
-    def _new_file_from(
-        self,
-        src_fd: int | None,
-        source: str,
-        dst_fd: int | None,
-        destination: str,
-        fill: Callable[[int, int, int], None],
-    ) -> None:
-        """Create ``destination`` (it must not exist) with ``source``'s mode, and let ``fill``
-        put the bytes in (``fill(source fd, destination fd, size)``); on any failure the new
-        file is removed again."""
-        fin = os.open(source, _READ_FLAGS, dir_fd=src_fd)
-        try:
-            info = os.fstat(fin)
-            self._new_file(
-                dst_fd,
-                destination,
-                stat.S_IMODE(info.st_mode),
-                lambda fout: fill(fin, fout, info.st_size),
-            )
-        finally:
-            os.close(fin)
-
-    def _new_file(
-        self, dst_fd: int | None, destination: str, perms: int, fill: Callable[[int], None]
-    ) -> None:
-        """Create ``destination`` with exactly ``perms`` (not what the umask leaves of them),
-        let ``fill`` write it, and remove it again if that fails."""
-        fout = os.open(destination, _CREATE_FLAGS, perms, dir_fd=dst_fd)
-        try:
-            fill(fout)
-            if perms & self._umask:
-                os.fchmod(fout, perms)
-        except BaseException:
-            os.close(fout)
-            _unlink_quietly(destination, dst_fd)
-            raise
-        os.close(fout)
+        copy_file(src_fd, source, dst_fd, destination, self.umask, clone=True)
 
     # -- placing: create, or replace atomically -------------------------------------------------
 
@@ -205,17 +158,15 @@ class Placer:
 
     def place(self, mode: LinkMode, source: str, destination: str) -> None:
         """Put ``source`` at ``destination`` (both absolute) with ``mode``."""
-        if self.put(self._creators[mode], None, source, None, destination):
-            self.recorder.file_created(destination)
+        self.put(self._creators[mode], None, source, None, destination)
 
     def write(self, destination: str, data: bytes, perms: int = 0o644) -> None:
         """Write generated bytes (a script, RECORD) to the absolute ``destination``, atomically."""
 
         def create(_fd: int | None, _source: str, dst_fd: int | None, path: str) -> None:
-            self._new_file(dst_fd, path, perms, lambda fd: write_all(fd, data))
+            new_file(dst_fd, path, perms, self.umask, write_all, data)
 
-        if self.put(create, None, "", None, destination):
-            self.recorder.file_created(destination)
+        self.put(create, None, "", None, destination)
 
     def _replace(
         self,
@@ -297,12 +248,12 @@ class TreeHandles:
 
 def _open_directory(wheel: str, path: str, action: str) -> int:
     try:
-        return os.open(path, _DIRECTORY_FLAGS)
+        return os.open(path, DIRECTORY_FLAGS)
     except OSError as error:
         raise LinkError(wheel, None, path, error, action) from error
 
 
-def link_tree(
+def start_tree(
     placer: Placer,
     wheel: str,
     tree: Tree,
@@ -310,16 +261,15 @@ def link_tree(
     dst_fd: int,
     state: ModeState,
     probes: dict[tuple[int, int, LinkMode], str],
-    checkpoint: Callable[[], None],
-) -> list[str]:
-    """Place ``tree``'s files with the wheel's mode; return those left for the copy phase.
+) -> tuple[int, list[str]]:
+    """Place ``tree``'s first files until the wheel's mode is decided (see :class:`ModeState`).
 
-    The first file decides (see :class:`ModeState`). A mode that failed between the same two
-    devices earlier in this install is skipped without trying: one wheel pays for the failed
-    probe, not every wheel. Files whose source has too many links (``EMLINK``) are copied
-    instead, as are all files once the wheel has fallen back to copy.
+    Returns the index of the first file left for :func:`place_rest` (in ``state.mode``) and the
+    files left for the copy phase: all of them once the wheel has fallen back to copy. A mode
+    that failed between the same two devices earlier in this install is skipped without
+    trying: one wheel pays for the failed probe, not every wheel.
     """
-    files = tree.files
+    files, total = tree.files, len(tree.files)
     devices = (0, 0)
     if not state.decided:
         devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
@@ -329,21 +279,20 @@ def link_tree(
                 break
             state.fall_back(known, probed=False)
     if state.mode is LinkMode.COPY:
-        return list(files)
+        return total, list(files)
     deferred: list[str] = []
-    sep = os.sep
-    index, total = 0, len(files)
-
+    index = 0
     while index < total and not state.decided:  # the first file decides
-        relative = files[index]
-        mode = state.mode
+        relative, mode = files[index], state.mode
         try:
-            if mode is LinkMode.SYMLINK:
-                placer.put(
-                    _symlink, None, tree.source + sep + relative, dst_fd, relative, tree.target
-                )
-            else:
-                placer.put(placer.creator(mode), src_fd, relative, dst_fd, relative, tree.target)
+            placer.put(
+                placer.creator(mode),
+                None if mode is LinkMode.SYMLINK else src_fd,
+                _link_source(mode, tree, relative),
+                dst_fd,
+                relative,
+                tree.target,
+            )
         except OSError as error:
             if error.errno == errno.EMLINK and mode is LinkMode.HARDLINK:
                 deferred.append(relative)
@@ -354,76 +303,65 @@ def link_tree(
             reason = describe_os_error(error)
             probes[(devices[0], devices[1], mode)] = reason
             if state.fall_back(reason) is LinkMode.COPY:
-                return deferred + files[index:]
+                return total, deferred + files[index:]
             continue  # the same file again, one step down the chain
         state.decided = True
         index += 1
-
-    mode = state.mode
-    if mode is LinkMode.HARDLINK:
-        return _hardlink_rest(placer, wheel, tree, index, src_fd, dst_fd, deferred, checkpoint)
-    put = placer.put
-    create = placer.creator(mode)
-    for position in range(index, total):
-        if not position % CHECK_EVERY:
-            checkpoint()
-        relative = files[position]
-        try:
-            if mode is LinkMode.SYMLINK:
-                put(create, None, tree.source + sep + relative, dst_fd, relative, tree.target)
-            else:
-                put(create, src_fd, relative, dst_fd, relative, tree.target)
-        except OSError as error:
-            raise _tree_error(wheel, tree, relative, error, mode) from error
-    return deferred
+    return index, deferred
 
 
-def _hardlink_rest(
+def place_rest(
     placer: Placer,
     wheel: str,
     tree: Tree,
-    index: int,
+    mode: LinkMode,
+    files: Sequence[str],
     src_fd: int,
     dst_fd: int,
-    deferred: list[str],
     checkpoint: Callable[[], None],
 ) -> list[str]:
-    """The hot loop: hard links from ``index`` on, a slice at a time between cancellation
-    checks, with nothing per file but the ``linkat`` call (at 19,000 files, each 50 ns of
-    Python saved per file is a millisecond)."""
-    files, link, replace = tree.files, os.link, placer._replace
-    for start in range(index, len(files), CHECK_EVERY):
-        checkpoint()
-        for relative in files[start : start + CHECK_EVERY]:
-            try:
-                try:
-                    link(relative, relative, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-                except FileExistsError:
-                    replace(_hardlink, src_fd, relative, dst_fd, relative, tree.target)
-            except OSError as error:
-                if error.errno != errno.EMLINK:  # too many links to this source: copy it
-                    raise _tree_error(wheel, tree, relative, error, LinkMode.HARDLINK) from error
-                deferred.append(relative)
+    """Place ``files`` of ``tree`` with the decided ``mode`` in this thread; return those left
+    for the copy phase. The caller holds the locks of their directories if ``mode`` copies."""
+    failures = place_files(
+        mode.value, tree.source + os.sep, src_fd, dst_fd, files, placer.umask, checkpoint
+    )
+    return settle(placer, wheel, tree, mode, failures, src_fd, dst_fd, checkpoint)
+
+
+def settle(
+    placer: Placer,
+    wheel: str,
+    tree: Tree,
+    mode: LinkMode,
+    failures: Sequence[tuple[str, int]],
+    src_fd: int,
+    dst_fd: int,
+    checkpoint: Callable[[], None],
+) -> list[str]:
+    """Finish the files a bulk loop reported (``(name, errno)``, see ``_bulk``): replace those
+    that exist atomically, leave those whose source has too many links (``EMLINK``) for the
+    copy phase, and raise the error of any other. Returns the files left for the copy phase."""
+    deferred: list[str] = []
+    create = placer.creator(mode)
+    for position, (relative, code) in enumerate(failures):
+        if not position % CHECK_EVERY:
+            checkpoint()
+        try:
+            if code != errno.EEXIST:
+                raise OSError(code, os.strerror(code), relative)
+            source = _link_source(mode, tree, relative)
+            from_fd = None if mode is LinkMode.SYMLINK else src_fd
+            placer._replace(create, from_fd, source, dst_fd, relative, tree.target)
+        except OSError as error:
+            if error.errno != errno.EMLINK or mode is not LinkMode.HARDLINK:
+                raise _tree_error(wheel, tree, relative, error, mode) from error
+            deferred.append(relative)
     return deferred
 
 
-def copy_tree_files(
-    placer: Placer, wheel: str, tree: Tree, files: Sequence[str], checkpoint: Callable[[], None]
-) -> None:
-    """Copy ``files`` of ``tree``; the caller holds the locks of their directories."""
-    sep, put, copy, created = os.sep, placer.put, placer.copy, placer.recorder.file_created
-    with TreeHandles(wheel, [tree]) as handles:
-        handles.open_sources()
-        handles.open_targets()
-        src_fd, dst_fd = handles.sources[0], handles.targets[0]
-        for index, relative in enumerate(files):
-            if not index % CHECK_EVERY:
-                checkpoint()
-            try:
-                if put(copy, src_fd, relative, dst_fd, relative, tree.target):
-                    created(tree.target + sep + relative)
-            except OSError as error:
-                raise _tree_error(wheel, tree, relative, error, LinkMode.COPY) from error
+def _link_source(mode: LinkMode, tree: Tree, relative: str) -> str:
+    """What ``mode`` creates ``relative`` from: a symlink's text is the absolute source."""
+    return tree.source + os.sep + relative if mode is LinkMode.SYMLINK else relative
 
 
 def _tree_error(wheel: str, tree: Tree, relative: str, error: OSError, mode: LinkMode) -> LinkError:
@@ -462,38 +400,6 @@ def _fd_path(dir_fd: int | None, path: str) -> str:
     return root + os.sep + path
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until all of ``data`` is written (a write may take only part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _clone_data(fin: int, fout: int, size: int) -> None:
-    import fcntl
-
-    fcntl.ioctl(fout, FICLONE, fin)
-
-
-def _copy_data(fin: int, fout: int, size: int) -> None:
-    """Copy ``size`` bytes in the kernel where it can (``sendfile``), else through a buffer."""
-    if not size:
-        return
-    offset = 0
-    try:
-        while offset < size:
-            sent = os.sendfile(fout, fin, offset, size - offset)
-            if sent == 0:
-                break
-            offset += sent
-        return
-    except OSError as error:
-        if offset or error.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-            raise
-    while chunk := os.read(fin, _COPY_CHUNK):
-        write_all(fout, chunk)
-
-
 _OS_ERROR_NUMBER = re.compile(r"os error (\d+)")
 
 
@@ -511,8 +417,3 @@ def _reflink_copy(source: str, destination: str) -> None:
         if code == errno.EEXIST:
             raise FileExistsError(code, os.strerror(code), destination) from error
         raise OSError(code, os.strerror(code), destination) from error
-
-
-def _unlink_quietly(path: str, dir_fd: int | None = None) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path, dir_fd=dir_fd)

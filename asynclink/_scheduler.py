@@ -39,7 +39,8 @@ from ._events import (
     WheelLinked,
     WheelStarted,
 )
-from ._link import ModeState, Placer, Recorder, TreeHandles, copy_tree_files, link_tree
+from ._helper import Helper
+from ._link import ModeState, Placer, Recorder, TreeHandles, place_rest, settle, start_tree
 from ._modes import LinkMode, default_link_mode
 from ._plan import Tree, WheelPlan
 from ._results import Conflict, WheelResult
@@ -94,6 +95,21 @@ def default_jobs() -> int:
 #: network mount); the directory locks keep copies right with any number.
 FILESYSTEM_THREADS = 1
 
+#: Helper processes (``_helper``) an install may start for the bulk of its files, by default:
+#: one per core (up to four), none with one core. Unlike threads, processes do place files in
+#: parallel. Measured on the corpus (2 cores, tmpfs, in-process install, medians of 7): copy
+#: mode took 256 ms with no helper, 202-216 ms with one, 182-190 ms with two; hardlink mode
+#: 75 ms with none, 66-71 ms with one or two. Helpers start only when there is work for them
+#: (see :data:`HELPER_MIN_FILES`), one at a time, each when the others are busy.
+FILESYSTEM_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+
+#: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
+#: round trip to a helper costs about as much as linking a hundred files.
+HELPER_MIN_FILES = 128
+
+#: The bulk jobs handed to a helper: (tree, its files still to place).
+TreeFiles = list[tuple[Tree, list[str]]]
+
 
 class Scheduler:
     """Shared state and limits of one install; see the module docstring."""
@@ -105,6 +121,7 @@ class Scheduler:
         recorder: Recorder | None = None,
         on_event: EventCallback | None = None,
         filesystem_threads: int = FILESYSTEM_THREADS,
+        filesystem_processes: int = FILESYSTEM_PROCESSES,
     ) -> None:
         self.mode_chosen = mode is not None
         self.mode = LinkMode.parse(mode) if mode is not None else default_link_mode()
@@ -113,6 +130,8 @@ class Scheduler:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
         if filesystem_threads < 1:
             raise ValueError(f"filesystem_threads must be at least 1, not {filesystem_threads}")
+        if filesystem_processes < 0:
+            raise ValueError(f"filesystem_processes cannot be negative: {filesystem_processes}")
         self.jobs = jobs
         self.wheel_limiter = anyio.CapacityLimiter(jobs)
         self.filesystem_limiter = anyio.CapacityLimiter(filesystem_threads)
@@ -122,6 +141,12 @@ class Scheduler:
         self._probes: dict[tuple[int, int, LinkMode], str] = {}
         self._dir_locks: dict[str, anyio.Lock] = {}
         self._warned: set[tuple[LinkMode, LinkMode]] = set()
+        self._max_helpers = filesystem_processes
+        self._helpers: list[Helper] = []
+        self._helpers_allowed = False
+        self._helpers_starting = 0
+        self.helpers_started = 0
+        """How many helper processes this scheduler has started (for diagnostics and tests)."""
 
     def emit(self, event: object) -> None:
         if self.on_event is not None:
@@ -154,9 +179,18 @@ class Scheduler:
                 errors.append(error)
                 task_group.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as task_group:
-            for index, item in enumerate(items):
-                task_group.start_soon(run_one, index, item)
+        # Helpers live as long as this call: all bulk work happens in it. With one wheel, or
+        # one at a time, there is nothing for a second core to do.
+        self._helpers_allowed = self._max_helpers > 0 and self.jobs > 1 and len(items) > 1
+        try:
+            async with anyio.create_task_group() as task_group:
+                for index, item in enumerate(items):
+                    task_group.start_soon(run_one, index, item)
+        finally:
+            self._helpers_allowed = False
+            for helper in self._helpers:
+                await helper.aclose()
+            self._helpers.clear()
         if errors:
             first = errors[0]
             for other in errors[1:]:
@@ -165,7 +199,8 @@ class Scheduler:
         return [result for result in results if result is not None]
 
     async def place(self, plan: WheelPlan) -> WheelResult:
-        """Put every file of ``plan`` in place: links in one hop, then copies under locks."""
+        """Put every file of ``plan`` in place: links in one hop (or the bulk of them in a
+        helper process), then copies under locks."""
         self.emit(WheelStarted(plan.wheel))
         state = ModeState(self.mode)
         # The copies and writes known in advance (RECORD, scripts, metadata) ride in the same
@@ -173,8 +208,13 @@ class Scheduler:
         known = _Group(copies=list(plan.copies), writes=list(plan.writes))
         directories = {os.path.dirname(d) for _, d in plan.copies}
         directories.update(os.path.dirname(d) for d, _, _ in plan.writes)
+        hand_off = self._may_hand_off(plan.file_count)
         async with self._locked(directories):
-            deferred = await self.in_thread(self._link_phase, plan, state, known, check_cancelled)
+            bulk, deferred = await self.in_thread(
+                self._link_phase, plan, state, known, hand_off, check_cancelled
+            )
+        if bulk:
+            deferred += await self._place_bulk(plan.wheel, state.mode, bulk)
         for fallback in state.fallbacks:
             self.emit(
                 ModeFellBack(plan.wheel, fallback.from_mode, fallback.to_mode, fallback.reason)
@@ -195,10 +235,20 @@ class Scheduler:
         )
 
     def _link_phase(
-        self, plan: WheelPlan, state: ModeState, known: _Group, checkpoint: Callable[[], None]
-    ) -> list[tuple[Tree, list[str]]]:
+        self,
+        plan: WheelPlan,
+        state: ModeState,
+        known: _Group,
+        hand_off: bool,
+        checkpoint: Callable[[], None],
+    ) -> tuple[TreeFiles, TreeFiles]:
+        """Directories, the mode decision, symlinks and the known copies and writes; the bulk
+        of the files too unless ``hand_off``. Returns the bulk left (for a helper) and the
+        files left for the copy phase."""
         placer = self.placer
         wheel = plan.wheel
+        bulk: TreeFiles = []
+        deferred: TreeFiles = []
         with TreeHandles(wheel, plan.trees) as handles:
             handles.open_sources()
             created = placer.make_dirs(wheel, plan.dirs)
@@ -211,16 +261,115 @@ class Scheduler:
                     placer.place(LinkMode.SYMLINK, text, destination)
                 except OSError as error:
                     raise LinkError(wheel, text, destination, error, "symlink") from error
-            deferred: list[tuple[Tree, list[str]]] = []
             for tree, source_fd, target_fd in zip(
                 plan.trees, handles.sources, handles.targets, strict=True
             ):
-                left = link_tree(
-                    placer, wheel, tree, source_fd, target_fd, state, self._probes, checkpoint
+                index, left = start_tree(
+                    placer, wheel, tree, source_fd, target_fd, state, self._probes
                 )
+                rest = tree.files[index:] if index < len(tree.files) else []
+                if rest and hand_off:
+                    bulk.append((tree, rest))
+                elif rest:
+                    mode = state.mode
+                    left += place_rest(
+                        placer, wheel, tree, mode, rest, source_fd, target_fd, checkpoint
+                    )
                 if left:
                     deferred.append((tree, left))
         self._copy_and_write(wheel, known, checkpoint)
+        return bulk, deferred
+
+    # -- helpers: the bulk of the files in another process -------------------------------------
+
+    def _may_hand_off(self, files: int) -> bool:
+        """Whether a helper is free, or may be started, for a job of ``files`` files."""
+        if not self._helpers_allowed or files < HELPER_MIN_FILES:
+            return False
+        started = len(self._helpers) + self._helpers_starting
+        return started < self._max_helpers or any(h.idle for h in self._helpers)
+
+    async def _idle_helper(self) -> Helper | None:
+        """A helper that is free now, started if need be; ``None`` if there is none."""
+        for helper in self._helpers:
+            if helper.idle:
+                return helper
+        if not self._helpers_allowed:
+            return None
+        if len(self._helpers) + self._helpers_starting >= self._max_helpers:
+            return None
+        self._helpers_starting += 1
+        try:
+            started = await Helper.start()
+        finally:
+            self._helpers_starting -= 1
+        if started is None:
+            self._max_helpers = len(self._helpers)  # cannot start one: stop trying
+        else:
+            self._helpers.append(started)
+            self.helpers_started += 1
+        return started
+
+    async def _place_bulk(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
+        """Place ``trees``' files with the decided ``mode``, in a helper if one is free, else in
+        the filesystem thread. Returns the files left for the copy phase."""
+        helper = await self._idle_helper()
+        if helper is not None:
+            jobs = [(tree.source, tree.target, files) for tree, files in trees]
+            answer = await helper.place(mode.value, jobs)
+            if answer is not None:
+                if not answer:
+                    return []
+                return await self.in_thread(
+                    self._settle_answer, wheel, mode, trees, answer, check_cancelled
+                )
+        return await self.in_thread(self._place_trees, wheel, mode, trees, check_cancelled)
+
+    def _place_trees(
+        self, wheel: str, mode: LinkMode, trees: TreeFiles, checkpoint: Callable[[], None]
+    ) -> TreeFiles:
+        deferred: TreeFiles = []
+        with TreeHandles(wheel, [tree for tree, _ in trees]) as handles:
+            handles.open_sources()
+            handles.open_targets()
+            for (tree, files), source_fd, target_fd in zip(
+                trees, handles.sources, handles.targets, strict=True
+            ):
+                left = place_rest(
+                    self.placer, wheel, tree, mode, files, source_fd, target_fd, checkpoint
+                )
+                if left:
+                    deferred.append((tree, left))
+        return deferred
+
+    def _settle_answer(
+        self,
+        wheel: str,
+        mode: LinkMode,
+        trees: TreeFiles,
+        answer: list[tuple[int, str, int]],
+        checkpoint: Callable[[], None],
+    ) -> TreeFiles:
+        """Finish what a helper reported it did not place (see ``_bulk``): a tree it could not
+        open is done here whole (its error is reported from here), the rest file by file."""
+        failures: dict[int, list[tuple[str, int]]] = {}
+        for index, name, code in answer:
+            failures.setdefault(index, []).append((name, code))
+        redo = [trees[index] for index, found in failures.items() if found[0][0] == ""]
+        deferred = self._place_trees(wheel, mode, redo, checkpoint) if redo else []
+        for index, found in failures.items():
+            if found[0][0] == "":
+                continue
+            tree = trees[index][0]
+            with TreeHandles(wheel, [tree]) as handles:
+                handles.open_sources()
+                handles.open_targets()
+                source_fd, target_fd = handles.sources[0], handles.targets[0]
+                left = settle(
+                    self.placer, wheel, tree, mode, found, source_fd, target_fd, checkpoint
+                )
+            if left:
+                deferred.append((tree, left))
         return deferred
 
     async def place_locked(
@@ -272,7 +421,11 @@ class Scheduler:
         for directory in directories:
             work.extend(groups[directory])
         async with self._locked(directories):
-            await self.in_thread(self._copy_and_write, wheel, work, check_cancelled)
+            if work.tree_files and self._may_hand_off(len(work)):
+                await self._place_bulk(wheel, LinkMode.COPY, list(work.tree_files.values()))
+                work.tree_files.clear()
+            if len(work):
+                await self.in_thread(self._copy_and_write, wheel, work, check_cancelled)
 
     @asynccontextmanager
     async def _locked(self, directories: Iterable[str]) -> AsyncIterator[None]:
@@ -287,8 +440,8 @@ class Scheduler:
             yield
 
     def _copy_and_write(self, wheel: str, work: _Group, checkpoint: Callable[[], None]) -> None:
-        for tree, files in work.tree_files.values():
-            copy_tree_files(self.placer, wheel, tree, files, checkpoint)
+        if work.tree_files:
+            self._place_trees(wheel, LinkMode.COPY, list(work.tree_files.values()), checkpoint)
         for source, destination in work.copies:
             try:
                 self.placer.place(LinkMode.COPY, source, destination)

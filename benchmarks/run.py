@@ -20,8 +20,9 @@ Groups:
   cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
   bounds   what limits asynclink, each measured on its own: interpreter start-up with and
            without asyncio, anyio and asynclink's modules; bare loops of os.link and of copies
-           (small and large files) over the cached trees; link only with more filesystem
-           threads; inflating and hashing the corpus; importing pypa installer
+           (small and large files) over the cached trees; link only without helper processes,
+           with a second filesystem thread instead, and with one helper; inflating and hashing
+           the corpus; importing pypa installer
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ UV_INSTALL = ["pip", "install", "--offline", "--no-deps", "--quiet", "--python"]
 
 LINK_DRIVER = """
 import sys, anyio, asynclink
-target, mode, jobs, threads, *trees = sys.argv[1:]
+target, mode, jobs, threads, processes, *trees = sys.argv[1:]
+options = {"filesystem_processes": int(processes)} if processes != "default" else {}
 result = anyio.run(lambda: asynclink.link_wheels(
-    target, trees, mode=mode, jobs=int(jobs) or None, filesystem_threads=int(threads)))
+    target, trees, mode=mode, jobs=int(jobs) or None, filesystem_threads=int(threads), **options))
 print(result.elapsed)  # the engine's own time, without the interpreter's start-up
 """
 
@@ -410,7 +412,7 @@ def contestants(
                         f"asynclink link {mode}" + (" --jobs 1" if concurrency == "1" else ""),
                         [
                             *[PYTHON, "-c", LINK_DRIVER, "{scratch}/target"],
-                            *[mode, concurrency, "1", *trees],
+                            *[mode, concurrency, "1", "default", *trees],
                         ],
                         setup="target",
                         reference=reference,
@@ -518,13 +520,17 @@ def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
                 setup="target",
             )
         )
-    for mode in ("hardlink", "copy"):
-        for threads in ("2", "4"):
+    for mode in ("hardlink", "copy"):  # what the helper processes win, and threads would not
+        for label, threads, processes in (
+            ("no helper", "1", "0"),
+            ("2 threads, no helper", "2", "0"),
+            ("1 helper", "1", "1"),
+        ):
             found.append(
                 Contestant(
                     "bounds",
-                    f"asynclink link {mode}, {threads} filesystem threads",
-                    [PYTHON, "-c", LINK_DRIVER, target, mode, "0", threads, *trees],
+                    f"asynclink link {mode}, {label}",
+                    [PYTHON, "-c", LINK_DRIVER, target, mode, "0", threads, processes, *trees],
                     setup="target",
                     reference=f"asynclink link {mode}",
                 )

@@ -68,7 +68,7 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
         "pip",
         "python: start",
         "bare os.link loop",
-        "asynclink link hardlink, 2 filesystem threads",
+        "asynclink link hardlink, no helper",
         "inflate the corpus (CPU, one thread)",
     } <= names
     assert results["versions"]["python"] == sys.version.split()[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import threading
 from pathlib import Path
 
 import anyio
@@ -13,10 +12,11 @@ import anyio.from_thread
 import pytest
 
 from asynclink import LinkError, LinkMode, WheelFinished, WheelStarted, link_wheels
-from asynclink._link import Recorder
+from asynclink._link import TEMPORARY_PREFIX, Recorder
 from asynclink._plan import plan_unpacked_tree
 from asynclink._scheduler import Scheduler
 from tests.events import Concurrency
+from tests.inotify import DirectoryWatch
 from tests.trees import leftovers, make_tree, wheel_tree
 
 pytestmark = pytest.mark.anyio
@@ -40,43 +40,38 @@ async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
     assert len(result.wheels) == 8 and result.files == 8 * 22
 
 
-class WriterLog(Recorder):
-    """Which worker thread wrote each file, in the order the writes happened."""
-
-    def __init__(self) -> None:
-        self.writers: list[int] = []
-
-    def file_created(self, path: str) -> None:
-        self.writers.append(threading.get_ident())
-
-    def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
-        self.writers.append(threading.get_ident())
-        return contextlib.nullcontext()
-
-
-async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [0, 1], ids=["threads", "helper"])
+async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(
+    tmp_path: Path, processes: int
+) -> None:
     # Both wheels ship shared/ with the same 400 names. Copies into one directory hold that
-    # directory's lock, so one wheel's copies into it all happen before the other's: the writes
-    # come in two runs, and the directory ends up all from one wheel, never a file-by-file mix.
+    # directory's lock, so one wheel's copies into it all happen before the other's (whichever
+    # thread or process makes them): the first wheel creates the names, the second replaces
+    # them through temporary names, and the kernel's own record of the directory (inotify)
+    # shows the two as two runs, never a file-by-file mix.
     sources = [
         wheel_tree(tmp_path / name, name, many_files("shared", 400, f"# from {name}\n"))
         for name in ("left", "right")
     ]
     site_packages = tmp_path / "sp"
-    site_packages.mkdir()
+    (site_packages / "shared").mkdir(parents=True)
     plans = [plan_unpacked_tree(None, str(s), str(site_packages)) for s in sources]
     for plan in plans:  # only shared/: the dist-info directories are each wheel's own
         (tree,) = plan.trees
         tree.files = [path for path in tree.files if path.startswith("shared/")]
         plan.copies = []
-    log = WriterLog()
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=log, filesystem_threads=2)
+    scheduler = Scheduler(
+        LinkMode.COPY, jobs=2, filesystem_threads=2, filesystem_processes=processes
+    )
 
-    await scheduler.run_wheels(plans, scheduler.place)
+    with DirectoryWatch(site_packages / "shared") as watch:
+        await scheduler.run_wheels(plans, scheduler.place)
+        created = [name for event, name in watch.events() if event == "create"]
 
-    runs = 1 + sum(a != b for a, b in itertools.pairwise(log.writers))
-    assert len(log.writers) == 800
-    assert runs <= 2
+    temporary = [name.startswith(TEMPORARY_PREFIX) for name in created]
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(temporary))
+    assert len(created) == 800 and sum(temporary) == 400
+    assert runs == 2
     origins = {path.read_text() for path in (site_packages / "shared").iterdir()}
     assert len(origins) == 1
     assert leftovers(site_packages) == []

@@ -1,0 +1,144 @@
+"""Helper processes: the bulk of the files placed by another process, as the thread would."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asynclink import LinkMode, WheelLinked, WheelStarted
+from asynclink._helper import Helper
+from asynclink._link import TEMPORARY_PREFIX
+from asynclink._plan import WheelPlan, plan_unpacked_tree
+from asynclink._scheduler import HELPER_MIN_FILES, Scheduler
+from tests.trees import leftovers, make_tree, snapshot, wheel_tree
+
+pytestmark = pytest.mark.anyio
+
+FILES = 2 * HELPER_MIN_FILES  # enough for a wheel's bulk to go to a helper
+
+
+def wheels(root: Path, count: int, contents: str = "") -> list[Path]:
+    return [
+        wheel_tree(
+            root / f"w{n}",
+            f"w{n}",
+            {f"w{n}/sub{k % 4}/f{k:04}.py": contents or f"# {n} {k}\n" for k in range(FILES)},
+        )
+        for n in range(count)
+    ]
+
+
+def plans_for(sources: list[Path], site_packages: Path) -> list[WheelPlan]:
+    return [plan_unpacked_tree(None, str(source), str(site_packages)) for source in sources]
+
+
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.SYMLINK])
+async def test_a_helper_places_what_the_thread_would(tmp_path: Path, mode: LinkMode) -> None:
+    sources = wheels(tmp_path / "wheels", 4)
+    results = {}
+    for processes in (0, 1):
+        site_packages = tmp_path / f"sp{processes}"
+        site_packages.mkdir()
+        scheduler = Scheduler(mode, jobs=4, filesystem_processes=processes)
+        await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+        assert scheduler.helpers_started == processes
+        results[processes] = snapshot(site_packages)
+
+    assert results[1] == results[0]
+    assert len(results[1]) > 4 * FILES
+
+
+async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path) -> None:
+    sources = wheels(tmp_path / "wheels", 2, contents="new\n")
+    old = {
+        str(path.relative_to(source)): "old\n"
+        for source in sources
+        for path in source.rglob("*.py")
+    }
+    site_packages = make_tree(tmp_path / "sp", old)
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=1)
+
+    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert scheduler.helpers_started == 1
+    assert {(site_packages / path).read_text() for path in old} == {"new\n"}
+    assert leftovers(site_packages) == []
+
+
+async def test_a_helper_that_dies_leaves_its_work_to_the_thread(tmp_path: Path) -> None:
+    sources = wheels(tmp_path / "wheels", 6)
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=1)
+    killed: list[Helper] = []
+
+    def kill_helpers(event: object) -> None:
+        if isinstance(event, WheelLinked) and not killed:
+            for helper in scheduler._helpers:
+                os.kill(helper.pid, signal.SIGKILL)
+                killed.append(helper)
+
+    scheduler.on_event = kill_helpers
+    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert killed
+    for source in sources:
+        for path in source.rglob("*.py"):
+            relative = path.relative_to(source)
+            assert (site_packages / relative).read_bytes() == path.read_bytes()
+
+
+async def test_cancelling_stops_the_helpers_before_returning(tmp_path: Path) -> None:
+    sources = wheels(tmp_path / "wheels", 8)
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=2)
+    seen: list[Helper] = []
+    started: list[WheelStarted] = []
+
+    with anyio.CancelScope() as scope:
+
+        def cancel_on_third_start(event: object) -> None:
+            seen.extend(h for h in scheduler._helpers if h not in seen)
+            if isinstance(event, WheelStarted):
+                started.append(event)
+                if len(started) == 3:
+                    scope.cancel()
+
+        scheduler.on_event = cancel_on_third_start
+        await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert scope.cancelled_caught
+    assert seen and all(helper.returncode is not None for helper in seen)
+    assert scheduler._helpers == []
+
+
+async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"caf\xe9.py")  # not UTF-8: travels the pipe as the bytes it is
+    source = make_tree(tmp_path / "source", {"a.py": "a", "b.py": "b"})
+    (source / odd).write_text("odd")
+    target = make_tree(tmp_path / "target", {"b.py": "already here"})
+    helper = await Helper.start()
+    assert helper is not None
+    try:
+        answer = await helper.place(
+            "hardlink",
+            [
+                (str(source), str(target), ["a.py", "b.py", odd]),
+                (str(tmp_path / "missing"), str(target), ["c.py"]),
+            ],
+        )
+    finally:
+        await helper.aclose()
+
+    assert answer == [(0, "b.py", errno.EEXIST), (1, "", errno.ENOENT)]
+    assert (target / odd).read_text() == "odd"
+    assert os.path.samefile(target / "a.py", source / "a.py")
+    assert (target / "b.py").read_text() == "already here"
+    assert helper.returncode == 0
+    assert not any(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(target))
