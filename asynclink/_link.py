@@ -1,7 +1,8 @@
 """Put files in place, synchronously: the four modes, atomic replacement, the first-file decision.
 
-Nothing here knows about wheels or event loops: the scheduler hands a worker thread a whole
-:class:`~asynclink._plan.Tree` (or a list of absolute pairs) and this module places it. Paths
+Nothing here knows about event loops: the scheduler hands a worker thread a whole
+:class:`~asynclink._plan.Tree` (or a list of absolute pairs) and this module places it; the
+loops over a tree's files are in ``_bulk``, shared with the helper process. Paths
 are ``str`` and relative to directory descriptors where possible (``linkat``, ``openat``,
 ``mkdirat``, ``renameat``): ``pathlib`` objects, or absolute paths the kernel walks again for
 every file, would cost more than the work itself.

@@ -6,14 +6,18 @@ A :class:`Scheduler` lives for one install. It owns
   one for the CPU worker threads (anyio's default thread limiter is shared with the host
   application, so we bring our own);
 * the failed-probe memo: a mode that failed between two devices is not tried again;
-* one :class:`anyio.Lock` per destination directory, held while copying into it.
+* one :class:`anyio.Lock` per destination directory, held while copying into it;
+* its helper processes, started when there is work for them, stopped before
+  :meth:`Scheduler.run_wheels` returns.
 
 Blocking work runs in worker threads a wheel at a time (directories, links, and the copies and
 writes known in advance, in one hop) or a chunk of directories at a time (copies left over by a
 fallback), never a file at a time: a thread hop costs as much as dozens of links. Filesystem
 batches go to :data:`FILESYSTEM_THREADS` threads (one: see there why), extractions from
 archives to one thread per core, as they spend their time in ``zlib`` and ``hashlib`` with the
-GIL released.
+GIL released. Once a wheel's first file has decided its mode, the bulk of its files (and each
+chunk of copies) goes to a helper process if one is free (``_helper``, up to
+:data:`FILESYSTEM_PROCESSES`): a second core placing files, which a second thread cannot be.
 """
 
 from __future__ import annotations
@@ -52,8 +56,11 @@ logger = logging.getLogger("asynclink")
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Files copied (or written) per thread hop in the locked copy phase.
-COPY_CHUNK = 4096
+#: Files per piece of work handed to a lane (the filesystem thread or a helper): a wheel's bulk
+#: and its copy phase are cut into pieces this big (a directory is never cut), which run at the
+#: same time, so one big wheel keeps every lane busy instead of one. Smaller pieces balance
+#: better and cost more round trips.
+PIECE = 4096
 
 
 @dataclass(slots=True)
@@ -144,7 +151,7 @@ class Scheduler:
         self._max_helpers = filesystem_processes
         self._helpers: list[Helper] = []
         self._helpers_allowed = False
-        self._helpers_starting = 0
+        self._helper_slots = anyio.CapacityLimiter(max(1, filesystem_processes))
         self.helpers_started = 0
         """How many helper processes this scheduler has started (for diagnostics and tests)."""
 
@@ -162,41 +169,23 @@ class Scheduler:
         return await anyio.to_thread.run_sync(func, *args, limiter=self.cpu_limiter)
 
     async def run_wheels(self, items: Sequence[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
-        """Run ``work`` for every item, one task each, at most ``jobs`` at a time.
+        """Run ``work`` for every item, one task each, at most ``jobs`` at a time; fail as
+        :func:`_all` does."""
 
-        The first failure cancels the other tasks, and the caller gets that failure itself
-        (not an ``ExceptionGroup``); failures of other wheels that happened at the same time
-        are attached as notes. Cancellation of the caller is never swallowed.
-        """
-        results: list[R | None] = [None] * len(items)
-        errors: list[Exception] = []
+        async def run_one(item: T) -> R:
+            async with self.wheel_limiter:
+                return await work(item)
 
-        async def run_one(index: int, item: T) -> None:
-            try:
-                async with self.wheel_limiter:
-                    results[index] = await work(item)
-            except Exception as error:
-                errors.append(error)
-                task_group.cancel_scope.cancel()
-
-        # Helpers live as long as this call: all bulk work happens in it. With one wheel, or
-        # one at a time, there is nothing for a second core to do.
-        self._helpers_allowed = self._max_helpers > 0 and self.jobs > 1 and len(items) > 1
+        # Helpers live as long as this call: all bulk work happens in it. ``jobs=1`` asks for
+        # one thing at a time.
+        self._helpers_allowed = self._max_helpers > 0 and self.jobs > 1
         try:
-            async with anyio.create_task_group() as task_group:
-                for index, item in enumerate(items):
-                    task_group.start_soon(run_one, index, item)
+            return await _all(run_one(item) for item in items)
         finally:
             self._helpers_allowed = False
             for helper in self._helpers:
                 await helper.aclose()
             self._helpers.clear()
-        if errors:
-            first = errors[0]
-            for other in errors[1:]:
-                first.add_note(f"at the same time: {other}")
-            raise first
-        return [result for result in results if result is not None]
 
     async def place(self, plan: WheelPlan) -> WheelResult:
         """Put every file of ``plan`` in place: links in one hop (or the bulk of them in a
@@ -283,43 +272,57 @@ class Scheduler:
     # -- helpers: the bulk of the files in another process -------------------------------------
 
     def _may_hand_off(self, files: int) -> bool:
-        """Whether a helper is free, or may be started, for a job of ``files`` files."""
-        if not self._helpers_allowed or files < HELPER_MIN_FILES:
-            return False
-        started = len(self._helpers) + self._helpers_starting
-        return started < self._max_helpers or any(h.idle for h in self._helpers)
+        """Whether a job of ``files`` files goes to the helpers."""
+        return self._helpers_allowed and files >= HELPER_MIN_FILES
 
     async def _idle_helper(self) -> Helper | None:
-        """A helper that is free now, started if need be; ``None`` if there is none."""
+        """A helper that is free now, started if need be (the caller holds a helper slot, so
+        one is free or may be started); ``None`` if none can be started."""
         for helper in self._helpers:
             if helper.idle:
                 return helper
-        if not self._helpers_allowed:
-            return None
-        if len(self._helpers) + self._helpers_starting >= self._max_helpers:
-            return None
-        self._helpers_starting += 1
-        try:
-            started = await Helper.start()
-        finally:
-            self._helpers_starting -= 1
+        started = await Helper.start()
         if started is None:
-            self._max_helpers = len(self._helpers)  # cannot start one: stop trying
+            self._helpers_allowed = False  # cannot start one: stop trying
         else:
             self._helpers.append(started)
             self.helpers_started += 1
         return started
 
     async def _place_bulk(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
-        """Place ``trees``' files with the decided ``mode``, in a helper if one is free, else in
-        the filesystem thread. Returns the files left for the copy phase."""
-        helper = await self._idle_helper()
-        if helper is not None:
-            jobs = [(tree.source, tree.target, files) for tree, files in trees]
-            answer = await helper.place(mode.value, jobs)
+        """Place ``trees``' files with the decided ``mode``, a :data:`PIECE` at a time, each in
+        a helper if one is free, else in the filesystem thread. Returns the files left for the
+        copy phase."""
+        pieces: list[TreeFiles] = [[]]
+        size = 0
+        for tree, files in trees:
+            for start in range(0, len(files), PIECE):
+                if size >= PIECE:
+                    pieces.append([])
+                    size = 0
+                piece = files[start : start + PIECE]
+                pieces[-1].append((tree, piece))
+                size += len(piece)
+        deferred: TreeFiles = []
+        for left in await _all(self._place_piece(wheel, mode, piece) for piece in pieces):
+            deferred += left
+        return deferred
+
+    async def _place_piece(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
+        """One piece: to a helper while there are helpers (the filesystem thread has the
+        planning and the first files of every wheel to do), else in the thread."""
+        if self._helpers_allowed:
+            async with self._helper_slots:
+                helper = await self._idle_helper()
+                answer = None
+                if helper is not None:
+                    jobs = [(tree.source, tree.target, files) for tree, files in trees]
+                    answer = await helper.place(mode.value, jobs)
+                    if answer is None:  # it died: no more helpers in this install
+                        self._helpers_allowed = False
+            if answer == []:
+                return []
             if answer is not None:
-                if not answer:
-                    return []
                 return await self.in_thread(
                     self._settle_answer, wheel, mode, trees, answer, check_cancelled
                 )
@@ -403,16 +406,15 @@ class Scheduler:
                 names.append(relative)
         for pair in copies:
             groups.setdefault(os.path.dirname(pair[1]), _Group()).copies.append(pair)
-        chunk: list[str] = []
+        chunks: list[list[str]] = [[]]
         size = 0
         for directory, group in groups.items():
-            chunk.append(directory)
+            if size >= PIECE:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(directory)
             size += len(group)
-            if size >= COPY_CHUNK:
-                await self._run_locked(wheel, chunk, groups)
-                chunk, size = [], 0
-        if chunk:
-            await self._run_locked(wheel, chunk, groups)
+        await _all(self._run_locked(wheel, chunk, groups) for chunk in chunks if chunk)
 
     async def _run_locked(
         self, wheel: str, directories: list[str], groups: dict[str, _Group]
@@ -493,6 +495,37 @@ class Scheduler:
             )
             self.emit(ConflictFound(conflict))
         return tuple(conflicts)
+
+
+async def _all(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all of ``work`` at once, in one task group; the results, in order.
+
+    The first failure cancels the rest, and the caller gets that failure itself (not an
+    ``ExceptionGroup``), with failures that happened at the same time attached as notes.
+    Cancellation of the caller is never swallowed.
+    """
+    jobs = list(work)
+    if len(jobs) == 1:
+        return [await jobs[0]]
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[Exception] = []
+
+    async def run(index: int, job: Awaitable[T]) -> None:
+        try:
+            results[index] = await job
+        except Exception as error:
+            errors.append(error)
+            task_group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as task_group:
+        for index, job in enumerate(jobs):
+            task_group.start_soon(run, index, job)
+    if errors:
+        first = errors[0]
+        for other in errors[1:]:
+            first.add_note(f"at the same time: {other}")
+        raise first
+    return results  # type: ignore[return-value]
 
 
 def _scan_and_touch(

@@ -14,7 +14,7 @@ from asynclink import LinkMode, WheelLinked, WheelStarted
 from asynclink._helper import Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
-from asynclink._scheduler import HELPER_MIN_FILES, Scheduler
+from asynclink._scheduler import HELPER_MIN_FILES, PIECE, Scheduler
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 
 pytestmark = pytest.mark.anyio
@@ -22,12 +22,12 @@ pytestmark = pytest.mark.anyio
 FILES = 2 * HELPER_MIN_FILES  # enough for a wheel's bulk to go to a helper
 
 
-def wheels(root: Path, count: int, contents: str = "") -> list[Path]:
+def wheels(root: Path, count: int, contents: str = "", files: int = FILES) -> list[Path]:
     return [
         wheel_tree(
             root / f"w{n}",
             f"w{n}",
-            {f"w{n}/sub{k % 4}/f{k:04}.py": contents or f"# {n} {k}\n" for k in range(FILES)},
+            {f"w{n}/sub{k % 4}/f{k:05}.py": contents or f"# {n} {k}\n" for k in range(files)},
         )
         for n in range(count)
     ]
@@ -51,6 +51,19 @@ async def test_a_helper_places_what_the_thread_would(tmp_path: Path, mode: LinkM
 
     assert results[1] == results[0]
     assert len(results[1]) > 4 * FILES
+
+
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
+async def test_one_big_wheel_keeps_two_helpers_busy(tmp_path: Path, mode: LinkMode) -> None:
+    (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    scheduler = Scheduler(mode, jobs=2, filesystem_processes=2)
+
+    await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
+
+    assert scheduler.helpers_started == 2
+    assert snapshot(site_packages) == snapshot(source)
 
 
 async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path) -> None:
