@@ -26,7 +26,7 @@ import logging
 import os
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -433,13 +433,19 @@ class Scheduler:
     async def _locked(self, directories: Iterable[str]) -> AsyncIterator[None]:
         """Hold the locks of ``directories``, taken in sorted order so that no two holders
         can wait for each other."""
-        async with AsyncExitStack() as stack:
+        held: list[anyio.Lock] = []
+        locks = self._dir_locks
+        try:
             for directory in sorted(directories):
-                lock = self._dir_locks.get(directory)
+                lock = locks.get(directory)
                 if lock is None:
-                    lock = self._dir_locks[directory] = anyio.Lock(fast_acquire=True)
-                await stack.enter_async_context(lock)
+                    lock = locks[directory] = anyio.Lock(fast_acquire=True)
+                await lock.acquire()
+                held.append(lock)
             yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
 
     def _copy_and_write(self, wheel: str, work: _Group, checkpoint: Callable[[], None]) -> None:
         if work.tree_files:

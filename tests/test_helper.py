@@ -33,6 +33,14 @@ def wheels(root: Path, count: int, contents: str = "", files: int = FILES) -> li
     ]
 
 
+@pytest.fixture
+def site_packages(tmp_path: Path) -> Path:
+    """An empty site-packages."""
+    path = tmp_path / "sp"
+    path.mkdir()
+    return path
+
+
 def plans_for(sources: list[Path], site_packages: Path) -> list[WheelPlan]:
     return [plan_unpacked_tree(None, str(source), str(site_packages)) for source in sources]
 
@@ -54,10 +62,10 @@ async def test_a_helper_places_what_the_thread_would(tmp_path: Path, mode: LinkM
 
 
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
-async def test_one_big_wheel_keeps_two_helpers_busy(tmp_path: Path, mode: LinkMode) -> None:
+async def test_one_big_wheel_keeps_two_helpers_busy(
+    tmp_path: Path, site_packages: Path, mode: LinkMode
+) -> None:
     (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
-    site_packages = tmp_path / "sp"
-    site_packages.mkdir()
     scheduler = Scheduler(mode, jobs=2, filesystem_processes=2)
 
     await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
@@ -83,10 +91,10 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
     assert leftovers(site_packages) == []
 
 
-async def test_a_helper_that_dies_leaves_its_work_to_the_thread(tmp_path: Path) -> None:
+async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
+    tmp_path: Path, site_packages: Path
+) -> None:
     sources = wheels(tmp_path / "wheels", 6)
-    site_packages = tmp_path / "sp"
-    site_packages.mkdir()
     scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=1)
     killed: list[Helper] = []
 
@@ -106,10 +114,10 @@ async def test_a_helper_that_dies_leaves_its_work_to_the_thread(tmp_path: Path) 
             assert (site_packages / relative).read_bytes() == path.read_bytes()
 
 
-async def test_cancelling_stops_the_helpers_before_returning(tmp_path: Path) -> None:
+async def test_cancelling_stops_the_helpers_before_returning(
+    tmp_path: Path, site_packages: Path
+) -> None:
     sources = wheels(tmp_path / "wheels", 8)
-    site_packages = tmp_path / "sp"
-    site_packages.mkdir()
     scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=2)
     seen: list[Helper] = []
     started: list[WheelStarted] = []
