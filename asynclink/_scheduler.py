@@ -104,10 +104,10 @@ FILESYSTEM_THREADS = 1
 
 #: Helper processes (``_helper``) an install may start for the bulk of its files, by default:
 #: one per core (up to four), none with one core. Unlike threads, processes do place files in
-#: parallel. Measured on the corpus (2 cores, tmpfs, in-process install, medians of 7): copy
-#: mode took 256 ms with no helper, 202-216 ms with one, 182-190 ms with two; hardlink mode
-#: 75 ms with none, 66-71 ms with one or two. Helpers start only when there is work for them
-#: (see :data:`HELPER_MIN_FILES`), one at a time, each when the others are busy.
+#: parallel. The benchmark's ``bounds`` rows (README, Performance; 2 cores, tmpfs) have
+#: link-only copy at 232 ms with no helper, 208 ms with a second thread instead, 186 ms with
+#: one helper and 164 ms with two; hardlink at 66, 61, 58 and 64 ms. Helpers start only when
+#: there is work for them (see :data:`HELPER_MIN_FILES`), each when the others are busy.
 FILESYSTEM_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
@@ -311,22 +311,27 @@ class Scheduler:
     async def _place_piece(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """One piece: to a helper while there are helpers (the filesystem thread has the
         planning and the first files of every wheel to do), else in the thread."""
-        if self._helpers_allowed:
-            async with self._helper_slots:
-                helper = await self._idle_helper()
-                answer = None
-                if helper is not None:
-                    jobs = [(tree.source, tree.target, files) for tree, files in trees]
-                    answer = await helper.place(mode.value, jobs)
-                    if answer is None:  # it died: no more helpers in this install
-                        self._helpers_allowed = False
-            if answer == []:
-                return []
-            if answer is not None:
-                return await self.in_thread(
-                    self._settle_answer, wheel, mode, trees, answer, check_cancelled
-                )
-        return await self.in_thread(self._place_trees, wheel, mode, trees, check_cancelled)
+        answer = await self._in_helper(mode, trees) if self._helpers_allowed else None
+        if answer is None:
+            return await self.in_thread(self._place_trees, wheel, mode, trees, check_cancelled)
+        if not answer:
+            return []
+        return await self.in_thread(
+            self._settle_answer, wheel, mode, trees, answer, check_cancelled
+        )
+
+    async def _in_helper(
+        self, mode: LinkMode, trees: TreeFiles
+    ) -> list[tuple[int, str, int]] | None:
+        """What a helper did not place of ``trees``, or ``None`` if no helper did the job."""
+        async with self._helper_slots:
+            helper = await self._idle_helper()
+            if helper is None:
+                return None
+            answer = await helper.place(mode.value, [(t.source, t.target, f) for t, f in trees])
+            if answer is None:  # it died: no more helpers in this install
+                self._helpers_allowed = False
+            return answer
 
     def _place_trees(
         self, wheel: str, mode: LinkMode, trees: TreeFiles, checkpoint: Callable[[], None]
