@@ -48,8 +48,13 @@ class Helper:
         self._closed = False
 
     @classmethod
-    async def start(cls) -> Helper | None:
-        """A new helper, or ``None`` where none can be started (it is only an accelerator)."""
+    async def start(cls, held_fds: Sequence[int] = ()) -> Helper | None:
+        """A new helper, or ``None`` where none can be started (it is only an accelerator).
+
+        It inherits ``held_fds`` (the target's lock, see ``Recorder.held_fds``): if this
+        process is killed, the helper finishes its piece, sees its stdin close, and exits,
+        and only then can the next install lock the target and undo this one.
+        """
         if not sys.executable:
             return None
         try:
@@ -58,6 +63,7 @@ class Helper:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
+                pass_fds=held_fds,
             )
         except OSError as error:
             logger.debug("no helper process: %s", error)

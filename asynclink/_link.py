@@ -58,6 +58,11 @@ class Recorder:
     called from worker threads, so implementations must be thread-safe.
     """
 
+    held_fds: tuple[int, ...] = ()
+    """Descriptors every process working for the install must hold open: the target's lock,
+    so that a helper process outliving a killed install keeps the next one (and its recovery)
+    out until it has stopped."""
+
     def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
         """``plan``'s directories exist (``created_dirs`` are new) and no file is placed yet."""
 

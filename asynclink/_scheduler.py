@@ -281,7 +281,7 @@ class Scheduler:
         for helper in self._helpers:
             if helper.idle:
                 return helper
-        started = await Helper.start()
+        started = await Helper.start(self.placer.recorder.held_fds)
         if started is None:
             self._helpers_allowed = False  # cannot start one: stop trying
         else:

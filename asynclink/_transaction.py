@@ -410,6 +410,12 @@ class TargetLock:
         self._fd = fd
         return True
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor while the lock is held: processes that inherit it hold the
+        lock until they exit, even if this process dies first."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -431,8 +437,11 @@ async def wait_for(lock: TargetLock) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _locked(root: str, lock_timeout: float | None) -> AsyncIterator[list[RollbackReport]]:
-    """Hold ``root``'s lock, having undone what crashed installs left; yield their reports."""
+async def _locked(
+    root: str, lock_timeout: float | None
+) -> AsyncIterator[tuple[TargetLock, list[RollbackReport]]]:
+    """Hold ``root``'s lock, having undone what crashed installs left; yield the lock and their
+    reports."""
     lock = TargetLock(root)
     try:
         with anyio.fail_after(lock_timeout):
@@ -444,7 +453,7 @@ async def _locked(root: str, lock_timeout: float | None) -> AsyncIterator[list[R
     except OSError as error:
         raise TargetError(f"cannot lock {lock.path}: {error.strerror}") from error
     try:
-        yield await anyio.to_thread.run_sync(recover_journals, root)
+        yield lock, await anyio.to_thread.run_sync(recover_journals, root)
     finally:
         lock.release()
 
@@ -463,9 +472,10 @@ async def transaction(
     """
     rolled_back = False
     try:
-        async with _locked(root, lock_timeout) as recovered:
+        async with _locked(root, lock_timeout) as (lock, recovered):
             journal = await anyio.to_thread.run_sync(Transaction, root)
             journal.recovered = tuple(recovered)
+            journal.held_fds = (lock.fd,) if lock.fd is not None else ()
             try:
                 yield journal
             except BaseException as error:
@@ -492,7 +502,7 @@ async def recover(
 
     Any install into the same place does this first; call it to clean up without installing.
     """
-    async with _locked(absolute(site_packages), lock_timeout) as recovered:
+    async with _locked(absolute(site_packages), lock_timeout) as (_, recovered):
         return recovered
 
 

@@ -15,6 +15,7 @@ from asynclink._helper import Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
 from asynclink._scheduler import HELPER_MIN_FILES, PIECE, Scheduler
+from asynclink._transaction import TargetLock, transaction
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +164,42 @@ async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
     assert (target / "b.py").read_text() == "already here"
     assert helper.returncode == 0
     assert not any(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(target))
+
+
+async def test_a_helper_keeps_the_target_locked_until_it_exits(tmp_path: Path) -> None:
+    # An install killed while a helper works leaves the helper to finish its piece. It holds the
+    # target's lock (inherited), so the next install, and its recovery, wait until it is done.
+    lock = TargetLock(str(tmp_path))
+    assert lock.try_acquire() and lock.fd is not None
+    helper = await Helper.start((lock.fd,))
+    assert helper is not None
+    os.close(lock.fd)  # the installer is gone; its lock file stays, as after a kill
+    try:
+        assert not TargetLock(str(tmp_path)).try_acquire()
+    finally:
+        await helper.aclose()
+    after = TargetLock(str(tmp_path))
+    assert after.try_acquire()
+    after.release()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see descriptors")
+async def test_an_install_hands_its_lock_to_its_helpers(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    sources = wheels(tmp_path / "wheels", 4)
+    held: set[str] = set()
+
+    async with transaction(str(site_packages)) as journal:
+        scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=journal, filesystem_processes=1)
+
+        def look_at_helpers(event: object) -> None:
+            for helper in scheduler._helpers:
+                fds = f"/proc/{helper.pid}/fd"
+                held.update(os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
+
+        scheduler.on_event = look_at_helpers
+        await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert scheduler.helpers_started == 1
+    assert str(site_packages / ".asynclink-lock") in held
