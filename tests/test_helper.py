@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import anyio
@@ -46,8 +47,12 @@ def plans_for(sources: list[Path], site_packages: Path) -> list[WheelPlan]:
     return [plan_unpacked_tree(None, str(source), str(site_packages)) for source in sources]
 
 
-@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.SYMLINK])
-async def test_a_helper_places_what_the_thread_would(tmp_path: Path, mode: LinkMode) -> None:
+@pytest.mark.parametrize("mode", list(LinkMode))
+async def test_a_helper_places_what_the_thread_would(
+    tmp_path: Path, mode: LinkMode, request: pytest.FixtureRequest
+) -> None:
+    if mode is LinkMode.CLONE:
+        tmp_path = request.getfixturevalue("xfs")
     sources = wheels(tmp_path / "wheels", 4)
     results = {}
     for processes in (0, 1):
@@ -60,6 +65,12 @@ async def test_a_helper_places_what_the_thread_would(tmp_path: Path, mode: LinkM
 
     assert results[1] == results[0]
     assert len(results[1]) > 4 * FILES
+    if mode is LinkMode.CLONE:  # the last file of a wheel is the helper's: a real clone
+        last = tmp_path / "sp1" / f"w3/sub3/f{FILES - 1:05}.py"
+        extents = subprocess.run(
+            ["filefrag", "-v", str(last)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "shared" in extents
 
 
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
