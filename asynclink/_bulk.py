@@ -39,6 +39,10 @@ FICLONE = 0x40049409
 CHECK_EVERY = 256
 #: Errors a loop reports and goes on after: the caller deals with those files one by one.
 SKIPPED = frozenset({errno.EEXIST, errno.EMLINK})
+#: The modes the loops (and so the helper) do themselves: clones only through Linux's ioctl.
+LOOP_MODES = frozenset(
+    {"hardlink", "copy", "symlink"} | ({"clone"} if sys.platform.startswith("linux") else set())
+)
 
 
 def _nothing() -> None:
@@ -141,9 +145,11 @@ def place_files(
     files: Sequence[AnyStr],
     umask: int,
     checkpoint: Callable[[], None] = _nothing,
+    create: Callable[[int, AnyStr, int, AnyStr], None] | None = None,
 ) -> list[tuple[AnyStr, int]]:
     """Create ``files`` below ``dst_fd`` from the same names below ``src_fd`` with ``mode``
-    (a :class:`~asynclink.LinkMode` value; ``clone`` is Linux's ``FICLONE``).
+    (a :class:`~asynclink.LinkMode` value; ``clone`` is Linux's ``FICLONE``), or with
+    ``create(src_fd, name, dst_fd, name)`` if given (a clone elsewhere).
 
     A symlink's text is ``link_prefix`` and the name (the source root and a separator).
     Returns ``(name, errno)`` for each file not created (see the module docstring), in order;
@@ -151,7 +157,7 @@ def place_files(
     """
     failures: list[tuple[AnyStr, int]] = []
     total = len(files)
-    if mode == "hardlink":  # the hottest loop: nothing per file but the linkat call
+    if mode == "hardlink" and create is None:  # the hottest loop: nothing but the linkat call
         link = os.link
         for start in range(0, total, CHECK_EVERY):
             checkpoint()
@@ -167,7 +173,9 @@ def place_files(
         checkpoint()
         for name in files[start : start + CHECK_EVERY]:
             try:
-                if mode == "symlink":
+                if create is not None:
+                    create(src_fd, name, dst_fd, name)
+                elif mode == "symlink":
                     os.symlink(link_prefix + name, name, dir_fd=dst_fd)
                 else:
                     copy_file(src_fd, name, dst_fd, name, umask, mode == "clone")

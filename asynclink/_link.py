@@ -21,11 +21,18 @@ import itertools
 import os
 import re
 import stat
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ._bulk import CHECK_EVERY, DIRECTORY_FLAGS, copy_file, current_umask, new_file, place_files
+from ._bulk import (
+    CHECK_EVERY,
+    DIRECTORY_FLAGS,
+    LOOP_MODES,
+    copy_file,
+    current_umask,
+    new_file,
+    place_files,
+)
 from ._bulk import unlink_quietly as _unlink_quietly
 from ._bulk import write_all as write_all
 from ._errors import LinkError
@@ -38,13 +45,13 @@ __all__ = [
     "Placer",
     "Recorder",
     "TreeHandles",
+    "in_loops",
     "place_rest",
     "settle",
     "start_tree",
     "write_all",
 ]
 
-_LINUX = sys.platform.startswith("linux")
 #: Temporary files are named ``<prefix><pid>-<placer>-<n>``, so a crashed run's can be found.
 TEMPORARY_PREFIX = ".asynclink-tmp-"
 
@@ -133,7 +140,7 @@ class Placer:
         ``errno`` (``reflink-copy``'s errors have none, only a message). Elsewhere (macOS
         ``clonefile``) ``reflink-copy`` keeps the mode and is used as is.
         """
-        if not _LINUX:
+        if not in_loops(LinkMode.CLONE):
             _reflink_copy(_fd_path(src_fd, source), _fd_path(dst_fd, destination))
             return
         copy_file(src_fd, source, dst_fd, destination, self.umask, clone=True)
@@ -328,8 +335,9 @@ def place_rest(
 ) -> list[str]:
     """Place ``files`` of ``tree`` with the decided ``mode`` in this thread; return those left
     for the copy phase. The caller holds the locks of their directories if ``mode`` copies."""
+    create = None if in_loops(mode) else placer.creator(mode)
     failures = place_files(
-        mode.value, tree.source + os.sep, src_fd, dst_fd, files, placer.umask, checkpoint
+        mode.value, tree.source + os.sep, src_fd, dst_fd, files, placer.umask, checkpoint, create
     )
     return settle(placer, wheel, tree, mode, failures, src_fd, dst_fd, checkpoint)
 
@@ -363,6 +371,12 @@ def settle(
                 raise _tree_error(wheel, tree, relative, error, mode) from error
             deferred.append(relative)
     return deferred
+
+
+def in_loops(mode: LinkMode) -> bool:
+    """Whether ``_bulk``'s loops, and so a helper process, place files with ``mode`` (clones
+    only where the ``FICLONE`` ioctl is; elsewhere a :class:`Placer` clones one by one)."""
+    return mode.value in LOOP_MODES
 
 
 def _link_source(mode: LinkMode, tree: Tree, relative: str) -> str:

@@ -44,7 +44,16 @@ from ._events import (
     WheelStarted,
 )
 from ._helper import Helper
-from ._link import ModeState, Placer, Recorder, TreeHandles, place_rest, settle, start_tree
+from ._link import (
+    ModeState,
+    Placer,
+    Recorder,
+    TreeHandles,
+    in_loops,
+    place_rest,
+    settle,
+    start_tree,
+)
 from ._modes import LinkMode, default_link_mode
 from ._plan import Tree, WheelPlan
 from ._results import Conflict, WheelResult
@@ -311,7 +320,8 @@ class Scheduler:
     async def _place_piece(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """One piece: to a helper while there are helpers (the filesystem thread has the
         planning and the first files of every wheel to do), else in the thread."""
-        answer = await self._in_helper(mode, trees) if self._helpers_allowed else None
+        helped = self._helpers_allowed and in_loops(mode)
+        answer = await self._in_helper(mode, trees) if helped else None
         if answer is None:
             return await self.in_thread(self._place_trees, wheel, mode, trees, check_cancelled)
         if not answer:

@@ -11,7 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+import asynclink._bulk
+import asynclink._link
 from asynclink import LinkMode, WheelLinked, WheelStarted
+from asynclink._bulk import LOOP_MODES
 from asynclink._helper import Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
@@ -214,3 +217,28 @@ async def test_an_install_hands_its_lock_to_its_helpers(
 
     assert scheduler.helpers_started == 1
     assert str(site_packages / ".asynclink-lock") in held
+
+
+async def test_clones_without_the_ioctl_stay_in_the_main_process(
+    xfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where there is no FICLONE (macOS), a Placer clones through reflink-copy one file at a
+    # time, and no helper is asked to. reflink-copy clones on Linux too, so this runs that path;
+    # the ioctl is made to fail, as it would there.
+    monkeypatch.setattr(asynclink._link, "LOOP_MODES", LOOP_MODES - {"clone"})
+    monkeypatch.setattr(asynclink._bulk, "FICLONE", 0)
+    sources = wheels(xfs / "wheels", 2)
+    site_packages = xfs / "sp"
+    site_packages.mkdir()
+    scheduler = Scheduler(LinkMode.CLONE, jobs=2, filesystem_processes=1)
+
+    results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert [result.mode for result in results] == [LinkMode.CLONE] * 2
+    assert scheduler.helpers_started == 0
+    last = site_packages / f"w1/sub3/f{FILES - 1:05}.py"
+    assert last.read_text() == f"# 1 {FILES - 1}\n"
+    extents = subprocess.run(
+        ["filefrag", "-v", str(last)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "shared" in extents
