@@ -196,12 +196,12 @@ def place_files(
 
 
 def encode_job(mode: str, trees: Sequence[tuple[str, str, Sequence[str]]]) -> bytes:
-    """The request for ``trees`` of (source root, target root, files)."""
+    """The request (unframed) for ``trees`` of (source root, target root, files)."""
     fields = [mode]
     for source, target, files in trees:
         fields += (source, target, str(len(files)))
         fields += files
-    return _framed("\0".join(fields).encode("utf-8", "surrogateescape"))
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
 
 
 def decode_answer(payload: bytes) -> list[tuple[int, str, int]]:
@@ -212,7 +212,8 @@ def decode_answer(payload: bytes) -> list[tuple[int, str, int]]:
     return [(int(fields[i]), fields[i + 1], int(fields[i + 2])) for i in range(0, len(fields), 3)]
 
 
-def _framed(payload: bytes) -> bytes:
+def framed(payload: bytes) -> bytes:
+    """``payload`` with the 8-byte length in front that both ends of a helper's pipe use."""
     return len(payload).to_bytes(8, "little") + payload
 
 
@@ -243,15 +244,20 @@ def _run_job(payload: bytes, umask: int) -> bytes:
     return b"\0".join(answer)
 
 
-def serve() -> None:
-    """The helper's main loop: answer requests from stdin until it closes."""
+def serve(answer: Callable[[bytes], bytes]) -> None:
+    """A helper's main loop: read framed requests from stdin until it closes, and write the
+    framed ``answer`` to each."""
     read, write = sys.stdin.buffer.read, sys.stdout.buffer
-    umask = current_umask()
     while header := read(8):
-        answer = _run_job(read(int.from_bytes(header, "little")), umask)
-        write.write(_framed(answer))
+        write.write(framed(answer(read(int.from_bytes(header, "little")))))
         write.flush()
 
 
+def main() -> None:
+    """The file helper: place the trees of each request (see the protocol above)."""
+    umask = current_umask()
+    serve(lambda payload: _run_job(payload, umask))
+
+
 if __name__ == "__main__":
-    serve()
+    main()

@@ -136,11 +136,14 @@ async def install_wheels(
 
     async def one(source: str) -> WheelResult:
         # A wheel found in the cache is planned on the filesystem thread (a few reads, some
-        # Python); only a real extraction (decompressing and hashing, mostly outside the GIL)
-        # goes to the CPU threads, where it overlaps the linking of other wheels.
+        # Python); only a real extraction (decompressing and hashing) goes to an unpacking
+        # helper or a CPU thread, where it overlaps the linking of other wheels.
         found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
         if found is None:
+            helped = await scheduler.unpack_in_helper(cache.root, source, max_unpacked_size)
             unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
+            if helped:  # unpacked by this install, if in another process
+                unpacked = replace(unpacked, cached=False)
             plan = await scheduler.in_thread(plan_wheel, unpacked, options)
         else:
             unpacked, plan = found

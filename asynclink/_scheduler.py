@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -43,7 +44,7 @@ from ._events import (
     WheelLinked,
     WheelStarted,
 )
-from ._helper import Helper
+from ._helper import Helper, Unpacker
 from ._link import (
     ModeState,
     Placer,
@@ -123,6 +124,10 @@ FILESYSTEM_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 
 #: round trip to a helper costs about as much as linking a hundred files.
 HELPER_MIN_FILES = 128
 
+#: An archive smaller than this is unpacked in a CPU thread unless an unpacking helper is idle:
+#: starting one (about 50 ms of imports) pays only for big archives.
+UNPACKER_MIN_BYTES = 1 << 20
+
 #: The bulk jobs handed to a helper: (tree, its files still to place).
 TreeFiles = list[tuple[Tree, list[str]]]
 
@@ -161,6 +166,8 @@ class Scheduler:
         self._helpers: list[Helper] = []
         self._helpers_allowed = False
         self._helper_slots = anyio.CapacityLimiter(max(1, filesystem_processes))
+        self._unpackers: list[Unpacker] = []
+        self._unpackers_allowed = True
         self.helpers_started = 0
         """How many helper processes this scheduler has started (for diagnostics and tests)."""
 
@@ -192,9 +199,10 @@ class Scheduler:
             return await _all(run_one(item) for item in items)
         finally:
             self._helpers_allowed = False
-            for helper in self._helpers:
-                await helper.aclose()
+            for child in [*self._helpers, *self._unpackers]:
+                await child.aclose()
             self._helpers.clear()
+            self._unpackers.clear()
 
     async def place(self, plan: WheelPlan) -> WheelResult:
         """Put every file of ``plan`` in place: links in one hop (or the bulk of them in a
@@ -297,6 +305,36 @@ class Scheduler:
             self._helpers.append(started)
             self.helpers_started += 1
         return started
+
+    async def unpack_in_helper(self, cache_root: str, archive: str, max_size: int) -> bool:
+        """Whether an unpacking helper put ``archive`` into the cache at ``cache_root``.
+
+        ``False`` leaves the archive to the caller, to unpack in a CPU thread (which raises
+        any error with all its detail): helpers are not allowed, none is idle and starting one
+        would not pay (a small archive, or no other unpack running), or the helper failed.
+        Helpers share the CPU threads' limiter, so at most as many archives are unpacked at
+        once either way.
+        """
+        if not (self._helpers_allowed and self._unpackers_allowed):
+            return False
+        others_running = self.cpu_limiter.borrowed_tokens > 0
+        async with self.cpu_limiter:
+            unpacker = next((u for u in self._unpackers if u.idle), None)
+            if unpacker is None:
+                if not others_running:
+                    return False
+                info = await anyio.Path(archive).stat()
+                if not stat.S_ISREG(info.st_mode) or info.st_size < UNPACKER_MIN_BYTES:
+                    return False
+                unpacker = await Unpacker.start(cache_root)
+                if unpacker is None:
+                    self._unpackers_allowed = False
+                    return False
+                self._unpackers.append(unpacker)
+            done = await unpacker.unpack(archive, max_size)
+            if unpacker.broken:  # it died (perhaps it cannot even start): no more of them
+                self._unpackers_allowed = False
+            return done
 
     async def _place_bulk(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """Place ``trees``' files with the decided ``mode``, a :data:`PIECE` at a time, each in

@@ -435,3 +435,28 @@ def _sha256_of(path: str) -> tuple[hashlib._Hash, int]:
             hasher.update(chunk)
             size += len(chunk)
     return hasher, size
+
+
+def serve_unpacks(root: str) -> None:
+    """An unpacking helper's main loop (``_helper.Unpacker``): unpack the archive each request
+    names into the cache at ``root`` and answer ``ok``, or ``failed``, after which the caller
+    unpacks it itself, raising the error with all its detail."""
+    import signal
+
+    from ._bulk import serve
+
+    def stop(_signal: int, _frame: object) -> None:
+        raise SystemExit(1)  # unwinds the extraction, which removes its staging directory
+
+    signal.signal(signal.SIGTERM, stop)
+    cache = WheelCache(root)
+
+    def answer(request: bytes) -> bytes:
+        archive, max_unpacked_size = json.loads(request)
+        try:
+            cache.unpack(archive, max_unpacked_size=max_unpacked_size)
+        except Exception:
+            return b"failed"
+        return b"ok"
+
+    serve(answer)
