@@ -183,8 +183,8 @@ class Unpacker(_Child):
         assert child is None or isinstance(child, Unpacker)
         return child
 
-    async def unpack(self, archive: str, max_unpacked_size: int) -> bool:
-        """Whether the unpacker put ``archive`` into the cache (if not, the caller unpacks it
-        itself: it may have failed for a reason worth reporting, or the helper died)."""
+    async def unpack(self, archive: str, max_unpacked_size: int) -> str | None:
+        """``"unpacked"`` or ``"cached"`` once ``archive`` is in the cache; ``None`` if the
+        unpacker failed (the caller unpacks it itself: to report why, or as the helper died)."""
         answer = await self._call(json.dumps([archive, max_unpacked_size]).encode())
-        return answer == b"ok"
+        return answer.decode() if answer in (b"unpacked", b"cached") else None

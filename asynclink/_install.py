@@ -140,10 +140,7 @@ async def install_wheels(
         # helper or a CPU thread, where it overlaps the linking of other wheels.
         found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
         if found is None:
-            helped = await scheduler.unpack_in_helper(cache.root, source, max_unpacked_size)
-            unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
-            if helped:  # unpacked by this install, if in another process
-                unpacked = replace(unpacked, cached=False)
+            unpacked = await _unpack(scheduler, cache, source, max_unpacked_size)
             plan = await scheduler.in_thread(plan_wheel, unpacked, options)
         else:
             unpacked, plan = found
@@ -218,7 +215,9 @@ async def unpack_wheels(
     scheduler = Scheduler(None, jobs, None, on_event)
 
     async def one(archive: str) -> UnpackedWheel:
-        unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, archive, max_unpacked_size)
+        unpacked = await scheduler.in_thread(cache.lookup, archive, False)
+        if unpacked is None:
+            unpacked = await _unpack(scheduler, cache, archive, max_unpacked_size)
         manifest = unpacked.manifest
         scheduler.emit(
             WheelUnpacked(
@@ -281,6 +280,16 @@ def _make_roots(scheme: Scheme) -> list[str]:
         except OSError as error:
             raise TargetError(f"cannot create {path}: {error.strerror}") from error
     return list(missing)
+
+
+async def _unpack(
+    scheduler: Scheduler, cache: WheelCache, source: str, max_unpacked_size: int
+) -> UnpackedWheel:
+    """``source``, not found in the cache, extracted into it (or an unpacked tree taken as it
+    is): by an unpacking helper where one is worth it, else in a CPU thread."""
+    helped = await scheduler.unpack_in_helper(cache.root, source, max_unpacked_size)
+    unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
+    return replace(unpacked, cached=False) if helped == "unpacked" else unpacked
 
 
 def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> UnpackedWheel:

@@ -306,35 +306,35 @@ class Scheduler:
             self.helpers_started += 1
         return started
 
-    async def unpack_in_helper(self, cache_root: str, archive: str, max_size: int) -> bool:
-        """Whether an unpacking helper put ``archive`` into the cache at ``cache_root``.
+    async def unpack_in_helper(self, cache_root: str, archive: str, max_size: int) -> str | None:
+        """Have an unpacking helper put ``archive`` into the cache at ``cache_root``: returns
+        ``"unpacked"`` or ``"cached"`` (it was there already), or ``None`` to leave it to the
+        caller's CPU thread (which raises any error with all its detail).
 
-        ``False`` leaves the archive to the caller, to unpack in a CPU thread (which raises
-        any error with all its detail): helpers are not allowed, none is idle and starting one
+        It is left to the caller when helpers are not allowed, none is idle and starting one
         would not pay (a small archive, or no other unpack running), or the helper failed.
-        Helpers share the CPU threads' limiter, so at most as many archives are unpacked at
-        once either way.
+        Helpers share the CPU threads' limiter: at most as many archives at once either way.
         """
         if not (self._helpers_allowed and self._unpackers_allowed):
-            return False
+            return None
         others_running = self.cpu_limiter.borrowed_tokens > 0
         async with self.cpu_limiter:
             unpacker = next((u for u in self._unpackers if u.idle), None)
             if unpacker is None:
                 if not others_running:
-                    return False
+                    return None
                 info = await anyio.Path(archive).stat()
                 if not stat.S_ISREG(info.st_mode) or info.st_size < UNPACKER_MIN_BYTES:
-                    return False
+                    return None
                 unpacker = await Unpacker.start(cache_root)
                 if unpacker is None:
                     self._unpackers_allowed = False
-                    return False
+                    return None
                 self._unpackers.append(unpacker)
-            done = await unpacker.unpack(archive, max_size)
+            answer = await unpacker.unpack(archive, max_size)
             if unpacker.broken:  # it died (perhaps it cannot even start): no more of them
                 self._unpackers_allowed = False
-            return done
+            return answer
 
     async def _place_bulk(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """Place ``trees``' files with the decided ``mode``, a :data:`PIECE` at a time, each in

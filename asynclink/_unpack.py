@@ -439,8 +439,8 @@ def _sha256_of(path: str) -> tuple[hashlib._Hash, int]:
 
 def serve_unpacks(root: str) -> None:
     """An unpacking helper's main loop (``_helper.Unpacker``): unpack the archive each request
-    names into the cache at ``root`` and answer ``ok``, or ``failed``, after which the caller
-    unpacks it itself, raising the error with all its detail."""
+    names into the cache at ``root`` and answer ``unpacked`` (or ``cached``: it was there), or
+    ``failed``, after which the caller unpacks it itself, raising the error in full."""
     import signal
 
     from ._bulk import serve
@@ -454,9 +454,9 @@ def serve_unpacks(root: str) -> None:
     def answer(request: bytes) -> bytes:
         archive, max_unpacked_size = json.loads(request)
         try:
-            cache.unpack(archive, max_unpacked_size=max_unpacked_size)
+            unpacked = cache.unpack(archive, max_unpacked_size=max_unpacked_size)
         except Exception:
             return b"failed"
-        return b"ok"
+        return b"cached" if unpacked.cached else b"unpacked"
 
     serve(answer)

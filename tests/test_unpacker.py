@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import anyio
@@ -29,12 +30,14 @@ def big_wheel(
     return build_wheel(directory, name=name, files=files, **spec)
 
 
-async def unpack_in_helpers(scheduler: Scheduler, cache: Path, archives: list[Path]) -> list[bool]:
+async def unpack_in_helpers(
+    scheduler: Scheduler, cache: Path, archives: list[Path]
+) -> list[str | None]:
     """Unpack ``archives`` with ``scheduler``'s helpers one after another, while another
     unpack seems to be running (the test holds a CPU slot): that is when one is started."""
     scheduler.cpu_limiter.total_tokens = 2  # that unpack's slot and one more, even on one core
 
-    async def unpack(archive: Path) -> bool:
+    async def unpack(archive: Path) -> str | None:
         return await scheduler.unpack_in_helper(str(cache), str(archive), DEFAULT_MAX_UNPACKED_SIZE)
 
     other_unpack = object()
@@ -52,7 +55,7 @@ async def test_an_unpacker_fills_the_cache_as_a_thread_would(tmp_path: Path) -> 
     done = await unpack_in_helpers(scheduler, tmp_path / "helped", archives)
     threaded = await unpack_wheels(archives, cache_dir=tmp_path / "threaded", jobs=1)
 
-    assert done == [True, True, True]
+    assert done == ["unpacked"] * 3
     for archive, by_thread in zip(archives, threaded, strict=True):
         by_helper = WheelCache(tmp_path / "helped").lookup(str(archive))
         assert by_helper is not None
@@ -74,7 +77,7 @@ async def test_an_archive_an_unpacker_refuses_is_left_to_the_caller(tmp_path: Pa
 
     done = await unpack_in_helpers(scheduler, tmp_path / "cache", [archive])
 
-    assert done == [False]
+    assert done == [None]
     assert WheelCache(tmp_path / "cache").lookup(str(archive)) is None
     assert os.listdir(tmp_path / "cache" / "tmp") == []  # its staging directory is gone
     with pytest.raises(InvalidWheelError, match="tampered") as caught:  # the caller's own try
@@ -114,3 +117,16 @@ async def test_a_cold_install_reports_helper_unpacked_wheels_as_not_cached(
     for archive in archives:
         name = archive.name.split("-")[0]
         assert any(p.name == "blob.bin" for p in Path(venv).rglob(f"{name}/blob.bin"))
+
+
+async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: Path) -> None:
+    archive = big_wheel(tmp_path / "here", "moved")
+    await unpack_wheels([archive], cache_dir=tmp_path / "cache")
+    elsewhere = tmp_path / "there" / archive.name
+    elsewhere.parent.mkdir()
+    shutil.copyfile(archive, elsewhere)
+    scheduler = Scheduler(None, jobs=2, filesystem_processes=1)
+
+    done = await unpack_in_helpers(scheduler, tmp_path / "cache", [elsewhere])
+
+    assert done == ["cached"]
