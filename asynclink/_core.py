@@ -12,7 +12,7 @@ from ._fsutil import absolute
 from ._modes import LinkMode
 from ._plan import WheelPlan, plan_unpacked_tree
 from ._results import LinkResult, WheelResult
-from ._scheduler import FILESYSTEM_PROCESSES, FILESYSTEM_THREADS, Scheduler
+from ._scheduler import FILESYSTEM_THREADS, HELPER_PROCESSES, Scheduler
 from ._transaction import transaction
 
 __all__ = ["link_wheels"]
@@ -27,7 +27,7 @@ async def link_wheels(
     check_conflicts: bool = True,
     lock_timeout: float | None = None,
     filesystem_threads: int = FILESYSTEM_THREADS,
-    filesystem_processes: int = FILESYSTEM_PROCESSES,
+    helper_processes: int = HELPER_PROCESSES,
     on_event: EventCallback | None = None,
 ) -> LinkResult:
     """Place every file of many unpacked wheels into ``site_packages``, concurrently.
@@ -36,7 +36,9 @@ async def link_wheels(
     holds them). ``mode`` is a :class:`LinkMode` or its name (``None``: clone on Linux and
     macOS, hardlink elsewhere); a mode that cannot work falls back per wheel (see
     :class:`LinkMode`). ``jobs`` bounds how many wheels are in flight at once;
-    ``filesystem_threads`` how many worker threads place files (one is fastest on local disks).
+    ``filesystem_threads`` how many worker threads place files (one is fastest on local disks);
+    ``helper_processes`` how many helper processes may place the bulk of them on other cores
+    (``0``: none; ``jobs=1`` starts none either).
 
     The batch is one transaction: it holds ``site_packages``' lock (waiting at most
     ``lock_timeout`` seconds for another installer, if given), and on any failure or
@@ -51,7 +53,7 @@ async def link_wheels(
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
-        filesystem_processes=filesystem_processes,
+        helper_processes=helper_processes,
     )
     if not await scheduler.in_thread(os.path.isdir, target):
         raise AsyncLinkError(f"site-packages directory {target} does not exist")

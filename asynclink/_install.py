@@ -26,7 +26,7 @@ from ._fsutil import absolute, add_parent_dirs, canonical_name, record_hash
 from ._modes import LinkMode
 from ._plan import Tree, WheelPlan, conflict_key, destinations, native_paths
 from ._results import Conflict, WheelResult
-from ._scheduler import FILESYSTEM_PROCESSES, FILESYSTEM_THREADS, Scheduler
+from ._scheduler import FILESYSTEM_THREADS, HELPER_PROCESSES, Scheduler
 from ._scheme import Scheme, scheme_for_python, scheme_for_venv
 from ._scripts import launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
@@ -102,7 +102,7 @@ async def install_wheels(
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     lock_timeout: float | None = None,
     filesystem_threads: int = FILESYSTEM_THREADS,
-    filesystem_processes: int = FILESYSTEM_PROCESSES,
+    helper_processes: int = HELPER_PROCESSES,
     on_event: EventCallback | None = None,
 ) -> InstallResult:
     """Install ``.whl`` files (or unpacked wheel directories) into ``target``, all at once.
@@ -113,6 +113,9 @@ async def install_wheels(
     ``REQUESTED`` file (``True``: all, or a collection of project names); ``direct_urls`` maps
     a wheel's file name to its PEP 610 ``direct_url.json`` contents. ``compile=True`` compiles
     the installed Python files to bytecode afterwards, in processes of the target interpreter.
+
+    ``jobs``, ``filesystem_threads`` and ``helper_processes`` are as for :func:`link_wheels`;
+    helper processes also unpack big archives (as many at once as there are cores).
 
     The batch is one transaction: it holds the target's lock (waiting at most ``lock_timeout``
     seconds for another installer, if given); older versions of the packages are removed in it;
@@ -125,7 +128,7 @@ async def install_wheels(
         jobs,
         on_event=on_event,
         filesystem_threads=filesystem_threads,
-        filesystem_processes=filesystem_processes,
+        helper_processes=helper_processes,
     )
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
     created_roots = await scheduler.in_thread(_make_roots, scheme)

@@ -17,7 +17,9 @@ batches go to :data:`FILESYSTEM_THREADS` threads (one: see there why), extractio
 archives to one thread per core, as they spend their time in ``zlib`` and ``hashlib`` with the
 GIL released. Once a wheel's first file has decided its mode, the bulk of its files (and each
 chunk of copies) goes to a helper process if one is free (``_helper``, up to
-:data:`FILESYSTEM_PROCESSES`): a second core placing files, which a second thread cannot be.
+:data:`HELPER_PROCESSES`): a second core placing files, which a second thread cannot be.
+Big archives are unpacked by unpacking helpers (``_helper.Unpacker``) in the same way, as many at
+once as there are CPU threads.
 """
 
 from __future__ import annotations
@@ -112,13 +114,14 @@ def default_jobs() -> int:
 #: network mount); the directory locks keep copies right with any number.
 FILESYSTEM_THREADS = 1
 
-#: Helper processes (``_helper``) an install may start for the bulk of its files, by default:
-#: one per core (up to four), none with one core. Unlike threads, processes do place files in
-#: parallel. The benchmark's ``bounds`` rows (README, Performance; 2 cores, tmpfs) have
-#: link-only copy at 232 ms with no helper, 208 ms with a second thread instead, 186 ms with
-#: one helper and 164 ms with two; hardlink at 66, 61, 58 and 64 ms. Helpers start only when
-#: there is work for them (see :data:`HELPER_MIN_FILES`), each when the others are busy.
-FILESYSTEM_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+#: Helper processes of each kind (``_helper``: placing files, unpacking archives) an install
+#: may start, by default: one per core (up to four), none with one core. Unlike threads,
+#: processes do place files in parallel. The benchmark's ``bounds`` rows (README, Performance;
+#: 2 cores, tmpfs) have link-only copy at 232 ms with no helper, 208 ms with a second thread
+#: instead, 186 ms with one helper and 164 ms with two; hardlink at 66, 61, 58 and 64 ms.
+#: Helpers start only when there is work for them (see :data:`HELPER_MIN_FILES` and
+#: :data:`UNPACKER_MIN_BYTES`), each when the others are busy.
+HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
 #: round trip to a helper costs about as much as linking a hundred files.
@@ -142,7 +145,7 @@ class Scheduler:
         recorder: Recorder | None = None,
         on_event: EventCallback | None = None,
         filesystem_threads: int = FILESYSTEM_THREADS,
-        filesystem_processes: int = FILESYSTEM_PROCESSES,
+        helper_processes: int = HELPER_PROCESSES,
     ) -> None:
         self.mode_chosen = mode is not None
         self.mode = LinkMode.parse(mode) if mode is not None else default_link_mode()
@@ -151,8 +154,8 @@ class Scheduler:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
         if filesystem_threads < 1:
             raise ValueError(f"filesystem_threads must be at least 1, not {filesystem_threads}")
-        if filesystem_processes < 0:
-            raise ValueError(f"filesystem_processes cannot be negative: {filesystem_processes}")
+        if helper_processes < 0:
+            raise ValueError(f"helper_processes cannot be negative: {helper_processes}")
         self.jobs = jobs
         self.wheel_limiter = anyio.CapacityLimiter(jobs)
         self.filesystem_limiter = anyio.CapacityLimiter(filesystem_threads)
@@ -162,10 +165,10 @@ class Scheduler:
         self._probes: dict[tuple[int, int, LinkMode], str] = {}
         self._dir_locks: dict[str, anyio.Lock] = {}
         self._warned: set[tuple[LinkMode, LinkMode]] = set()
-        self._max_helpers = filesystem_processes
+        self._max_helpers = helper_processes
         self._helpers: list[Helper] = []
         self._helpers_allowed = False
-        self._helper_slots = anyio.CapacityLimiter(max(1, filesystem_processes))
+        self._helper_slots = anyio.CapacityLimiter(max(1, helper_processes))
         self._unpackers: list[Unpacker] = []
         self._unpackers_allowed = True
         self.helpers_started = 0
@@ -325,6 +328,8 @@ class Scheduler:
                     return None
                 info = await anyio.Path(archive).stat()
                 if not stat.S_ISREG(info.st_mode) or info.st_size < UNPACKER_MIN_BYTES:
+                    return None
+                if len(self._unpackers) >= self._max_helpers:
                     return None
                 unpacker = await Unpacker.start(cache_root)
                 if unpacker is None:

@@ -58,7 +58,7 @@ UV_INSTALL = ["pip", "install", "--offline", "--no-deps", "--quiet", "--python"]
 LINK_DRIVER = """
 import sys, anyio, asynclink
 target, mode, jobs, threads, processes, *trees = sys.argv[1:]
-options = {"filesystem_processes": int(processes)} if processes != "default" else {}
+options = {"helper_processes": int(processes)} if processes != "default" else {}
 result = anyio.run(lambda: asynclink.link_wheels(
     target, trees, mode=mode, jobs=int(jobs) or None, filesystem_threads=int(threads), **options))
 print(result.elapsed)  # the engine's own time, without the interpreter's start-up

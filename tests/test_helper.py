@@ -61,7 +61,7 @@ async def test_a_helper_places_what_the_thread_would(
     for processes in (0, 1):
         site_packages = tmp_path / f"sp{processes}"
         site_packages.mkdir()
-        scheduler = Scheduler(mode, jobs=4, filesystem_processes=processes)
+        scheduler = Scheduler(mode, jobs=4, helper_processes=processes)
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
         assert scheduler.helpers_started == processes
         results[processes] = snapshot(site_packages)
@@ -81,7 +81,7 @@ async def test_one_big_wheel_keeps_two_helpers_busy(
     tmp_path: Path, site_packages: Path, mode: LinkMode
 ) -> None:
     (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
-    scheduler = Scheduler(mode, jobs=2, filesystem_processes=2)
+    scheduler = Scheduler(mode, jobs=2, helper_processes=2)
 
     await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
 
@@ -97,7 +97,7 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
         for path in source.rglob("*.py")
     }
     site_packages = make_tree(tmp_path / "sp", old)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=1)
 
     await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
@@ -110,7 +110,7 @@ async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
     tmp_path: Path, site_packages: Path
 ) -> None:
     sources = wheels(tmp_path / "wheels", 6)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=1)
     killed: list[Helper] = []
 
     def kill_helpers(event: object) -> None:
@@ -133,7 +133,7 @@ async def test_cancelling_stops_the_helpers_before_returning(
     tmp_path: Path, site_packages: Path
 ) -> None:
     sources = wheels(tmp_path / "wheels", 8)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_processes=2)
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=2)
     seen: list[Helper] = []
     started: list[WheelStarted] = []
 
@@ -205,7 +205,7 @@ async def test_an_install_hands_its_lock_to_its_helpers(
     held: set[str] = set()
 
     async with transaction(str(site_packages)) as journal:
-        scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=journal, filesystem_processes=1)
+        scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=journal, helper_processes=1)
 
         def look_at_helpers(event: object) -> None:
             for helper in scheduler._helpers:
@@ -230,7 +230,7 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
     sources = wheels(xfs / "wheels", 2)
     site_packages = xfs / "sp"
     site_packages.mkdir()
-    scheduler = Scheduler(LinkMode.CLONE, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(LinkMode.CLONE, jobs=2, helper_processes=1)
 
     results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 

@@ -60,9 +60,7 @@ async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(
         (tree,) = plan.trees
         tree.files = [path for path in tree.files if path.startswith("shared/")]
         plan.copies = []
-    scheduler = Scheduler(
-        LinkMode.COPY, jobs=2, filesystem_threads=2, filesystem_processes=processes
-    )
+    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_threads=2, helper_processes=processes)
 
     with DirectoryWatch(site_packages / "shared") as watch:
         await scheduler.run_wheels(plans, scheduler.place)

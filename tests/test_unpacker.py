@@ -50,7 +50,7 @@ async def unpack_in_helpers(
 
 async def test_an_unpacker_fills_the_cache_as_a_thread_would(tmp_path: Path) -> None:
     archives = [big_wheel(tmp_path / "wheels", f"big{n}") for n in range(3)]
-    scheduler = Scheduler(None, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(None, jobs=2, helper_processes=1)
 
     done = await unpack_in_helpers(scheduler, tmp_path / "helped", archives)
     threaded = await unpack_wheels(archives, cache_dir=tmp_path / "threaded", jobs=1)
@@ -73,7 +73,7 @@ async def test_an_archive_an_unpacker_refuses_is_left_to_the_caller(tmp_path: Pa
             for path, digest, size in rows
         ],
     )
-    scheduler = Scheduler(None, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(None, jobs=2, helper_processes=1)
 
     done = await unpack_in_helpers(scheduler, tmp_path / "cache", [archive])
 
@@ -89,7 +89,7 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
     tmp_path: Path,
 ) -> None:
     archive = big_wheel(tmp_path / "wheels", "huge", size=32 << 20)  # long enough to extract
-    scheduler = Scheduler(None, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(None, jobs=2, helper_processes=1)
     cache = tmp_path / "cache"
     (cache / "tmp").mkdir(parents=True)
 
@@ -125,7 +125,7 @@ async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: 
     elsewhere = tmp_path / "there" / archive.name
     elsewhere.parent.mkdir()
     shutil.copyfile(archive, elsewhere)
-    scheduler = Scheduler(None, jobs=2, filesystem_processes=1)
+    scheduler = Scheduler(None, jobs=2, helper_processes=1)
 
     done = await unpack_in_helpers(scheduler, tmp_path / "cache", [elsewhere])
 
