@@ -1,4 +1,4 @@
-"""The hot loops: many files of one tree created in one mode, and the helper process's main.
+"""The hot loops: many files of one tree created in one mode, and the file helper's main.
 
 A loop here creates files that must not exist yet and leaves everything else to its caller: a
 file that already exists, or (for hard links) whose source has too many links, is reported and
@@ -7,12 +7,13 @@ report the careful way: an atomic replacement recorded in the journal, a copy, o
 naming the wheel and the path.
 
 This module imports nothing from asynclink and nothing but the standard library's smallest
-modules, because it is also a program: the scheduler's helper process runs this file in a bare
-interpreter (``python -I -S _bulk.py``, about 10 ms to start) and feeds it jobs on stdin, so a
-second core places files while the first one does. Threads cannot do that: every ``linkat``
-releases and retakes the GIL, and two threads doing so take turns (see
+modules, because it is also a program: a file helper (``_helper.Helper``) is a bare
+interpreter (``python -I -S``, about 10 ms to start) running :func:`main`, fed jobs on stdin,
+so a second core places files while the first one does. Threads cannot do that: every
+``linkat`` releases and retakes the GIL, and two threads doing so take turns (see
 ``_scheduler.FILESYSTEM_THREADS``). The helper works on ``bytes`` paths, as they come off the
-pipe; the worker thread on ``str`` ones; the loops take either.
+pipe; the worker thread on ``str`` ones; the loops take either. :func:`serve`, the framing of
+the pipe, serves the unpacking helper too.
 """
 
 from __future__ import annotations

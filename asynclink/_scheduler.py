@@ -123,6 +123,12 @@ FILESYSTEM_THREADS = 1
 #: :data:`UNPACKER_MIN_BYTES`), each when the others are busy.
 HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
+#: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
+#: a second helper to pay once the first one and the main process share two cores: in the
+#: ``bounds`` rows, link-only hardlink took 58-63 ms with one helper and 64-66 ms with two.
+#: Copies and clones move data, and take every helper there is.
+LINK_HELPERS = 1
+
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
 #: round trip to a helper costs about as much as linking a hundred files.
 HELPER_MIN_FILES = 128
@@ -169,6 +175,7 @@ class Scheduler:
         self._helpers: list[Helper] = []
         self._helpers_allowed = False
         self._helper_slots = anyio.CapacityLimiter(max(1, helper_processes))
+        self._link_slots = anyio.CapacityLimiter(LINK_HELPERS)
         self._unpackers: list[Unpacker] = []
         self._unpackers_allowed = True
         self.helpers_started = 0
@@ -296,11 +303,13 @@ class Scheduler:
         return self._helpers_allowed and files >= HELPER_MIN_FILES
 
     async def _idle_helper(self) -> Helper | None:
-        """A helper that is free now, started if need be (the caller holds a helper slot, so
-        one is free or may be started); ``None`` if none can be started."""
+        """A helper that is free now, started if need be (the caller holds a slot); ``None``
+        if none is free and no more may be started."""
         for helper in self._helpers:
             if helper.idle:
                 return helper
+        if len(self._helpers) >= self._max_helpers:
+            return None
         started = await Helper.start(self.placer.recorder.held_fds)
         if started is None:
             self._helpers_allowed = False  # cannot start one: stop trying
@@ -377,7 +386,8 @@ class Scheduler:
         self, mode: LinkMode, trees: TreeFiles
     ) -> list[tuple[int, str, int]] | None:
         """What a helper did not place of ``trees``, or ``None`` if no helper did the job."""
-        async with self._helper_slots:
+        links = mode in (LinkMode.HARDLINK, LinkMode.SYMLINK)
+        async with self._link_slots if links else self._helper_slots:
             helper = await self._idle_helper()
             if helper is None:
                 return None

@@ -18,7 +18,7 @@ from asynclink._bulk import LOOP_MODES
 from asynclink._helper import Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
-from asynclink._scheduler import HELPER_MIN_FILES, PIECE, Scheduler
+from asynclink._scheduler import HELPER_MIN_FILES, LINK_HELPERS, PIECE, Scheduler
 from asynclink._transaction import TargetLock, transaction
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 
@@ -77,7 +77,7 @@ async def test_a_helper_places_what_the_thread_would(
 
 
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
-async def test_one_big_wheel_keeps_two_helpers_busy(
+async def test_one_big_wheel_keeps_the_helpers_busy(
     tmp_path: Path, site_packages: Path, mode: LinkMode
 ) -> None:
     (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
@@ -85,7 +85,8 @@ async def test_one_big_wheel_keeps_two_helpers_busy(
 
     await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
 
-    assert scheduler.helpers_started == 2
+    # Copies take every helper; links one (a second does not pay for such short syscalls).
+    assert scheduler.helpers_started == (2 if mode is LinkMode.COPY else LINK_HELPERS)
     assert snapshot(site_packages) == snapshot(source)
 
 
