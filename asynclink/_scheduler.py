@@ -117,16 +117,17 @@ FILESYSTEM_THREADS = 1
 #: Helper processes of each kind (``_helper``: placing files, unpacking archives) an install
 #: may start, by default: one per core (up to four), none with one core. Unlike threads,
 #: processes do place files in parallel. The benchmark's ``bounds`` rows (README, Performance;
-#: 2 cores, tmpfs) have link-only copy at 232 ms with no helper, 208 ms with a second thread
-#: instead, 186 ms with one helper and 164 ms with two; hardlink at 66, 61, 58 and 64 ms.
-#: Helpers start only when there is work for them (see :data:`HELPER_MIN_FILES` and
-#: :data:`UNPACKER_MIN_BYTES`), each when the others are busy.
+#: 2 cores, tmpfs) have link-only copy at 241 ms with no helper, 322 ms with a second thread
+#: instead, 205 ms with one helper and 164 ms with two. Helpers start only when there is work
+#: for them (see :data:`HELPER_MIN_FILES` and :data:`UNPACKER_MIN_BYTES`), each when the
+#: others are busy.
 HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 #: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
-#: a second helper to pay once the first one and the main process share two cores: in the
-#: ``bounds`` rows, link-only hardlink took 58-63 ms with one helper and 64-66 ms with two.
-#: Copies and clones move data, and take every helper there is.
+#: a second helper to pay once the first one and the main process share two cores: in three
+#: benchmark runs before this choice, one helper beat two by 1 to 6 ms (link-only hardlink,
+#: about 60 ms; the committed run has 68 ms with no helper and 62 ms with one). Copies and
+#: clones move data, and take every helper there is.
 LINK_HELPERS = 1
 
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
