@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import trio  # noqa: F401  (a missing trio must fail the run, not drop half the tests)
 
+from asynclink import LinkMode
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
@@ -82,3 +84,10 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         _umount(mountpoint)
+
+
+@pytest.fixture(params=list(LinkMode), ids=str)
+def mode_root(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LinkMode, Path]:
+    """Each link mode, with a directory where it works (clones: on the reflink XFS)."""
+    mode: LinkMode = request.param
+    return mode, request.getfixturevalue("xfs") if mode is LinkMode.CLONE else tmp_path

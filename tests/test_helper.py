@@ -50,12 +50,8 @@ def plans_for(sources: list[Path], site_packages: Path) -> list[WheelPlan]:
     return [plan_unpacked_tree(None, str(source), str(site_packages)) for source in sources]
 
 
-@pytest.mark.parametrize("mode", list(LinkMode))
-async def test_a_helper_places_what_the_thread_would(
-    tmp_path: Path, mode: LinkMode, request: pytest.FixtureRequest
-) -> None:
-    if mode is LinkMode.CLONE:
-        tmp_path = request.getfixturevalue("xfs")
+async def test_a_helper_places_what_the_thread_would(mode_root: tuple[LinkMode, Path]) -> None:
+    mode, tmp_path = mode_root
     sources = wheels(tmp_path / "wheels", 4)
     results = {}
     for processes in (0, 1):

@@ -101,12 +101,8 @@ async def test_symlinks_inside_the_wheel_are_recreated_as_they_are(
     assert result.files == len(FILES) + 3
 
 
-@pytest.mark.parametrize("mode", list(LinkMode))
-async def test_record_is_always_a_copy(
-    tmp_path: Path, mode: LinkMode, request: pytest.FixtureRequest
-) -> None:
-    if mode is LinkMode.CLONE:
-        tmp_path = request.getfixturevalue("xfs")
+async def test_record_is_always_a_copy(mode_root: tuple[LinkMode, Path]) -> None:
+    mode, tmp_path = mode_root
     source = wheel_tree(tmp_path / "wheel", "pkg", FILES)
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
