@@ -290,7 +290,9 @@ async def _unpack(
 ) -> UnpackedWheel:
     """``source``, not found in the cache, extracted into it (or an unpacked tree taken as it
     is): by an unpacking helper where one is worth it, else in a CPU thread."""
-    helped = await scheduler.unpack_in_helper(cache.root, source, max_unpacked_size)
+    helped = await scheduler.helpers.unpack(
+        scheduler.cpu_limiter, cache.root, source, max_unpacked_size
+    )
     unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
     return replace(unpacked, cached=False) if helped == "unpacked" else unpacked
 

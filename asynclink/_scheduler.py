@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -46,7 +45,7 @@ from ._events import (
     WheelLinked,
     WheelStarted,
 )
-from ._helper import Helper, Unpacker
+from ._helper import HelperPool
 from ._link import (
     ModeState,
     Placer,
@@ -107,11 +106,11 @@ def default_jobs() -> int:
 #: Worker threads for the filesystem batches (directories, links, copies, writes), by default.
 #: One: these batches are thousands of short syscalls, each releasing and retaking the GIL, and
 #: two threads doing that take turns with the GIL at every call. The benchmark's ``bounds`` rows
-#: measure it (README, Performance): link-only hardlink on a 2-core tmpfs took 59 ms with one
-#: thread, 71 ms with two and 67 ms with four; copies were mixed (two threads 9% faster in one
-#: run, 38% slower in another). Wheel tasks still overlap: one is unpacked (on the CPU
-#: threads) while another is linked. More threads pay only where each syscall waits long (a
-#: network mount); the directory locks keep copies right with any number.
+#: measure it (README, Performance; 2 cores, tmpfs, no helper processes): link-only hardlink
+#: took 68 ms with one thread and 77 ms with two, copy 241 ms and 322 ms. Wheel tasks still
+#: overlap: one is unpacked while another is linked, and helper processes (below) give the
+#: bulk of the files a core of their own. More threads pay only where each syscall waits long
+#: (a network mount); the directory locks keep copies right with any number.
 FILESYSTEM_THREADS = 1
 
 #: Helper processes of each kind (``_helper``: placing files, unpacking archives) an install
@@ -119,24 +118,9 @@ FILESYSTEM_THREADS = 1
 #: processes do place files in parallel. The benchmark's ``bounds`` rows (README, Performance;
 #: 2 cores, tmpfs) have link-only copy at 241 ms with no helper, 322 ms with a second thread
 #: instead, 205 ms with one helper and 164 ms with two. Helpers start only when there is work
-#: for them (see :data:`HELPER_MIN_FILES` and :data:`UNPACKER_MIN_BYTES`), each when the
-#: others are busy.
+#: for them (see ``_helper.HELPER_MIN_FILES`` and ``_helper.UNPACKER_MIN_BYTES``), each when
+#: the others are busy.
 HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
-
-#: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
-#: a second helper to pay once the first one and the main process share two cores: in three
-#: benchmark runs before this choice, one helper beat two by 1 to 6 ms (link-only hardlink,
-#: about 60 ms; the committed run has 68 ms with no helper and 62 ms with one). Copies and
-#: clones move data, and take every helper there is.
-LINK_HELPERS = 1
-
-#: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
-#: round trip to a helper costs about as much as linking a hundred files.
-HELPER_MIN_FILES = 128
-
-#: An archive smaller than this is unpacked in a CPU thread unless an unpacking helper is idle:
-#: starting one (about 50 ms of imports) pays only for big archives.
-UNPACKER_MIN_BYTES = 1 << 20
 
 #: The bulk jobs handed to a helper: (tree, its files still to place).
 TreeFiles = list[tuple[Tree, list[str]]]
@@ -172,15 +156,7 @@ class Scheduler:
         self._probes: dict[tuple[int, int, LinkMode], str] = {}
         self._dir_locks: dict[str, anyio.Lock] = {}
         self._warned: set[tuple[LinkMode, LinkMode]] = set()
-        self._max_helpers = helper_processes
-        self._helpers: list[Helper] = []
-        self._helpers_allowed = False
-        self._helper_slots = anyio.CapacityLimiter(max(1, helper_processes))
-        self._link_slots = anyio.CapacityLimiter(LINK_HELPERS)
-        self._unpackers: list[Unpacker] = []
-        self._unpackers_allowed = True
-        self.helpers_started = 0
-        """How many helper processes this scheduler has started (for diagnostics and tests)."""
+        self.helpers = HelperPool(helper_processes)
 
     def emit(self, event: object) -> None:
         if self.on_event is not None:
@@ -205,15 +181,11 @@ class Scheduler:
 
         # Helpers live as long as this call: all bulk work happens in it. ``jobs=1`` asks for
         # one thing at a time.
-        self._helpers_allowed = self._max_helpers > 0 and self.jobs > 1
+        self.helpers.open = self.jobs > 1
         try:
             return await _all(run_one(item) for item in items)
         finally:
-            self._helpers_allowed = False
-            for child in [*self._helpers, *self._unpackers]:
-                await child.aclose()
-            self._helpers.clear()
-            self._unpackers.clear()
+            await self.helpers.aclose()
 
     async def place(self, plan: WheelPlan) -> WheelResult:
         """Put every file of ``plan`` in place: links in one hop (or the bulk of them in a
@@ -225,7 +197,7 @@ class Scheduler:
         known = _Group(copies=list(plan.copies), writes=list(plan.writes))
         directories = {os.path.dirname(d) for _, d in plan.copies}
         directories.update(os.path.dirname(d) for d, _, _ in plan.writes)
-        hand_off = self._may_hand_off(plan.file_count)
+        hand_off = self.helpers.takes(plan.file_count)
         async with self._locked(directories):
             bulk, deferred = await self.in_thread(
                 self._link_phase, plan, state, known, hand_off, check_cancelled
@@ -299,58 +271,6 @@ class Scheduler:
 
     # -- helpers: the bulk of the files in another process -------------------------------------
 
-    def _may_hand_off(self, files: int) -> bool:
-        """Whether a job of ``files`` files goes to the helpers."""
-        return self._helpers_allowed and files >= HELPER_MIN_FILES
-
-    async def _idle_helper(self) -> Helper | None:
-        """A helper that is free now, started if need be (the caller holds a slot); ``None``
-        if none is free and no more may be started."""
-        for helper in self._helpers:
-            if helper.idle:
-                return helper
-        if len(self._helpers) >= self._max_helpers:
-            return None
-        started = await Helper.start(self.placer.recorder.held_fds)
-        if started is None:
-            self._helpers_allowed = False  # cannot start one: stop trying
-        else:
-            self._helpers.append(started)
-            self.helpers_started += 1
-        return started
-
-    async def unpack_in_helper(self, cache_root: str, archive: str, max_size: int) -> str | None:
-        """Have an unpacking helper put ``archive`` into the cache at ``cache_root``: returns
-        ``"unpacked"`` or ``"cached"`` (it was there already), or ``None`` to leave it to the
-        caller's CPU thread (which raises any error with all its detail).
-
-        It is left to the caller when helpers are not allowed, none is idle and starting one
-        would not pay (a small archive, or no other unpack running), or the helper failed.
-        Helpers share the CPU threads' limiter: at most as many archives at once either way.
-        """
-        if not (self._helpers_allowed and self._unpackers_allowed):
-            return None
-        others_running = self.cpu_limiter.borrowed_tokens > 0
-        async with self.cpu_limiter:
-            unpacker = next((u for u in self._unpackers if u.idle), None)
-            if unpacker is None:
-                if not others_running:
-                    return None
-                info = await anyio.Path(archive).stat()
-                if not stat.S_ISREG(info.st_mode) or info.st_size < UNPACKER_MIN_BYTES:
-                    return None
-                if len(self._unpackers) >= self._max_helpers:
-                    return None
-                unpacker = await Unpacker.start(cache_root)
-                if unpacker is None:
-                    self._unpackers_allowed = False
-                    return None
-                self._unpackers.append(unpacker)
-            answer = await unpacker.unpack(archive, max_size)
-            if unpacker.broken:  # it died (perhaps it cannot even start): no more of them
-                self._unpackers_allowed = False
-            return answer
-
     async def _place_bulk(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """Place ``trees``' files with the decided ``mode``, a :data:`PIECE` at a time, each in
         a helper if one is free, else in the filesystem thread. Returns the files left for the
@@ -373,8 +293,10 @@ class Scheduler:
     async def _place_piece(self, wheel: str, mode: LinkMode, trees: TreeFiles) -> TreeFiles:
         """One piece: to a helper while there are helpers (the filesystem thread has the
         planning and the first files of every wheel to do), else in the thread."""
-        helped = self._helpers_allowed and in_loops(mode)
-        answer = await self._in_helper(mode, trees) if helped else None
+        answer = None
+        if in_loops(mode):
+            jobs = [(tree.source, tree.target, files) for tree, files in trees]
+            answer = await self.helpers.place(mode.value, jobs, self.placer.recorder.held_fds)
         if answer is None:
             return await self.in_thread(self._place_trees, wheel, mode, trees, check_cancelled)
         if not answer:
@@ -382,20 +304,6 @@ class Scheduler:
         return await self.in_thread(
             self._settle_answer, wheel, mode, trees, answer, check_cancelled
         )
-
-    async def _in_helper(
-        self, mode: LinkMode, trees: TreeFiles
-    ) -> list[tuple[int, str, int]] | None:
-        """What a helper did not place of ``trees``, or ``None`` if no helper did the job."""
-        links = mode in (LinkMode.HARDLINK, LinkMode.SYMLINK)
-        async with self._link_slots if links else self._helper_slots:
-            helper = await self._idle_helper()
-            if helper is None:
-                return None
-            answer = await helper.place(mode.value, [(t.source, t.target, f) for t, f in trees])
-            if answer is None:  # it died: no more helpers in this install
-                self._helpers_allowed = False
-            return answer
 
     def _place_trees(
         self, wheel: str, mode: LinkMode, trees: TreeFiles, checkpoint: Callable[[], None]
@@ -492,7 +400,7 @@ class Scheduler:
         for directory in directories:
             work.extend(groups[directory])
         async with self._locked(directories):
-            if work.tree_files and self._may_hand_off(len(work)):
+            if work.tree_files and self.helpers.takes(len(work)):
                 await self._place_bulk(wheel, LinkMode.COPY, list(work.tree_files.values()))
                 work.tree_files.clear()
             if len(work):

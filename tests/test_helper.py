@@ -15,10 +15,10 @@ import asynclink._bulk
 import asynclink._link
 from asynclink import LinkMode, WheelLinked, WheelStarted
 from asynclink._bulk import LOOP_MODES
-from asynclink._helper import Helper
+from asynclink._helper import HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
-from asynclink._scheduler import HELPER_MIN_FILES, LINK_HELPERS, PIECE, Scheduler
+from asynclink._scheduler import PIECE, Scheduler
 from asynclink._transaction import TargetLock, transaction
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 
@@ -59,7 +59,7 @@ async def test_a_helper_places_what_the_thread_would(mode_root: tuple[LinkMode, 
         site_packages.mkdir()
         scheduler = Scheduler(mode, jobs=4, helper_processes=processes)
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
-        assert scheduler.helpers_started == processes
+        assert scheduler.helpers.started == processes
         results[processes] = snapshot(site_packages)
 
     assert results[1] == results[0]
@@ -82,7 +82,7 @@ async def test_one_big_wheel_keeps_the_helpers_busy(
     await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
 
     # Copies take every helper; links one (a second does not pay for such short syscalls).
-    assert scheduler.helpers_started == (2 if mode is LinkMode.COPY else LINK_HELPERS)
+    assert scheduler.helpers.started == (2 if mode is LinkMode.COPY else LINK_HELPERS)
     assert snapshot(site_packages) == snapshot(source)
 
 
@@ -98,7 +98,7 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
 
     await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
-    assert scheduler.helpers_started == 1
+    assert scheduler.helpers.started == 1
     assert {(site_packages / path).read_text() for path in old} == {"new\n"}
     assert leftovers(site_packages) == []
 
@@ -108,11 +108,11 @@ async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
 ) -> None:
     sources = wheels(tmp_path / "wheels", 6)
     scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=1)
-    killed: list[Helper] = []
+    killed: list[Child] = []
 
     def kill_helpers(event: object) -> None:
         if isinstance(event, WheelLinked) and not killed:
-            for helper in scheduler._helpers:
+            for helper in scheduler.helpers.children:
                 os.kill(helper.pid, signal.SIGKILL)
                 killed.append(helper)
 
@@ -131,13 +131,13 @@ async def test_cancelling_stops_the_helpers_before_returning(
 ) -> None:
     sources = wheels(tmp_path / "wheels", 8)
     scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=2)
-    seen: list[Helper] = []
+    seen: list[Child] = []
     started: list[WheelStarted] = []
 
     with anyio.CancelScope() as scope:
 
         def cancel_on_third_start(event: object) -> None:
-            seen.extend(h for h in scheduler._helpers if h not in seen)
+            seen.extend(h for h in scheduler.helpers.children if h not in seen)
             if isinstance(event, WheelStarted):
                 started.append(event)
                 if len(started) == 3:
@@ -148,7 +148,7 @@ async def test_cancelling_stops_the_helpers_before_returning(
 
     assert scope.cancelled_caught
     assert seen and all(helper.returncode is not None for helper in seen)
-    assert scheduler._helpers == []
+    assert scheduler.helpers.children == []
 
 
 async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
@@ -205,14 +205,14 @@ async def test_an_install_hands_its_lock_to_its_helpers(
         scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=journal, helper_processes=1)
 
         def look_at_helpers(event: object) -> None:
-            for helper in scheduler._helpers:
+            for helper in scheduler.helpers.children:
                 fds = f"/proc/{helper.pid}/fd"
                 held.update(os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
 
         scheduler.on_event = look_at_helpers
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
-    assert scheduler.helpers_started == 1
+    assert scheduler.helpers.started == 1
     assert str(site_packages / ".asynclink-lock") in held
 
 
@@ -232,7 +232,7 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
     results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
     assert [result.mode for result in results] == [LinkMode.CLONE] * 2
-    assert scheduler.helpers_started == 0
+    assert scheduler.helpers.started == 0
     last = site_packages / f"w1/sub3/f{FILES - 1:05}.py"
     assert last.read_text() == f"# 1 {FILES - 1}\n"
     extents = subprocess.run(

@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from asynclink import InvalidWheelError, install_wheels, unpack_wheels
-from asynclink._scheduler import UNPACKER_MIN_BYTES, Scheduler
+from asynclink._helper import UNPACKER_MIN_BYTES
+from asynclink._scheduler import Scheduler
 from asynclink._unpack import DEFAULT_MAX_UNPACKED_SIZE, WheelCache
 from tests.environments import make_venv
 from tests.inotify import DirectoryWatch
@@ -38,7 +39,10 @@ async def unpack_in_helpers(
     scheduler.cpu_limiter.total_tokens = 2  # that unpack's slot and one more, even on one core
 
     async def unpack(archive: Path) -> str | None:
-        return await scheduler.unpack_in_helper(str(cache), str(archive), DEFAULT_MAX_UNPACKED_SIZE)
+        limiter = scheduler.cpu_limiter
+        return await scheduler.helpers.unpack(
+            limiter, str(cache), str(archive), DEFAULT_MAX_UNPACKED_SIZE
+        )
 
     other_unpack = object()
     await scheduler.cpu_limiter.acquire_on_behalf_of(other_unpack)
@@ -97,7 +101,7 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(unpack_in_helpers, scheduler, cache, [archive])
             await anyio.wait_readable(watch.fd)  # the helper has made its staging directory
-            seen = list(scheduler._unpackers)
+            seen = scheduler.helpers.children
             scope.cancel()
 
     assert seen and all(unpacker.returncode is not None for unpacker in seen)
