@@ -34,7 +34,7 @@ from asynclink import _helper, _scheduler
 sys.path.insert(0, str(Path(__file__).parent))
 from run import CORPUS, download, make_venv
 
-busy: collections.Counter[str] = collections.Counter()
+busy: collections.defaultdict[str, float] = collections.defaultdict(float)
 
 
 def timed_hops() -> None:
@@ -66,10 +66,12 @@ def timed_hops() -> None:
 
         return timed
 
-    _scheduler.Scheduler.in_thread = wrap(in_thread, "filesystem thread")  # type: ignore[method-assign]
-    _scheduler.Scheduler.in_cpu_thread = wrap(in_cpu_thread, "CPU thread")  # type: ignore[method-assign]
-    _helper.Helper.place = round_trip(_helper.Helper.place, "file helper round trips")  # type: ignore[method-assign]
-    _helper.Unpacker.unpack = round_trip(_helper.Unpacker.unpack, "unpacker round trips")  # type: ignore[method-assign]
+    # setattr: these are the real classes, instrumented for this process only
+    setattr(_scheduler.Scheduler, "in_thread", wrap(in_thread, "filesystem thread"))  # noqa: B010
+    setattr(_scheduler.Scheduler, "in_cpu_thread", wrap(in_cpu_thread, "CPU thread"))  # noqa: B010
+    place, unpack = _helper.Helper.place, _helper.Unpacker.unpack
+    setattr(_helper.Helper, "place", round_trip(place, "file helper round trips"))  # noqa: B010
+    setattr(_helper.Unpacker, "unpack", round_trip(unpack, "unpacker round trips"))  # noqa: B010
 
 
 def main() -> int:
@@ -77,8 +79,9 @@ def main() -> int:
     parser.add_argument("--mode", default="hardlink")
     parser.add_argument("--cold", action="store_true", help="an empty cache for every install")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--wheels", type=Path, help="these .whl files instead of the corpus")
     options = parser.parse_args()
-    wheels = sorted(download(CORPUS).glob("*.whl"))
+    wheels = sorted((options.wheels or download(CORPUS)).glob("*.whl"))
     root = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     timed_hops()
     walls: list[float] = []
@@ -127,7 +130,7 @@ def main() -> int:
     print(f"  CPU of this process        {statistics.median(cpu_self) * 1000:7.1f} ms")
     print(f"  CPU of helper processes    {statistics.median(cpu_children) * 1000:7.1f} ms")
     print("  time inside (means per install):")
-    for name, total in busy.most_common():
+    for name, total in sorted(busy.items(), key=lambda item: -item[1]):
         print(f"    {total / rounds * 1000:7.1f} ms  {name}")
     return 0
 

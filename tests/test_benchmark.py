@@ -10,10 +10,10 @@ from pathlib import Path
 from tests.wheels import build_wheel
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "run.py"
+PROFILE = Path(__file__).parent.parent / "benchmarks" / "profile_install.py"
 
 
-def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
+def tiny_corpus(corpus: Path) -> Path:
     for name in ("alpha", "beta", "gamma"):
         build_wheel(
             corpus,
@@ -21,6 +21,11 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
             files={f"{name}/__init__.py": "X = 1\n", f"{name}/data.txt": name * 100},
             entry_points=f"[console_scripts]\n{name} = {name}:main\n",
         )
+    return corpus
+
+
+def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
 
     done = subprocess.run(
         [
@@ -81,3 +86,21 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert [row["factor"] for row in results["scaling"]] == [1, 2, 4]
     assert results["scaling"][2]["files"] == 4 * results["scaling"][0]["files"]
     assert not (tmp_path / "bench").exists()  # it cleans up after itself
+
+
+def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
+
+    done = subprocess.run(
+        [sys.executable, str(PROFILE), "--wheels", str(corpus), "--rounds", "2", "--cold"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 wheels, hardlink, cold cache, medians of 2 installs")
+    assert any("filesystem thread: _link_phase" in line for line in lines)
+    assert all(line.rstrip().endswith("ms") for line in lines[1:4])
