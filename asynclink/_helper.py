@@ -38,6 +38,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from ._bulk import decode_answer, encode_job, framed
 
 __all__ = [
+    "HELPER_MIN_COPIES",
     "HELPER_MIN_FILES",
     "LINK_HELPERS",
     "UNPACKER_MIN_BYTES",
@@ -65,6 +66,8 @@ _STOP_GRACE = 5.0
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
 #: round trip to a helper costs about as much as linking a hundred files.
 HELPER_MIN_FILES = 128
+#: The same for copies, which cost ten times as much per file as links.
+HELPER_MIN_COPIES = 16
 
 #: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
 #: a second helper to pay once the first one and the main process share two cores: in three
@@ -244,9 +247,9 @@ class HelperPool:
         """Every helper started, of both kinds."""
         return [*self._helpers, *self._unpackers]
 
-    def takes(self, files: int) -> bool:
-        """Whether a job of ``files`` files goes to the helpers."""
-        return self.usable and files >= HELPER_MIN_FILES
+    def takes(self, files: int, copies: bool = False) -> bool:
+        """Whether a job of ``files`` files (``copies``: copied) goes to the helpers."""
+        return self.usable and files >= (HELPER_MIN_COPIES if copies else HELPER_MIN_FILES)
 
     async def place(
         self, mode: str, trees: Sequence[tuple[str, str, Sequence[str]]], held_fds: Sequence[int]

@@ -400,7 +400,7 @@ class Scheduler:
         for directory in directories:
             work.extend(groups[directory])
         async with self._locked(directories):
-            if work.tree_files and self.helpers.takes(len(work)):
+            if work.tree_files and self.helpers.takes(len(work), copies=True):
                 await self._place_bulk(wheel, LinkMode.COPY, list(work.tree_files.values()))
                 work.tree_files.clear()
             if len(work):

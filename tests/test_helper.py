@@ -15,7 +15,7 @@ import asynclink._bulk
 import asynclink._link
 from asynclink import LinkMode, WheelLinked, WheelStarted
 from asynclink._bulk import LOOP_MODES
-from asynclink._helper import HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
+from asynclink._helper import HELPER_MIN_COPIES, HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
 from asynclink._link import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
 from asynclink._scheduler import PIECE, Scheduler
@@ -239,3 +239,19 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
         ["filefrag", "-v", str(last)], capture_output=True, text=True, check=True
     ).stdout
     assert "shared" in extents
+
+
+async def test_copies_go_to_a_helper_from_fewer_files_than_links_do(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    # A copy costs ten times what a link does: a small wheel's copies are worth a round trip.
+    sources = wheels(tmp_path / "wheels", 4, files=HELPER_MIN_COPIES)
+    results = {}
+    for mode in (LinkMode.HARDLINK, LinkMode.COPY):
+        target = site_packages / mode.value
+        target.mkdir()
+        scheduler = Scheduler(mode, jobs=4, helper_processes=1)
+        await scheduler.run_wheels(plans_for(sources, target), scheduler.place)
+        results[mode] = scheduler.helpers.started
+
+    assert results == {LinkMode.HARDLINK: 0, LinkMode.COPY: 1}
