@@ -440,23 +440,43 @@ def _sha256_of(path: str) -> tuple[hashlib._Hash, int]:
 def serve_unpacks(root: str) -> None:
     """An unpacking helper's main loop (``_helper.Unpacker``): unpack the archive each request
     names into the cache at ``root`` and answer ``unpacked`` (or ``cached``: it was there), or
-    ``failed``, after which the caller unpacks it itself, raising the error in full."""
+    ``failed``, after which the caller unpacks it itself, raising the error in full.
+
+    ``SIGTERM`` (a cancelled install) stops an extraction at its next member, inside the
+    extraction's own clean-up, so that its staging directory goes too; an idle helper exits.
+    """
     import signal
 
     from ._bulk import serve
 
+    extracting = stopping = False
+
     def stop(_signal: int, _frame: object) -> None:
-        raise SystemExit(1)  # unwinds the extraction, which removes its staging directory
+        nonlocal stopping
+        if not extracting:
+            raise SystemExit(1)
+        stopping = True
+
+    def checkpoint() -> None:
+        if stopping:
+            raise SystemExit(1)
 
     signal.signal(signal.SIGTERM, stop)
     cache = WheelCache(root)
 
     def answer(request: bytes) -> bytes:
+        nonlocal extracting
         archive, max_unpacked_size = json.loads(request)
+        extracting = True
         try:
-            unpacked = cache.unpack(archive, max_unpacked_size=max_unpacked_size)
+            unpacked = cache.unpack(
+                archive, max_unpacked_size=max_unpacked_size, checkpoint=checkpoint
+            )
         except Exception:
             return b"failed"
+        finally:
+            extracting = False
+            checkpoint()  # stopped after the last member: the entry is whole, and stays
         return b"cached" if unpacked.cached else b"unpacked"
 
     serve(answer)
