@@ -72,7 +72,7 @@ HELPER_MIN_COPIES = 16
 #: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
 #: a second helper to pay once the first one and the main process share two cores: in three
 #: benchmark runs before this choice, one helper beat two by 1 to 6 ms (link-only hardlink,
-#: about 60 ms; the committed run has 68 ms with no helper and 62 ms with one). Copies and
+#: about 60 ms; the committed run has 67 ms with no helper and 63 ms with one). Copies and
 #: clones move data, and take every helper there is.
 LINK_HELPERS = 1
 

@@ -107,7 +107,7 @@ def default_jobs() -> int:
 #: One: these batches are thousands of short syscalls, each releasing and retaking the GIL, and
 #: two threads doing that take turns with the GIL at every call. The benchmark's ``bounds`` rows
 #: measure it (README, Performance; 2 cores, tmpfs, no helper processes): link-only hardlink
-#: took 68 ms with one thread and 77 ms with two, copy 241 ms and 322 ms. Wheel tasks still
+#: took 67 ms with one thread and 76 ms with two, copy 255 ms and 329 ms. Wheel tasks still
 #: overlap: one is unpacked while another is linked, and helper processes (below) give the
 #: bulk of the files a core of their own. More threads pay only where each syscall waits long
 #: (a network mount); the directory locks keep copies right with any number.
@@ -116,8 +116,8 @@ FILESYSTEM_THREADS = 1
 #: Helper processes of each kind (``_helper``: placing files, unpacking archives) an install
 #: may start, by default: one per core (up to four), none with one core. Unlike threads,
 #: processes do place files in parallel. The benchmark's ``bounds`` rows (README, Performance;
-#: 2 cores, tmpfs) have link-only copy at 241 ms with no helper, 322 ms with a second thread
-#: instead, 205 ms with one helper and 164 ms with two. Helpers start only when there is work
+#: 2 cores, tmpfs) have link-only copy at 255 ms with no helper, 329 ms with a second thread
+#: instead, 232 ms with one helper and 179 ms with two. Helpers start only when there is work
 #: for them (see ``_helper.HELPER_MIN_FILES`` and ``_helper.UNPACKER_MIN_BYTES``), each when
 #: the others are busy.
 HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
