@@ -227,22 +227,28 @@ def _run_job(payload: bytes, umask: int) -> bytes:
         source, target, count = fields[position], fields[position + 1], int(fields[position + 2])
         files = fields[position + 3 : position + 3 + count]
         position += 3 + count
-        try:
-            src_fd = os.open(source, DIRECTORY_FLAGS)
-        except OSError as error:
-            answer += (b"%d" % index, b"", b"%d" % (error.errno or 0))
-        else:
-            try:
-                dst_fd = os.open(target, DIRECTORY_FLAGS)
-            except OSError as error:
-                answer += (b"%d" % index, b"", b"%d" % (error.errno or 0))
-            else:
-                for name, code in place_files(mode, source + b"/", src_fd, dst_fd, files, umask):
-                    answer += (b"%d" % index, name, b"%d" % code)
-                os.close(dst_fd)
-            os.close(src_fd)
+        for name, code in _place_tree(mode, source, target, files, umask):
+            answer += (b"%d" % index, name, b"%d" % code)
         index += 1
     return b"\0".join(answer)
+
+
+def _place_tree(
+    mode: str, source: bytes, target: bytes, files: list[bytes], umask: int
+) -> list[tuple[bytes, int]]:
+    """:func:`place_files` for one tree given by its roots; a root that cannot be opened is
+    reported as a failure with an empty name."""
+    src_fd = dst_fd = -1
+    try:
+        src_fd = os.open(source, DIRECTORY_FLAGS)
+        dst_fd = os.open(target, DIRECTORY_FLAGS)
+        return place_files(mode, source + b"/", src_fd, dst_fd, files, umask)
+    except OSError as error:
+        return [(b"", error.errno or 0)]
+    finally:
+        for fd in (src_fd, dst_fd):
+            if fd >= 0:
+                os.close(fd)
 
 
 def serve(answer: Callable[[bytes], bytes]) -> None:

@@ -29,7 +29,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -97,7 +97,7 @@ class Child:
         self._closed = False
 
     @classmethod
-    async def _spawn(cls, arguments: list[str], held_fds: Sequence[int] = ()) -> Child | None:
+    async def _spawn(cls, arguments: list[str], held_fds: Sequence[int] = ()) -> Self | None:
         if not sys.executable:
             return None
         try:
@@ -181,9 +181,7 @@ class Helper(Child):
         process is killed, the helper finishes its piece, sees its stdin close, and exits,
         and only then can the next install lock the target and undo this one.
         """
-        child = await cls._spawn(["-I", "-S", "-c", _HELPER_BOOT, _PACKAGE], held_fds)
-        assert child is None or isinstance(child, Helper)
-        return child
+        return await cls._spawn(["-I", "-S", "-c", _HELPER_BOOT, _PACKAGE], held_fds)
 
     async def place(
         self, mode: str, trees: Sequence[tuple[str, str, Sequence[str]]]
@@ -207,9 +205,7 @@ class Unpacker(Child):
     async def start(cls, cache_root: str) -> Unpacker | None:
         """A new unpacker for the cache at ``cache_root``, or ``None`` if none can start."""
         package_parent = os.path.dirname(_PACKAGE)
-        child = await cls._spawn(["-c", _UNPACKER_BOOT, package_parent, cache_root])
-        assert child is None or isinstance(child, Unpacker)
-        return child
+        return await cls._spawn(["-c", _UNPACKER_BOOT, package_parent, cache_root])
 
     async def unpack(self, archive: str, max_unpacked_size: int) -> str | None:
         """``"unpacked"`` or ``"cached"`` once ``archive`` is in the cache; ``None`` if the
