@@ -244,7 +244,7 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
 async def test_copies_go_to_a_helper_from_fewer_files_than_links_do(
     tmp_path: Path, site_packages: Path
 ) -> None:
-    # A copy costs ten times what a link does: a small wheel's copies are worth a round trip.
+    # A copy costs a few times what a link does: a small wheel's copies are worth a round trip.
     sources = wheels(tmp_path / "wheels", 4, files=HELPER_MIN_COPIES)
     results = {}
     for mode in (LinkMode.HARDLINK, LinkMode.COPY):
