@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
@@ -11,11 +10,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asynclink import InvalidWheelError, install_wheels, unpack_wheels
+from asynclink import InvalidWheelError, UnpackedWheel, unpack_wheels
 from asynclink._helper import UNPACKER_MIN_BYTES
+from asynclink._install import _unpack
 from asynclink._scheduler import Scheduler
 from asynclink._unpack import DEFAULT_MAX_UNPACKED_SIZE, WheelCache
-from tests.environments import make_venv
 from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
 from tests.wheels import build_wheel
@@ -110,39 +109,26 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
     assert WheelCache(cache).lookup(str(archive)) is None
 
 
-def unpackers_running() -> int:
-    """This process's children that are unpacking helpers, as the kernel lists them."""
-    children = [
-        pid
-        for task in os.listdir("/proc/self/task")
-        for pid in Path(f"/proc/self/task/{task}/children").read_text().split()
-    ]
-    found = 0
-    for pid in children:
-        with contextlib.suppress(FileNotFoundError):  # it has just exited
-            found += b"serve_unpacks" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    return found
+async def test_an_install_reports_what_an_unpacker_unpacked_as_not_cached(
+    tmp_path: Path,
+) -> None:
+    archive = big_wheel(tmp_path / "wheels", "fresh")
+    scheduler = Scheduler(None, jobs=2, helper_processes=1)
+    scheduler.cpu_limiter.total_tokens = 2
+    other_unpack = object()  # another unpack running: when an unpacker is started
 
+    async def unpack(source: str) -> UnpackedWheel:
+        return await _unpack(scheduler, WheelCache(tmp_path / "cache"), source, 1 << 30)
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc to see children")
-async def test_a_cold_install_unpacks_in_helpers_and_says_so(tmp_path: Path) -> None:
-    archives = [big_wheel(tmp_path / "wheels", f"cold{n}") for n in range(6)]
-    venv = make_venv(tmp_path / "venv")
-    seen: list[int] = []
+    await scheduler.cpu_limiter.acquire_on_behalf_of(other_unpack)
+    try:
+        (unpacked,) = await scheduler.run_wheels([str(archive)], unpack)
+    finally:
+        scheduler.cpu_limiter.release_on_behalf_of(other_unpack)
 
-    result = await install_wheels(
-        venv,
-        archives,
-        cache_dir=tmp_path / "cache",
-        jobs=2,
-        on_event=lambda event: seen.append(unpackers_running()),
-    )
-
-    assert max(seen) >= 1
-    assert [wheel.cached for wheel in result.wheels] == [False] * 6  # unpacked by this install
-    for archive in archives:
-        name = archive.name.split("-")[0]
-        assert list((venv / "lib").glob(f"*/site-packages/{name}/blob.bin"))
+    assert scheduler.helpers.started == 1
+    assert not unpacked.cached  # though the thread found it in the cache after the helper
+    assert (Path(unpacked.tree) / "fresh/blob.bin").stat().st_size == UNPACKER_MIN_BYTES + 4096
 
 
 async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: Path) -> None:
