@@ -15,11 +15,15 @@ if _typing.TYPE_CHECKING:
     from ._dryrun import PlannedWheel as PlannedWheel
     from ._dryrun import plan_install as plan_install
     from ._errors import AsyncLinkError as AsyncLinkError
+    from ._errors import AsyncLinkWarning as AsyncLinkWarning
     from ._errors import InvalidWheelError as InvalidWheelError
     from ._errors import LinkError as LinkError
+    from ._errors import LinkModeFallbackWarning as LinkModeFallbackWarning
     from ._errors import LockTimeoutError as LockTimeoutError
+    from ._errors import PycacheSkippedWarning as PycacheSkippedWarning
     from ._errors import RollbackError as RollbackError
     from ._errors import TargetError as TargetError
+    from ._errors import WheelVersionWarning as WheelVersionWarning
     from ._events import ConflictFound as ConflictFound
     from ._events import Event as Event
     from ._events import ModeFellBack as ModeFellBack
@@ -36,7 +40,6 @@ if _typing.TYPE_CHECKING:
     from ._results import Fallback as Fallback
     from ._results import LinkResult as LinkResult
     from ._results import WheelResult as WheelResult
-    from ._scheduler import LinkModeFallbackWarning as LinkModeFallbackWarning
     from ._scheme import Scheme as Scheme
     from ._scheme import scheme_for_python as scheme_for_python
     from ._scheme import scheme_for_venv as scheme_for_venv
@@ -44,7 +47,6 @@ if _typing.TYPE_CHECKING:
     from ._transaction import recover as recover
     from ._unpack import UnpackedWheel as UnpackedWheel
     from ._unpack import default_cache_dir as default_cache_dir
-    from ._wheelinfo import WheelVersionWarning as WheelVersionWarning
 
 #: Where each public name lives. Importing ``asynclink`` loads none of it: a name's module is
 #: imported on first use (PEP 562), so ``asynclink install`` and a library user who needs one
@@ -55,11 +57,15 @@ _LOCATIONS = {
     "PlannedWheel": "._dryrun",
     "plan_install": "._dryrun",
     "AsyncLinkError": "._errors",
+    "AsyncLinkWarning": "._errors",
     "InvalidWheelError": "._errors",
     "LinkError": "._errors",
+    "LinkModeFallbackWarning": "._errors",
     "LockTimeoutError": "._errors",
+    "PycacheSkippedWarning": "._errors",
     "RollbackError": "._errors",
     "TargetError": "._errors",
+    "WheelVersionWarning": "._errors",
     "ConflictFound": "._events",
     "Event": "._events",
     "ModeFellBack": "._events",
@@ -76,7 +82,6 @@ _LOCATIONS = {
     "Fallback": "._results",
     "LinkResult": "._results",
     "WheelResult": "._results",
-    "LinkModeFallbackWarning": "._scheduler",
     "Scheme": "._scheme",
     "scheme_for_python": "._scheme",
     "scheme_for_venv": "._scheme",
@@ -84,11 +89,11 @@ _LOCATIONS = {
     "recover": "._transaction",
     "UnpackedWheel": "._unpack",
     "default_cache_dir": "._unpack",
-    "WheelVersionWarning": "._wheelinfo",
 }
 
 __all__ = [
     "AsyncLinkError",
+    "AsyncLinkWarning",
     "Conflict",
     "ConflictFound",
     "Event",
@@ -103,6 +108,7 @@ __all__ = [
     "ModeFellBack",
     "PlannedFile",
     "PlannedWheel",
+    "PycacheSkippedWarning",
     "RollbackError",
     "RollbackReport",
     "Scheme",

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ._errors import InvalidWheelError, LinkError
+from ._errors import InvalidWheelError, LinkError, PycacheSkippedWarning
 from ._fsutil import record_hash
 from ._scheme import SCHEME_KEYS
 from ._scripts import EntryPoint
@@ -30,6 +30,7 @@ from ._wheelinfo import (
     UNRECORDED,
     WheelName,
     check_dist_info_name,
+    check_metadata_name,
     normalise_member,
     read_dist_info,
 )
@@ -38,13 +39,11 @@ __all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive"]
 
 logger = logging.getLogger("asynclink")
 
+#: How many skipped ``__pycache__`` files a warning names before it counts the rest.
+_NAMED = 20
 #: Above this size, a wheel must not unpack to more than ``_MAX_RATIO`` times its archive.
 _RATIO_FLOOR = 256 << 20
 _MAX_RATIO = 200
-
-
-class PycacheSkippedWarning(UserWarning):
-    """A wheel shipped ``__pycache__`` files; they were left out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +106,7 @@ def _inspect(archive: str, zip_file: zipfile.ZipFile, max_size: int) -> _Inspect
             ) from None
 
     info = read_dist_info(filename, dist_info, text)
+    check_metadata_name(wheel_name, info.name, info.version, f"{dist_info}/METADATA")
     found = _Inspection(
         filename=filename,
         tags=wheel_name.tags,
@@ -204,7 +204,7 @@ def _check_members(
     members: list[tuple[str, zipfile.ZipInfo]] = []
     seen: dict[str, str] = {}
     total = 0
-    skipped = 0
+    skipped: list[str] = []
     for info in zip_file.infolist():
         raw = _member_name(wheel, info)
         path = normalise_member(wheel, raw)
@@ -221,7 +221,7 @@ def _check_members(
             raise InvalidWheelError(wheel, f"{what}: {seen[folded]} and {path}", entry=path)
         seen[folded] = path
         if "__pycache__" in path.split("/"):
-            skipped += 1
+            skipped.append(path)
             continue
         total += info.file_size
         members.append((path, info))
@@ -235,7 +235,10 @@ def _check_members(
             f"declares {total:,} bytes unpacked from a {archive_size:,}-byte archive (zip bomb?)",
         )
     if skipped:
-        message = f"{wheel}: skipped {skipped} file(s) under __pycache__/ shipped in the wheel"
+        shown = ", ".join(skipped[:_NAMED])
+        if len(skipped) > _NAMED:
+            shown += f" and {len(skipped) - _NAMED} more"
+        message = f"{wheel}: skipped {len(skipped)} file(s) under __pycache__/ shipped in the wheel: {shown}"
         logger.warning(message)
         warnings.warn(message, PycacheSkippedWarning, stacklevel=2)
     return members
@@ -341,7 +344,10 @@ def _extract_member(
         if info.flag_bits & 0x1:
             raise NotImplementedError("encrypted entries are not supported")
         if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            size = _inflate(_raw_member(mapped, info), info, sink)
+            # A view of the archive's mapping: released here, whatever happens, or closing the
+            # mapping would fail (``BufferError: cannot close exported pointers exist``).
+            with _raw_member(mapped, info) as raw:
+                size = _inflate(raw, info, sink)
         else:  # bzip2, lzma: rare in wheels; zipfile knows them
             size = 0
             with zip_file.open(info) as source:
@@ -358,26 +364,36 @@ def _extract_member(
 
 
 _CHUNK = 4 << 20
+_INPUT_SLICE = 1 << 20
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 
 def _raw_member(mapped: memoryview, info: zipfile.ZipInfo) -> memoryview:
     """The member's compressed bytes, located through its local header (without a copy)."""
     offset = info.header_offset
-    signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(mapped, offset)
+    if offset < 0:
+        raise zipfile.BadZipFile("bad local header offset")
+    try:
+        signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(mapped, offset)
+    except struct.error:
+        raise EOFError("the archive ends inside this entry's header") from None
     if signature != b"PK\x03\x04":
         raise zipfile.BadZipFile("bad local header")
     start = offset + _LOCAL_HEADER.size + name_length + extra_length
-    raw = mapped[start : start + info.compress_size]
-    if len(raw) != info.compress_size:
+    if start + info.compress_size > len(mapped):
         raise EOFError("the archive ends inside this entry")
-    return raw
+    return mapped[start : start + info.compress_size]
 
 
 def _inflate(raw: memoryview, info: zipfile.ZipInfo, sink: Callable[[bytes], None]) -> int:
     """Feed the member's contents to ``sink``, a bounded chunk at a time; a member whose
     contents are longer or shorter than the central directory says is corrupt (sizes that lie,
-    one shape of zip bomb)."""
+    one shape of zip bomb).
+
+    Deflated input goes to ``zlib`` a slice at a time: what one call leaves unconsumed comes
+    back as a copy (``unconsumed_tail``), and copying the rest of a 100 MB member after every
+    4 MiB of output would cost more than inflating it.
+    """
     declared = info.file_size
     if info.compress_type == zipfile.ZIP_STORED:
         for start in range(0, len(raw), _CHUNK):
@@ -386,16 +402,21 @@ def _inflate(raw: memoryview, info: zipfile.ZipInfo, sink: Callable[[bytes], Non
     else:
         inflater = zlib.decompressobj(-15)
         size = 0
-        pending: bytes | memoryview = raw
-        while True:
-            chunk = inflater.decompress(pending, _CHUNK)
-            if chunk:
-                size += len(chunk)
-                if size > declared:
-                    raise zipfile.BadZipFile("more data than the archive declares")
-                sink(chunk)
-            pending = inflater.unconsumed_tail
-            if inflater.eof or not (pending or chunk):
+        for start in range(0, len(raw), _INPUT_SLICE):
+            with raw[start : start + _INPUT_SLICE] as piece:
+                pending: bytes | memoryview = piece
+                while not inflater.eof:
+                    chunk = inflater.decompress(pending, _CHUNK)
+                    if chunk:
+                        size += len(chunk)
+                        if size > declared:
+                            raise zipfile.BadZipFile("more data than the archive declares")
+                        sink(chunk)
+                    pending = inflater.unconsumed_tail
+                    if not pending and len(chunk) < _CHUNK:
+                        break  # this slice is used up, and zlib holds no output back
+                del pending
+            if inflater.eof:
                 break
         if not inflater.eof:
             raise EOFError("compressed data ends early")

@@ -1,7 +1,8 @@
 """The ``asynclink`` command: ``asynclink install WHEEL_OR_DIR...``.
 
 Exit codes: 0 success, 1 the install failed (the message names the wheel and the path), 2 the
-command line was wrong (argparse's own convention), 130 interrupted.
+command line was wrong (argparse's own convention), 128 + the signal's number when ``SIGINT``
+(130), ``SIGTERM`` (143) or ``SIGHUP`` (129) stopped it: the install rolled back first.
 
 Start-up time counts for a tool that installs fifty wheels in a tenth of a second: this module
 imports only ``argparse``, ``os`` and ``sys`` at the top; the engine, ``anyio`` and (on a
@@ -11,10 +12,14 @@ terminal only) ``rich`` come after the arguments are known to be good.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ._dryrun import PlannedWheel
@@ -23,6 +28,8 @@ if TYPE_CHECKING:
     from ._scheme import Scheme
 
 __all__ = ["main", "run"]
+
+T = TypeVar("T")
 
 EXAMPLES = """\
 examples:
@@ -108,6 +115,17 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="give up if another installer holds the target longer (default: wait)",
     )
     install.add_argument(
+        "--break-system-packages",
+        action="store_true",
+        help="install into an interpreter's environment even if its distributor manages it "
+        "(PEP 668's EXTERNALLY-MANAGED marker)",
+    )
+    install.add_argument(
+        "--no-tag-check",
+        action="store_true",
+        help="install wheels whose tags the target interpreter does not accept",
+    )
+    install.add_argument(
         "--no-conflict-check",
         action="store_true",
         help="skip the scan for files that two wheels provide differently",
@@ -167,6 +185,82 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scheme
     parser.error("name a target: --venv DIR, --python PATH or --target DIR")
 
 
+class Interrupted(BaseException):
+    """A signal asked the command to stop (``signum``); nothing is left half done."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: The signals that stop the command as ``SIGINT`` does: the install rolls back, then the exit
+#: status is ``128 + signum``.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _catch_stop_signals() -> None:
+    """Outside the event loop (before it starts, after it ends) a stop signal raises
+    :class:`Interrupted`: nothing is being written then, so stopping at once is safe. Inside
+    it, :func:`_interruptible` turns the signal into a cancellation instead."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupted)
+
+
+async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` until it ends or a stop signal arrives, which cancels it (the install rolls
+    back) and then raises :class:`Interrupted`."""
+    import anyio
+
+    received: list[int] = []
+    finished: list[T] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async for signum in signals:
+                received.append(signum)
+                scope.cancel()
+                return
+
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group.cancel_scope)
+        try:
+            finished.append(await work())
+        except Exception as error:  # raised below as itself, not in an ExceptionGroup
+            failed.append(error)
+        group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    if not finished:
+        raise Interrupted(received[0] if received else signal.SIGINT)
+    return finished[0]
+
+
+class _LogFormatter(logging.Formatter):
+    """``asynclink: warning: ...``, as the errors read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"asynclink: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _configure_logging() -> None:
+    """Show the ``asynclink`` logger's warnings on stderr, one line each; leave out the
+    warnings module's copy of them (with a line of source code under each)."""
+    from ._errors import AsyncLinkWarning
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logger = logging.getLogger("asynclink")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    warnings.simplefilter("ignore", AsyncLinkWarning)
+
+
 def run() -> None:
     """The ``asynclink`` command: :func:`main`, then exit without the interpreter's teardown.
 
@@ -178,6 +272,8 @@ def run() -> None:
         code = main()
     except BrokenPipeError:  # the reader went away (``asynclink ... --json | head``)
         code = 1
+    except Interrupted as stop:  # while printing the result: the install is done
+        code = 128 + stop.signum
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -188,6 +284,18 @@ def run() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    _catch_stop_signals()
+    try:
+        return _main(argv)
+    except Interrupted as stop:
+        print("asynclink: interrupted", file=sys.stderr)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print("asynclink: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser, install_parser = _parser()
     args = parser.parse_args(argv)
     mode = args.link_mode
@@ -203,12 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ._errors import AsyncLinkError, TargetError
 
+    _configure_logging()
     try:
         if args.dry_run:
-            planned = anyio.run(_plan, args, target, wheels)
+            planned = anyio.run(_interruptible, partial(_plan, args, target, wheels))
             _show_plan(planned, args)
         else:
-            result = anyio.run(_install, args, target, wheels, mode)
+            result = anyio.run(_interruptible, partial(_install, args, target, wheels, mode))
             if args.json:
                 _print_json(_result_json(result))
     except TargetError as error:
@@ -217,9 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AsyncLinkError as error:
         print(f"asynclink: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("asynclink: interrupted", file=sys.stderr)
-        return 130
+    finally:
+        _catch_stop_signals()  # the event loop put back the system's defaults
     return 0
 
 
@@ -240,6 +348,8 @@ async def _install(
             cache_dir=args.cache_dir,
             compile=args.compile,
             check_conflicts=not args.no_conflict_check,
+            check_tags=not args.no_tag_check,
+            break_system_packages=args.break_system_packages,
             lock_timeout=args.lock_timeout,
             on_event=reporter,
         )
@@ -254,7 +364,14 @@ async def _plan(
 ) -> list[PlannedWheel]:
     from ._dryrun import plan_install
 
-    return await plan_install(target, wheels, cache_dir=args.cache_dir, jobs=args.jobs)
+    return await plan_install(
+        target,
+        wheels,
+        cache_dir=args.cache_dir,
+        jobs=args.jobs,
+        check_tags=not args.no_tag_check,
+        break_system_packages=args.break_system_packages,
+    )
 
 
 def _show_plan(planned: list[PlannedWheel], args: argparse.Namespace) -> None:

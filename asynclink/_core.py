@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 
+from ._confinement import Confinement
 from ._errors import AsyncLinkError
 from ._events import EventCallback, WheelFinished
 from ._fsutil import absolute
@@ -48,10 +49,12 @@ async def link_wheels(
     started = time.perf_counter()
     target = absolute(site_packages)
     sources = [absolute(wheel) for wheel in wheels]
+    confinement = Confinement.of([target])
     scheduler = Scheduler(
         mode,
         jobs,
         on_event=on_event,
+        confinement=confinement,
         filesystem_threads=filesystem_threads,
         helper_processes=helper_processes,
     )
@@ -66,7 +69,9 @@ async def link_wheels(
         scheduler.emit(WheelFinished(plan.wheel, result))
         return result
 
-    async with transaction(target, lock_timeout=lock_timeout) as journal:
+    async with transaction(
+        target, confinement=confinement, lock_timeout=lock_timeout
+    ) as journal:
         scheduler.placer.recorder = journal
         results = await scheduler.run_wheels(sources, one)
         conflicts = await scheduler.finish(target, plans, check_conflicts)

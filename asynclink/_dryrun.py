@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ._fsutil import absolute
 from ._install import make_options, plan_wheel, resolve_target
 from ._scheduler import Scheduler
-from ._scheme import Scheme
+from ._scheme import Scheme, refuse_externally_managed
 from ._unpack import (
     DEFAULT_MAX_UNPACKED_SIZE,
     UnpackedWheel,
@@ -57,6 +57,7 @@ async def plan_install(
     direct_urls: Mapping[str, Mapping[str, object]] | None = None,
     installer: str = "asynclink",
     check_tags: bool = True,
+    break_system_packages: bool = False,
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
 ) -> list[PlannedWheel]:
     """What :func:`install_wheels` would place and where, writing nothing at all.
@@ -67,6 +68,8 @@ async def plan_install(
     cache = WheelCache(cache_dir)
     scheduler = Scheduler(None, jobs)
     scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
+    if not break_system_packages:
+        refuse_externally_managed(scheme)
     options = make_options(scheme, installer, requested, direct_urls, check_tags)
 
     def plan_one(source: str) -> PlannedWheel:

@@ -9,6 +9,14 @@
     ├── LockTimeoutError            another installer kept the target locked for too long
     └── RollbackError               a failed install could not put everything back
 
+    AsyncLinkWarning (UserWarning)  something worth knowing that did not stop the install
+    ├── LinkModeFallbackWarning     a wheel could not use the chosen link mode
+    ├── PycacheSkippedWarning       a wheel shipped __pycache__ files; they were left out
+    └── WheelVersionWarning         a wheel declares a newer minor Wheel-Version than 1.0
+
+Every warning is also logged on the ``asynclink`` logger (the command line shows the log and
+not the warnings, so each appears once).
+
 Context (which wheel, which path) is attached by the layer that knows it; the messages name
 it so that one line in a log is enough to act on.
 """
@@ -19,11 +27,15 @@ from ._modes import describe_os_error
 
 __all__ = [
     "AsyncLinkError",
+    "AsyncLinkWarning",
     "InvalidWheelError",
     "LinkError",
+    "LinkModeFallbackWarning",
     "LockTimeoutError",
+    "PycacheSkippedWarning",
     "RollbackError",
     "TargetError",
+    "WheelVersionWarning",
 ]
 
 
@@ -69,3 +81,19 @@ class LockTimeoutError(AsyncLinkError):
 
 class RollbackError(AsyncLinkError):
     """Restoring the target after a failure left something behind; the message lists it."""
+
+
+class AsyncLinkWarning(UserWarning):
+    """The root of the warnings asynclink issues."""
+
+
+class LinkModeFallbackWarning(AsyncLinkWarning):
+    """A wheel could not be placed with the chosen link mode and was copied (or linked) instead."""
+
+
+class PycacheSkippedWarning(AsyncLinkWarning):
+    """A wheel shipped ``__pycache__`` files; they were left out."""
+
+
+class WheelVersionWarning(AsyncLinkWarning):
+    """A wheel declares a newer minor ``Wheel-Version`` than asynclink knows (1.0)."""

@@ -1,14 +1,27 @@
-"""Small helpers shared by the cache, the scheme memo, RECORD writing and upgrades."""
+"""Small helpers shared by the cache, the scheme memo, RECORD writing, upgrades and rollback."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import stat
 
-__all__ = ["absolute", "add_parent_dirs", "canonical_name", "record_hash", "write_memo"]
+__all__ = [
+    "absolute",
+    "add_parent_dirs",
+    "canonical_name",
+    "record_hash",
+    "remove_tree",
+    "write_memo",
+]
+
+_DIRECTORY_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+)
 
 _SEPARATORS = re.compile(r"[-_.]+")
 
@@ -50,3 +63,64 @@ def write_memo(path: str, data: bytes) -> None:
         with open(temporary, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
+
+
+
+def remove_tree(path: str) -> int:
+    """Remove ``path`` and everything below it; return how many non-directories went.
+
+    Never follows a symlink (one is removed as the link it is, wherever it points), needs no
+    recursion (a tree thousands of directories deep is no problem) and works relative to
+    directory descriptors (so no path it builds grows past ``PATH_MAX``). ``shutil.rmtree``
+    recurses, and raised ``RecursionError`` on a wheel's 2,100-deep member path. Raises the
+    first ``OSError``; what was removed until then stays removed.
+    """
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        os.unlink(path)
+        return 1
+    removed = 0
+    # A frame per open directory: its descriptor, its name in the directory below it, and the
+    # subdirectories still to go into. A directory's other entries go when it is opened.
+    stack: list[tuple[int, str, list[str]]] = []
+    try:
+        top = os.open(path, _DIRECTORY_FLAGS)
+        stack.append((top, path, []))
+        removed += _clear_entries(top, stack[-1][2])
+        while stack:
+            fd, name, subdirs = stack[-1]
+            if not subdirs:
+                stack.pop()
+                os.close(fd)
+                if stack:
+                    os.rmdir(name, dir_fd=stack[-1][0])
+                else:
+                    os.rmdir(path)
+                continue
+            child_name = subdirs.pop()
+            try:
+                child = os.open(child_name, _DIRECTORY_FLAGS, dir_fd=fd)
+            except (NotADirectoryError, OSError) as error:
+                if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                os.unlink(child_name, dir_fd=fd)  # no longer a directory: a link or a file
+                removed += 1
+                continue
+            stack.append((child, child_name, []))
+            removed += _clear_entries(child, stack[-1][2])
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+    return removed
+
+
+def _clear_entries(fd: int, subdirs: list[str]) -> int:
+    """Unlink what is in the directory ``fd`` but directories, whose names go to ``subdirs``."""
+    removed = 0
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+                removed += 1
+    return removed

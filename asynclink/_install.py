@@ -15,11 +15,13 @@ import bisect
 import hashlib
 import json
 import os
+import re
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ._compile import compile_bytecode
+from ._confinement import Confinement
 from ._errors import InvalidWheelError, TargetError
 from ._events import EventCallback, WheelFinished, WheelUnpacked
 from ._fsutil import absolute, add_parent_dirs, canonical_name, record_hash
@@ -27,8 +29,8 @@ from ._modes import LinkMode
 from ._plan import Tree, WheelPlan, conflict_key, destinations, native_paths
 from ._results import Conflict, WheelResult
 from ._scheduler import FILESYSTEM_THREADS, HELPER_PROCESSES, Scheduler
-from ._scheme import Scheme, scheme_for_python, scheme_for_venv
-from ._scripts import launcher, rewrite_shebang
+from ._scheme import Scheme, refuse_externally_managed, scheme_for_python, scheme_for_venv
+from ._scripts import EntryPoint, launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
 from ._uninstall import installed_distributions, remove_old_versions
 from ._unpack import (
@@ -99,6 +101,7 @@ async def install_wheels(
     installer: str = "asynclink",
     check_conflicts: bool = True,
     check_tags: bool = True,
+    break_system_packages: bool = False,
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     lock_timeout: float | None = None,
     filesystem_threads: int = FILESYSTEM_THREADS,
@@ -113,6 +116,10 @@ async def install_wheels(
     ``REQUESTED`` file (``True``: all, or a collection of project names); ``direct_urls`` maps
     a wheel's file name to its PEP 610 ``direct_url.json`` contents. ``compile=True`` compiles
     the installed Python files to bytecode afterwards, in processes of the target interpreter.
+
+    Wheels the target cannot use (by their tags) are refused unless ``check_tags`` is false;
+    an interpreter's environment that its distributor manages (PEP 668) is refused unless
+    ``break_system_packages``.
 
     ``jobs``, ``filesystem_threads`` and ``helper_processes`` are as for :func:`link_wheels`;
     helper processes also unpack big archives (as many at once as there are cores).
@@ -131,6 +138,9 @@ async def install_wheels(
         helper_processes=helper_processes,
     )
     scheme = await scheduler.in_thread(resolve_target, target, cache.root)
+    if not break_system_packages:
+        refuse_externally_managed(scheme)
+    confinement = scheduler.placer.confinement = Confinement.of(scheme.roots)
     created_roots = await scheduler.in_thread(_make_roots, scheme)
     options = make_options(scheme, installer, requested, direct_urls, check_tags)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
@@ -164,14 +174,17 @@ async def install_wheels(
             version=unpacked.manifest.version,
             archive=unpacked.archive,
             cached=unpacked.cached,
-            scripts=tuple(e.name for e in unpacked.manifest.entry_points),
+            scripts=tuple(plan.scripts),
             dist_info=os.path.join(plan.target, unpacked.manifest.dist_info),
         )
         scheduler.emit(WheelFinished(plan.wheel, result))
         return result
 
     async with transaction(
-        scheme.purelib, lock_timeout=lock_timeout, created_roots=created_roots
+        scheme.purelib,
+        confinement=confinement,
+        lock_timeout=lock_timeout,
+        created_roots=created_roots,
     ) as journal:
         scheduler.placer.recorder = journal
         installed = await scheduler.in_thread(installed_distributions, scheme)
@@ -368,10 +381,13 @@ def plan_wheel(
         Tree(source, root, native_paths(manifest.dirs), native_paths(files), sorted=os.sep == "/")
     )
     plan.top_level = {conflict_key(name): name for name in manifest.top}
+    _refuse_reserved_in_root(plan.wheel, scheme, root, files)
 
     # <name>.data/<key>/...: a tree per key, rooted at the scheme's path for the key.
     data_prefix = manifest.data_dir + "/"
-    entry_names = {entry.name for entry in manifest.entry_points}
+    entry_points = launchers_for(manifest.entry_points, scheme.version)
+    plan.scripts = [entry.name for entry in entry_points]
+    wrappers = _setuptools_wrappers(plan.scripts)
     # key -> (tree, its directories, its root as a RECORD path prefix)
     data_trees: dict[str, tuple[Tree, dict[str, None], str]] = {}
     for relative, digest, size in manifest.data:
@@ -381,8 +397,8 @@ def plan_wheel(
             base = scheme.path_for(key)
             if base is None:  # the unpacker refuses these; a foreign tree may have them
                 raise InvalidWheelError(plan.wheel, f"unknown scheme {key!r}", entry=relative)
-            if key == "headers":
-                base = os.path.join(base, manifest.name)
+            if key == "headers":  # pip and uv: the normalised name, headers-dist not headers.dist
+                base = os.path.join(base, canonical_name(manifest.name))
             _add_ancestors(extra_dirs, base, stop)
             prefix = _relative(base, root)
             found = data_trees[key] = (
@@ -391,10 +407,13 @@ def plan_wheel(
                 "" if prefix == "." else prefix + "/",
             )
         tree, tree_dirs, record_prefix = found
+        destination = tree.target + sep + rest
+        reserved = scheme.reserved(destination)
+        if reserved is not None:
+            raise _reserved_error(plan.wheel, relative, destination, reserved)
         if key == "scripts":
-            if rest in entry_names:
-                continue  # as pip: the entry point's launcher wins
-            destination = tree.target + sep + rest
+            if rest in wrappers:
+                continue  # as pip and uv: the entry point's launcher wins
             content = (
                 scripts[relative] if scripts is not None else read_script(tree.source + sep + rest)
             )
@@ -411,10 +430,13 @@ def plan_wheel(
         plan.trees.append(tree)
 
     # Launchers for entry points, then the metadata an installer writes.
-    if manifest.entry_points:
+    if entry_points:
         _add_ancestors(extra_dirs, scheme.scripts, stop)
-    for entry in manifest.entry_points:
+    for entry in entry_points:
         destination = os.path.join(scheme.scripts, entry.name)
+        reserved = scheme.reserved(destination)
+        if reserved is not None:
+            raise _reserved_error(plan.wheel, f"entry point {entry.name}", destination, reserved)
         content = launcher(entry, scheme.interpreter)
         plan.writes.append((destination, content, 0o755))
         extra_rows.append(_row(destination, root, content))
@@ -436,6 +458,57 @@ def plan_wheel(
     plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
     plan.dirs = list(extra_dirs)
     return plan
+
+
+def launchers_for(entry_points: Sequence[EntryPoint], version: str) -> list[EntryPoint]:
+    """The launchers to write for ``entry_points`` into an environment of Python ``version``.
+
+    pip's own wheel names its versioned launcher after the Python that built it (``pip3.12``);
+    pip and uv write ``pip3.<minor>`` of the *target* instead, and so does this.
+    """
+    names = {entry.name for entry in entry_points}
+    template = next((e for e in entry_points if e.name == "pip3"), None)
+    if template is None or "pip" not in names:
+        return list(entry_points)
+    versioned = f"pip{version}"
+    kept = [entry for entry in entry_points if not _VERSIONED_PIP.fullmatch(entry.name)]
+    return [*kept, replace(template, name=versioned)]
+
+
+_VERSIONED_PIP = re.compile(r"pip[0-9]+\.[0-9]+")
+
+
+def _setuptools_wrappers(scripts: Iterable[str]) -> set[str]:
+    """The ``.data/scripts`` files pip and uv leave out beside a generated launcher of the
+    same name: setuptools' ``<name>``, ``<name>-script.py(w)``, ``<name>.exe``, ``<name>.pya``."""
+    suffixes = ("", "-script.py", "-script.pyw", ".exe", ".pya")
+    return {name + suffix for name in scripts for suffix in suffixes}
+
+
+def _refuse_reserved_in_root(wheel: str, scheme: Scheme, root: str, files: list[str]) -> None:
+    """The root's files that would land on the environment's own (see ``Scheme.reserved``):
+    only possible where the scripts or data directory lies inside the root (``--target``)."""
+    for directory in (scheme.scripts, scheme.data):
+        if directory == root:
+            candidates = [path for path in files if "/" not in path]
+        elif directory.startswith(root + os.sep):
+            prefix = _relative(directory, root) + "/"
+            start = bisect.bisect_left(files, prefix)
+            end = bisect.bisect_left(files, prefix[:-1] + chr(ord("/") + 1), start)
+            candidates = files[start:end]
+        else:
+            continue
+        for path in candidates:
+            destination = root + os.sep + path.replace("/", os.sep)
+            reserved = scheme.reserved(destination)
+            if reserved is not None:
+                raise _reserved_error(wheel, path, destination, reserved)
+
+
+def _reserved_error(wheel: str, entry: str, destination: str, what: str) -> InvalidWheelError:
+    return InvalidWheelError(
+        wheel, f"would replace {destination}, {what}; a wheel may not install that", entry=entry
+    )
 
 
 def _has(sorted_paths: list[str], path: str) -> bool:

@@ -21,7 +21,7 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from ._bulk import (
@@ -35,6 +35,7 @@ from ._bulk import (
 )
 from ._bulk import unlink_quietly as _unlink_quietly
 from ._bulk import write_all as write_all
+from ._confinement import RESERVED_PREFIX, Confinement
 from ._errors import LinkError
 from ._modes import LinkMode, describe_os_error, is_unsupported
 from ._plan import Tree, WheelPlan
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: Temporary files are named ``<prefix><pid>-<placer>-<n>``, so a crashed run's can be found.
-TEMPORARY_PREFIX = ".asynclink-tmp-"
+TEMPORARY_PREFIX = RESERVED_PREFIX + "tmp-"
 
 Creator = Callable[[int | None, str, int | None, str], None]
 
@@ -70,8 +71,9 @@ class Recorder:
     so that a helper process outliving a killed install keeps the next one (and its recovery)
     out until it has stopped."""
 
-    def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
-        """``plan``'s directories exist (``created_dirs`` are new) and no file is placed yet."""
+    def begin_wheel(self, plan: WheelPlan, new_dirs: Sequence[str]) -> None:
+        """``plan`` is about to create ``new_dirs`` (absolute, none of them there yet), then
+        its files; nothing of it has been created so far."""
 
     def replacing(self, path: str) -> contextlib.AbstractContextManager[object]:
         """Around the rename that replaces the existing ``path`` with a new file."""
@@ -108,7 +110,8 @@ class Placer:
     files (unique per process and install) and reports changes to its :class:`Recorder`.
     """
 
-    def __init__(self, recorder: Recorder | None = None) -> None:
+    def __init__(self, confinement: Confinement, recorder: Recorder | None = None) -> None:
+        self.confinement = confinement
         self.recorder = recorder or Recorder()
         self.umask = current_umask()
         self._temp_names = itertools.count()
@@ -206,32 +209,73 @@ class Placer:
             _unlink_quietly(temporary, dst_fd)
             raise
 
-    def make_dirs(
+    def new_dirs(
         self, wheel: str, directories: Sequence[str], dir_fd: int | None = None, root: str = ""
     ) -> list[str]:
-        """Create directories (absolute, or relative to ``dir_fd`` whose path is ``root``),
-        parents listed before children; existing ones are merged into.
+        """Which of ``directories`` (absolute, or relative to ``dir_fd`` whose path is
+        ``root``; parents listed before children) do not exist yet, to be written down before
+        :meth:`make_dirs` creates them.
 
-        Returns the absolute paths of the directories that did not exist before.
+        Existing ones are merged into, if they are directories: a file in the way is an error,
+        and so is a symlink that leads out of the environment (following it would put the
+        wheel's files somewhere else on the machine). Below a missing directory everything is
+        missing, so a fresh install looks at its top-level directories only.
         """
-        created: list[str] = []
+        missing: list[str] = []
+        absent: set[str] = set()
+        sep = os.sep
+        lstat = os.lstat
+        for path in directories:
+            parent = path.rpartition(sep)[0]
+            if parent in absent:
+                missing.append(path)
+                absent.add(path)
+                continue
+            try:
+                mode = lstat(path, dir_fd=dir_fd).st_mode
+            except FileNotFoundError:
+                missing.append(path)
+                absent.add(path)
+                continue
+            except OSError as error:
+                where = _absolute(dir_fd, path, root)
+                raise LinkError(wheel, None, where, error, "create directory") from error
+            if not stat.S_ISDIR(mode):
+                self._check_in_the_way(wheel, mode, _absolute(dir_fd, path, root))
+        return missing
+
+    def _check_in_the_way(self, wheel: str, mode: int, where: str) -> None:
+        """An existing entry where a directory must be: fine if it is a symlink to a directory
+        inside the environment, else a :class:`LinkError`."""
+        if stat.S_ISLNK(mode) and self.confinement.resolves_inside(where):
+            if os.path.isdir(where):
+                return
+        if stat.S_ISLNK(mode):
+            error = OSError(
+                errno.ELOOP, "a symlink leading out of the environment is in the way", where
+            )
+        else:
+            error = NotADirectoryError(
+                errno.ENOTDIR, "a file is in the way of this directory", where
+            )
+        raise LinkError(wheel, None, where, error, "create directory")
+
+    def make_dirs(
+        self, wheel: str, directories: Sequence[str], dir_fd: int | None = None, root: str = ""
+    ) -> None:
+        """Create ``directories`` (from :meth:`new_dirs`, parents first). One that appeared
+        meanwhile was made by another wheel of this install and is merged into."""
         mkdir = os.mkdir
         for path in directories:
             try:
                 mkdir(path, dir_fd=dir_fd)
             except FileExistsError:
-                if not stat.S_ISDIR(os.stat(path, dir_fd=dir_fd).st_mode):
-                    error = NotADirectoryError(
-                        errno.ENOTDIR, "a file is in the way of this directory", path
-                    )
-                    where = _absolute(dir_fd, path, root)
-                    raise LinkError(wheel, None, where, error, "create directory") from None
+                mode = os.lstat(path, dir_fd=dir_fd).st_mode
+                if not stat.S_ISDIR(mode):
+                    self._check_in_the_way(wheel, mode, _absolute(dir_fd, path, root))
             except OSError as error:
                 where = _absolute(dir_fd, path, root)
                 raise LinkError(wheel, None, where, error, "create directory") from error
-            else:
-                created.append(_absolute(dir_fd, path, root))
-        return created
 
 
 class TreeHandles:
@@ -247,16 +291,25 @@ class TreeHandles:
         for tree in self.trees:
             self.sources.append(_open_directory(self.wheel, tree.source, "read"))
 
-    def open_targets(self) -> None:
-        for tree in self.trees:
-            self.targets.append(_open_directory(self.wheel, tree.target, "open"))
+    def open_targets(self, missing: Collection[str] = ()) -> None:
+        """Open the targets that exist (those in ``missing`` are not made yet: their place is
+        ``-1``), or, called again, the ones still to open."""
+        for index, tree in enumerate(self.trees):
+            if index < len(self.targets):
+                if self.targets[index] < 0 and tree.target not in missing:
+                    self.targets[index] = _open_directory(self.wheel, tree.target, "open")
+            elif tree.target in missing:
+                self.targets.append(-1)
+            else:
+                self.targets.append(_open_directory(self.wheel, tree.target, "open"))
 
     def __enter__(self) -> TreeHandles:
         return self
 
     def __exit__(self, *_: object) -> None:
         for fd in (*self.sources, *self.targets):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 def _open_directory(wheel: str, path: str, action: str) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs
+from ._confinement import RESERVED_PREFIX
+from ._wheelinfo import reserved_name_error
 
 __all__ = [
     "Tree",
@@ -77,6 +79,8 @@ class WheelPlan:
     """RECORD's rows (sorted by path, one per line) where known: hashes for free."""
     size: int = 0
     """Bytes of the files placed, where known for free (installs from the cache)."""
+    scripts: list[str] = field(default_factory=list)
+    """Names of the launchers written for entry points (installs only)."""
     _rows: list[str] | None = field(default=None, init=False, repr=False, compare=False)
     """``record`` split into rows, on first use."""
 
@@ -184,6 +188,8 @@ def plan_unpacked_tree(wheel: str | None, source: str, target: str) -> WheelPlan
         subdirs: list[tuple[list[os.DirEntry[str]], str]] = []
         for entry in entries:
             relative = prefix + entry.name
+            if entry.name.startswith(RESERVED_PREFIX):
+                raise reserved_name_error(wheel, relative)
             if entry.is_dir(follow_symlinks=False):
                 tree.dirs.append(relative)
                 try:

@@ -36,8 +36,9 @@ import anyio
 import anyio.to_thread
 from anyio.from_thread import check_cancelled
 
+from ._confinement import Confinement
 from ._conflicts import find_conflicts
-from ._errors import LinkError
+from ._errors import LinkError, LinkModeFallbackWarning
 from ._events import (
     ConflictFound,
     EventCallback,
@@ -94,10 +95,6 @@ class _Group:
         self.writes.extend(other.writes)
 
 
-class LinkModeFallbackWarning(UserWarning):
-    """A wheel could not be placed with the chosen link mode and was copied (or linked) instead."""
-
-
 def default_jobs() -> int:
     """How many wheels are in flight at once unless the caller says otherwise."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
@@ -135,6 +132,7 @@ class Scheduler:
         jobs: int | None = None,
         recorder: Recorder | None = None,
         on_event: EventCallback | None = None,
+        confinement: Confinement | None = None,
         filesystem_threads: int = FILESYSTEM_THREADS,
         helper_processes: int = HELPER_PROCESSES,
     ) -> None:
@@ -151,7 +149,7 @@ class Scheduler:
         self.wheel_limiter = anyio.CapacityLimiter(jobs)
         self.filesystem_limiter = anyio.CapacityLimiter(filesystem_threads)
         self.cpu_limiter = anyio.CapacityLimiter(max(1, min(jobs, os.cpu_count() or 1)))
-        self.placer = Placer(recorder)
+        self.placer = Placer(confinement or Confinement.of([]), recorder)
         self.on_event = on_event
         self._probes: dict[tuple[int, int, LinkMode], str] = {}
         self._dir_locks: dict[str, anyio.Lock] = {}
@@ -238,13 +236,32 @@ class Scheduler:
         wheel = plan.wheel
         bulk: TreeFiles = []
         deferred: TreeFiles = []
+        sep = os.sep
         with TreeHandles(wheel, plan.trees) as handles:
+            # Every directory is written down before it is made, so that a kill at any moment
+            # leaves nothing the journal does not know of.
             handles.open_sources()
-            created = placer.make_dirs(wheel, plan.dirs)
+            outer = placer.new_dirs(wheel, plan.dirs)
+            handles.open_targets(missing=set(outer))
+            inner = [
+                placer.new_dirs(wheel, tree.dirs, target_fd, tree.target)
+                if target_fd >= 0
+                else list(tree.dirs)
+                for tree, target_fd in zip(plan.trees, handles.targets, strict=True)
+            ]
+            placer.recorder.begin_wheel(
+                plan,
+                outer
+                + [
+                    tree.target + sep + directory
+                    for tree, new in zip(plan.trees, inner, strict=True)
+                    for directory in new
+                ],
+            )
+            placer.make_dirs(wheel, outer)
             handles.open_targets()
-            for tree, target_fd in zip(plan.trees, handles.targets, strict=True):
-                created += placer.make_dirs(wheel, tree.dirs, target_fd, tree.target)
-            placer.recorder.begin_wheel(plan, created)
+            for tree, target_fd, new in zip(plan.trees, handles.targets, inner, strict=True):
+                placer.make_dirs(wheel, new, target_fd, tree.target)
             for text, destination in plan.symlinks:
                 try:
                     placer.place(LinkMode.SYMLINK, text, destination)

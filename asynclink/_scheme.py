@@ -7,20 +7,37 @@ interpreter's identity, so a warm install starts no interpreter at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import TargetError
 from ._fsutil import absolute, write_memo
 
-__all__ = ["SCHEME_KEYS", "Scheme", "scheme_for_python", "scheme_for_venv"]
+__all__ = [
+    "SCHEME_KEYS",
+    "Scheme",
+    "refuse_externally_managed",
+    "running_tags",
+    "scheme_for_python",
+    "scheme_for_venv",
+]
 
 #: The directories of a scheme, which are also the keys a wheel's ``.data`` may use.
 SCHEME_KEYS = ("purelib", "platlib", "scripts", "headers", "data")
+
+#: Names in the scripts directory that belong to the environment itself (as uv refuses them):
+#: ``python``, ``python3``, ``python3.12``, ``pythonw``, ``python3.13t``; ``activate`` and its
+#: shell variants (``activate.fish``, ``Activate.ps1``, ``activate_this.py``), ``deactivate``.
+_RESERVED_SCRIPT = re.compile(
+    r"(pythonw?([0-9]+(\.[0-9]+)?t?)?(\.exe)?|activate.*|deactivate.*)", re.IGNORECASE
+)
 
 #: Stands for the environment's prefix in remembered schemes, so that every virtual
 #: environment made from one interpreter shares one answer.
@@ -42,6 +59,8 @@ print(json.dumps({
     "purelib": paths["purelib"], "platlib": paths["platlib"], "scripts": paths["scripts"],
     "data": paths["data"], "headers": headers, "version": version,
     "tags": [str(t) for t in sys_tags()],
+    # PEP 668: where a distributor's marker says "do not install here"; a venv is exempt
+    "marker": "" if venv else os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"),
 }))
 """
 
@@ -62,17 +81,43 @@ class Scheme:
     """``X.Y`` of the interpreter."""
     tags: tuple[str, ...] = ()
     """Wheel tags the interpreter accepts, best first; empty: accept any wheel."""
+    externally_managed: str | None = None
+    """PEP 668: the ``Error`` text of the interpreter's ``EXTERNALLY-MANAGED`` marker, when
+    its environment belongs to a distributor's package manager (never for a venv)."""
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """Every directory of the scheme: the environment an install may change."""
+        return tuple(getattr(self, key) for key in SCHEME_KEYS)
+
+    def reserved(self, destination: str) -> str | None:
+        """What of the environment's own ``destination`` is, if a wheel must not replace it:
+        the interpreter (under any of its names), the activation scripts, ``pyvenv.cfg``."""
+        if destination == self.interpreter:
+            return "the environment's interpreter"
+        directory, name = os.path.split(destination)
+        if directory == self.scripts and _RESERVED_SCRIPT.fullmatch(name):
+            return "the environment's interpreter or activation scripts"
+        if directory == self.data and name == "pyvenv.cfg":
+            return "the virtual environment's configuration"
+        return None
 
     def path_for(self, key: str) -> str | None:
         """The directory of a ``.data/<key>/`` subdirectory, or ``None`` for an unknown key."""
         return getattr(self, key) if key in SCHEME_KEYS else None
 
     @classmethod
-    def for_directory(cls, site_packages: str | os.PathLike[str], interpreter: str = "") -> Scheme:
+    def for_directory(
+        cls,
+        site_packages: str | os.PathLike[str],
+        interpreter: str = "",
+        tags: Sequence[str] | None = None,
+    ) -> Scheme:
         """Install straight into a directory, as ``pip install --target`` does.
 
-        Scripts go to ``<dir>/bin``, headers to ``<dir>/include``, data to ``<dir>``; no wheel
-        tags are checked (there is no interpreter to ask).
+        Scripts go to ``<dir>/bin``, headers to ``<dir>/include``, data to ``<dir>``. Wheels
+        must suit ``tags`` (default: those of the running interpreter, as pip's ``--target``
+        checks; ``()`` accepts any wheel).
         """
         root = absolute(site_packages)
         return cls(
@@ -82,7 +127,51 @@ class Scheme:
             headers=os.path.join(root, "include"),
             data=root,
             interpreter=interpreter or sys.executable,
+            tags=running_tags() if tags is None else tuple(tags),
         )
+
+
+@functools.cache
+def running_tags() -> tuple[str, ...]:
+    """The wheel tags the running interpreter accepts, best first."""
+    from packaging.tags import sys_tags
+
+    return tuple(str(tag) for tag in sys_tags())
+
+
+def _marker_error(marker: str) -> str | None:
+    """The ``Error`` of a PEP 668 marker file, if there is one (pip's words if it says none)."""
+    if not marker:
+        return None
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        parser.clear()
+    text = parser.get("externally-managed", "Error", fallback="").strip()
+    return text or (
+        "The Python environment is managed externally, and may not be manipulated by the user. "
+        "Please use specific tooling from the distributor of the Python installation to "
+        "interact with this Python environment instead."
+    )
+
+
+def refuse_externally_managed(scheme: Scheme) -> None:
+    """PEP 668: refuse to install into a distributor's environment, quoting its marker."""
+    if scheme.externally_managed is None:
+        return
+    raise TargetError(
+        f"the environment of {scheme.interpreter} is externally managed (PEP 668), and its "
+        f"distributor says:\n\n{scheme.externally_managed}\n\n"
+        "Install into a virtual environment (--venv DIR) or a directory (--target DIR) instead, "
+        "or pass --break-system-packages (break_system_packages=True) to install anyway, at "
+        "the risk of breaking the system's Python."
+    )
 
 
 def scheme_for_venv(venv: str | os.PathLike[str], cache_dir: str | None = None) -> Scheme:
@@ -119,7 +208,7 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
     memo = None
     if cache_dir is not None:
         name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
-        memo = os.path.join(cache_dir, "interpreters-v2", f"{name}.json")
+        memo = os.path.join(cache_dir, "interpreters-v3", f"{name}.json")
         try:
             with open(memo, encoding="utf-8") as handle:
                 saved = json.load(handle)
@@ -160,5 +249,9 @@ def _scheme_from(saved: dict[str, Any], interpreter: str, prefix: str) -> Scheme
     (shebangs must say the venv's ``bin/python``, not the file it links to)."""
     paths = {key: str(saved[key]).replace(PREFIX, prefix) for key in SCHEME_KEYS}
     return Scheme(
-        **paths, interpreter=interpreter, version=saved["version"], tags=tuple(saved["tags"])
+        **paths,
+        interpreter=interpreter,
+        version=saved["version"],
+        tags=tuple(saved["tags"]),
+        externally_managed=_marker_error(str(saved["marker"])),
     )

@@ -9,14 +9,20 @@ In the target's site-packages (``root``)::
 
 Records, in the order the install wrote them:
 
-``W wheel created-dirs destinations existing``
-    before a wheel places any file: the directories it just created, the paths it will create
-    or replace outside those directories, and which of these already existed. Undo removes the
-    destinations that did not exist, then the created directories whole.
+``H asynclink-journal format root device inode roots``
+    first: whose journal this is. Recovery acts on a journal only if it was written for this
+    very site-packages (same path, device and inode) and every root it names is one of the
+    environment's own directories; every path of every record must then lie in those roots.
+``W wheel dirs destinations existing``
+    before a wheel creates anything: the directories it is about to create (none existed a
+    moment before, and the install holds the lock, so whatever is at those paths later came
+    from the install), the paths it will create or replace outside those directories, and
+    which of these already exist. Undo removes the destinations that did not exist, then the
+    directories whole.
 ``R path stash``
     before ``path`` is replaced: the old file is linked to ``stash`` first. Undo moves it back.
 ``X path stash``
-    before ``path`` (a file of an older version) is removed. Undo moves it back.
+    before ``path`` (a file, or a symlink, of an older version) is removed. Undo moves it back.
 ``D path mode``
     before an emptied directory of an older version is removed. Undo recreates it.
 ``C``
@@ -27,6 +33,11 @@ crash (the next install finds a journal without ``C``) are one function. A file 
 wheel and replaced by another comes back right: the later ``R`` restores the earlier wheel's
 file, then the earlier ``W`` removes it. Records are appended with one ``write`` each to an
 ``O_APPEND`` file; without ``fsync``: a killed process loses nothing, a power cut might.
+
+A journal is input like any other: a wheel cannot ship one (names starting with
+``.asynclink-`` are refused in wheels), but whatever is found in the target is checked before
+it is acted on, and undo never follows a symlink out of the environment. Anything else is
+refused with :class:`~asynclink.TargetError` and left where it is.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import fcntl
 import itertools
 import logging
 import os
+import re
 import shutil
 import stat
 import threading
@@ -48,8 +60,9 @@ from typing import cast
 
 import anyio
 
+from ._confinement import RESERVED_PREFIX, Confinement
 from ._errors import LockTimeoutError, RollbackError, TargetError
-from ._fsutil import absolute
+from ._fsutil import absolute, remove_tree
 from ._link import TEMPORARY_PREFIX, Recorder, write_all
 from ._plan import WheelPlan, single_destinations
 
@@ -57,11 +70,18 @@ __all__ = ["RollbackReport", "Transaction", "recover", "recover_journals", "tran
 
 logger = logging.getLogger("asynclink")
 
-LOCK_NAME = ".asynclink-lock"
-JOURNAL_NAME = ".asynclink-journal"
+LOCK_NAME = RESERVED_PREFIX + "lock"
+JOURNAL_NAME = RESERVED_PREFIX + "journal"
+#: What the first record of every journal starts with, and the format this module writes.
+_MAGIC = "asynclink-journal"
+_FORMAT = "2"
 _END = b"\0\n"
 #: Errors that mean "there is nothing at that path", so there is nothing to undo.
 _NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
+#: A journal directory's name: the writer's process id and the time it began, in hex.
+_ENTRY_NAME = re.compile(r"^([0-9]{1,10})-[0-9a-f]{1,20}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 Record = tuple[object, ...]
 
@@ -86,19 +106,30 @@ class RollbackReport:
             text += "; could not undo: " + "; ".join(self.problems)
         return text
 
+    @property
+    def changed_anything(self) -> bool:
+        return bool(
+            self.removed_files or self.restored_files or self.removed_dirs or self.recreated_dirs
+        )
+
+
+class JournalError(Exception):
+    """A journal found in the target is not one this module wrote for it (the reason)."""
+
 
 class Transaction(Recorder):
     """The journal of one install, and the means to undo it; see the module docstring."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, confinement: Confinement) -> None:
         self.root = root
+        self.confinement = confinement
         self.directory = os.path.join(root, JOURNAL_NAME, f"{os.getpid()}-{time.time_ns():x}")
         self._stash_dir = os.path.join(self.directory, "stash")
         os.makedirs(self._stash_dir)
         self._fd = os.open(
             os.path.join(self.directory, "journal"),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-            0o644,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW,
+            0o600,
         )
         self._records: list[Record] = []
         self.recovered: tuple[RollbackReport, ...] = ()
@@ -106,6 +137,10 @@ class Transaction(Recorder):
         self._write_lock = threading.Lock()
         self._replace_lock = threading.Lock()
         self._stash_names = itertools.count()
+        info = os.stat(root)
+        self._append(
+            ("H", _MAGIC, _FORMAT, root, str(info.st_dev), str(info.st_ino), list(confinement.roots))
+        )
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -115,15 +150,16 @@ class Transaction(Recorder):
             write_all(self._fd, data)
             self._records.append(record)
 
-    def begin_wheel(self, plan: WheelPlan, created_dirs: Sequence[str]) -> None:
-        """Write the wheel's ``W`` record: the directories it made, and the files it will put
-        into directories it did not make (with those already there). Files inside the
-        directories it made need no record: undoing removes those directories whole."""
-        created = set(created_dirs)
+    def begin_wheel(self, plan: WheelPlan, new_dirs: Sequence[str]) -> None:
+        """Write the wheel's ``W`` record, before it creates anything: the directories it is
+        about to create, and the files it will put into directories it does not create (with
+        those already there). Files inside the new directories need no record: undoing
+        removes those directories whole."""
+        created = set(new_dirs)
         lexists = os.path.lexists
         loose = list(_loose(plan, created))
         existing = [path for path in loose if lexists(path)]
-        self._append(("W", plan.wheel, list(created_dirs), loose, existing))
+        self._append(("W", _printable(plan.wheel), list(new_dirs), loose, existing))
 
     @contextlib.contextmanager
     def replacing(self, path: str) -> Iterator[None]:
@@ -134,15 +170,20 @@ class Transaction(Recorder):
             yield
 
     def remove_file(self, path: str) -> None:
-        """Remove ``path`` (a file or symlink of an older version), keeping it in the stash."""
+        """Remove ``path`` (a file or symlink of an older version), keeping it in the stash.
+
+        The caller has checked that ``path`` is inside the environment and that no symlink on
+        the way leads out of it (a symlink at ``path`` itself is removed as a link)."""
         self._stash("X", path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
     def remove_dir(self, path: str) -> bool:
         """Remove ``path`` if it is an empty directory, remembering its mode; say if it was."""
-        mode = stat.S_IMODE(os.lstat(path).st_mode)
-        self._append(("D", path, f"{mode:o}"))
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            return False
+        self._append(("D", path, f"{stat.S_IMODE(info.st_mode):o}"))
         try:
             os.rmdir(path)
         except OSError:
@@ -171,27 +212,40 @@ class Transaction(Recorder):
     def rollback(self) -> RollbackReport:
         """Undo everything recorded, newest first, then forget the journal."""
         os.close(self._fd)
-        report = undo(self._records, self._stash_dir, temporary_prefix=None)
+        report = undo(self._records, self._stash_dir, None, self.confinement)
         _discard(self.directory)
         return report
 
 
-def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None) -> RollbackReport:
+def undo(
+    records: Sequence[Record],
+    stash_dir: str,
+    temporary_prefix: str | None,
+    confinement: Confinement,
+) -> RollbackReport:
     """Put back what ``records`` did; see the module docstring for each kind.
 
-    Files are undone newest first; the directories the install created go last, deepest
-    first, because two wheels may share one: the first to make it need not be the last to
-    leave a file in it.
+    Files are undone newest first; the directories the install created go last, outermost
+    first and whole, because two wheels may share one: the first to make it need not be the
+    last to leave a file in it. Nothing is done through a symlink that leads out of
+    ``confinement``: such a path is reported as a problem and left alone.
     """
     removed = restored = removed_dirs = recreated = 0
     problems: list[str] = []
     created: set[str] = set()
+
+    def inside(path: str) -> bool:
+        if confinement.resolves_inside(os.path.dirname(path)):
+            return True
+        problems.append(f"{path}: the way there leaves the environment; left alone")
+        return False
+
     for record in reversed(records):
         kind = record[0]
         if kind in ("R", "X"):
             path, name = str(record[1]), str(record[2])
             stash = os.path.join(stash_dir, name)
-            if not os.path.lexists(stash):
+            if not os.path.lexists(stash) or not inside(path):
                 continue
             try:
                 os.replace(stash, path)
@@ -200,6 +254,8 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
                 problems.append(f"restore {path}: {error.strerror}")
         elif kind == "D":
             path, mode = str(record[1]), int(str(record[2]), 8)
+            if not inside(path):
+                continue
             try:
                 os.mkdir(path, mode)
                 os.chmod(path, mode)
@@ -212,7 +268,7 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
             loose = cast(list[str], record[3])
             kept = set(cast(list[str], record[4]))
             for path in loose:
-                if path in kept:
+                if path in kept or not os.path.lexists(path) or not inside(path):
                     continue
                 try:
                     os.unlink(path)
@@ -221,7 +277,7 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
                     if error.errno not in _NOT_THERE:
                         problems.append(f"remove {path}: {error.strerror}")
             if temporary_prefix is not None:
-                _remove_temporaries(loose, temporary_prefix)
+                _remove_temporaries(loose, temporary_prefix, confinement)
             created.update(cast(list[str], record[2]))
     # Directories the install made go last, outermost first and whole: what is in them (files
     # of any wheel of the install, or a temporary a crash left) came with the install.
@@ -229,45 +285,133 @@ def undo(records: Sequence[Record], stash_dir: str, temporary_prefix: str | None
     for path in sorted(created, key=len):
         if any(path.startswith(parent + os.sep) for parent in gone):
             continue
-        files, failure = _remove_tree(path)
-        if failure is None:
-            removed += files
-            removed_dirs += 1
-            gone.append(path)
-        elif failure.errno not in _NOT_THERE:
-            problems.append(f"remove directory {path}: {failure.strerror}")
+        if not os.path.lexists(path):
+            continue
+        if not inside(path):
+            continue
+        try:
+            removed += remove_tree(path)
+        except OSError as error:
+            if error.errno not in _NOT_THERE:
+                problems.append(f"remove directory {path}: {error.strerror}")
+            continue
+        removed_dirs += 1
+        gone.append(path)
     return RollbackReport(removed, restored, removed_dirs, recreated, tuple(problems))
 
 
-def recover_journals(root: str) -> list[RollbackReport]:
+def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport]:
     """Finish what crashed installs into ``root`` left: undo uncommitted journals; blocking.
 
-    Call it holding the target's lock, so that no live install owns the journals found.
+    Call it holding the target's lock, so that no live install owns the journals found. A
+    journal that was not written for ``root`` by this module, or that names a path outside
+    ``confinement``, raises :class:`TargetError` and is left where it is, untouched.
     """
     parent = os.path.join(root, JOURNAL_NAME)
     try:
-        entries = sorted(os.listdir(parent))
+        info = os.lstat(parent)
     except FileNotFoundError:
         return []
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refused(parent, "it is not a directory (a symlink, or a file)")
+    found = sorted(os.listdir(parent))
+    journals = [_read_journal(root, parent, entry, confinement) for entry in found]
     reports: list[RollbackReport] = []
-    for entry in entries:
+    for entry, records in zip(found, journals, strict=True):
         directory = os.path.join(parent, entry)
-        try:
-            with open(os.path.join(directory, "journal"), "rb") as handle:
-                records = _decode(handle.read())
-        except FileNotFoundError:
-            records = []
         if records and records[-1] == ("C",):
             _discard(directory)
             continue
         pid = entry.partition("-")[0]
-        report = undo(records, os.path.join(directory, "stash"), f"{TEMPORARY_PREFIX}{pid}-")
+        report = undo(
+            records, os.path.join(directory, "stash"), f"{TEMPORARY_PREFIX}{pid}-", confinement
+        )
         logger.warning(
             "an earlier install into %s was interrupted (journal %s); %s", root, entry, report
         )
         reports.append(report)
         _discard(directory)
     return reports
+
+
+def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) -> list[Record]:
+    """The records of one journal directory, checked; :class:`TargetError` if it is not one
+    this module wrote for ``root`` (see the module docstring)."""
+    directory = os.path.join(parent, entry)
+    try:
+        if _ENTRY_NAME.match(entry) is None:
+            raise JournalError("its name is not one asynclink gives a journal")
+        for path in (directory, os.path.join(directory, "stash")):
+            with contextlib.suppress(FileNotFoundError):  # killed before it was made
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise JournalError(f"{path} is not a directory")
+        try:
+            fd = os.open(
+                os.path.join(directory, "journal"), os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW
+            )
+        except FileNotFoundError:
+            return []  # killed before its first record: it did nothing
+        except OSError as error:
+            raise JournalError(f"its journal cannot be read ({error.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise JournalError("its journal is not a file")
+            records = _decode(handle.read())
+        _check(records, root, confinement)
+    except JournalError as error:
+        raise _refused(directory, str(error)) from None
+    return records
+
+
+def _refused(path: str, reason: str) -> TargetError:
+    return TargetError(
+        f"refusing to recover from {path}: {reason}, so it is not a journal asynclink wrote "
+        "for this environment. It was left as it is; look at it, then remove it to install here"
+    )
+
+
+def _check(records: list[Record], root: str, confinement: Confinement) -> None:
+    """Raise :class:`JournalError` unless ``records`` are a journal for ``root`` that keeps
+    to ``confinement``."""
+    if not records:
+        return
+    header = records[0]
+    if header[0] != "H" or header[1] != _MAGIC:
+        raise JournalError("it does not start as an asynclink journal does")
+    if header[2] != _FORMAT:
+        raise JournalError(f"it is in journal format {header[2]!r}, not {_FORMAT!r}")
+    info = os.stat(root)
+    if header[4:6] != (str(info.st_dev), str(info.st_ino)):
+        raise JournalError(f"it was written for {header[3]!r}, not for this directory")
+    roots = cast(list[str], header[6])
+    if not roots or not all(confinement.holds(path) for path in roots):
+        raise JournalError(f"it names directories outside the environment ({roots})")
+    bounds = Confinement.of(roots)
+    for number, record in enumerate(records[1:], start=2):
+        kind = record[0]
+        if kind == "W":
+            paths = [
+                *cast(list[str], record[2]),
+                *cast(list[str], record[3]),
+                *cast(list[str], record[4]),
+            ]
+        elif kind in ("R", "X"):
+            paths = [str(record[1])]
+            if not str(record[2]).isdigit():
+                raise JournalError(f"record {number} names the stash entry {record[2]!r}")
+        elif kind == "D":
+            paths = [str(record[1])]
+            mode = str(record[2])
+            if not (mode and len(mode) <= 4 and all(digit in "01234567" for digit in mode)):
+                raise JournalError(f"record {number} gives the mode {mode!r}")
+        elif kind == "C" and number == len(records):
+            paths = []
+        else:
+            raise JournalError(f"record {number} is of an unknown kind {kind!r}")
+        for path in paths:
+            # Inside the roots, and never site-packages itself or a directory above it.
+            if not bounds.holds(path) or path == root or root.startswith(path + os.sep):
+                raise JournalError(f"record {number} names {path!r}, outside the environment")
 
 
 def _loose(plan: WheelPlan, created: set[str]) -> Iterator[str]:
@@ -302,30 +446,11 @@ def _loose(plan: WheelPlan, created: set[str]) -> Iterator[str]:
     yield from (path for path in single_destinations(plan) if os.path.dirname(path) not in created)
 
 
-def _remove_tree(path: str) -> tuple[int, OSError | None]:
-    """Remove a directory and everything in it; count the files."""
-    files = 0
-    try:
-        for directory, dirnames, filenames in os.walk(path, topdown=False):
-            for name in filenames:
-                os.unlink(os.path.join(directory, name))
-                files += 1
-            for name in dirnames:
-                child = os.path.join(directory, name)
-                if os.path.islink(child):
-                    os.unlink(child)
-                    files += 1
-                else:
-                    os.rmdir(child)
-        os.rmdir(path)
-    except OSError as error:
-        return files, error
-    return files, None
-
-
-def _remove_temporaries(paths: Sequence[str], prefix: str) -> None:
+def _remove_temporaries(paths: Sequence[str], prefix: str, confinement: Confinement) -> None:
     """Temporary files a crashed process left next to its destinations (it names them)."""
     for directory in {path.rpartition(os.sep)[0] for path in paths}:
+        if not confinement.resolves_inside(directory):
+            continue
         with contextlib.suppress(OSError):
             for name in os.listdir(directory):
                 if name.startswith(prefix):
@@ -334,9 +459,15 @@ def _remove_temporaries(paths: Sequence[str], prefix: str) -> None:
 
 
 def _discard(directory: str) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_tree(directory)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(directory))  # .asynclink-journal, once no journal is left
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters, which the record format keeps for itself."""
+    return _CONTROL.sub("?", text)
 
 
 # -- the record format: NUL-separated fields (paths cannot hold NUL), lists led by a count ------
@@ -353,26 +484,36 @@ def _encode(record: Record) -> bytes:
     return "\0".join(fields).encode("utf-8", "surrogateescape") + _END
 
 
-_SHAPES = {"W": "sLLL", "R": "ss", "X": "ss", "D": "ss", "C": ""}
+_SHAPES = {"H": "sssssL", "W": "sLLL", "R": "ss", "X": "ss", "D": "ss", "C": ""}
 
 
 def _decode(data: bytes) -> list[Record]:
+    """The records of a journal; an unterminated last record never happened (the writer was
+    killed in the middle of its ``write``). Raises :class:`JournalError` for anything this
+    module cannot have written."""
     records: list[Record] = []
-    for chunk in data.split(_END)[:-1]:  # an unterminated last record never happened
+    for number, chunk in enumerate(data.split(_END)[:-1], start=1):
         fields = chunk.decode("utf-8", "surrogateescape").split("\0")
         kind, position = fields[0], 1
         shape = _SHAPES.get(kind)
         if shape is None:
-            break
+            raise JournalError(f"record {number} is of an unknown kind {kind[:20]!r}")
         values: list[object] = [kind]
-        for part in shape:
-            if part == "s":
-                values.append(fields[position])
-                position += 1
-            else:
-                count = int(fields[position])
-                values.append(fields[position + 1 : position + 1 + count])
-                position += 1 + count
+        try:
+            for part in shape:
+                if part == "s":
+                    values.append(fields[position])
+                    position += 1
+                else:
+                    count = int(fields[position])
+                    if count < 0 or position + 1 + count > len(fields):
+                        raise ValueError
+                    values.append(fields[position + 1 : position + 1 + count])
+                    position += 1 + count
+        except (IndexError, ValueError):
+            raise JournalError(f"record {number} is malformed") from None
+        if position != len(fields):
+            raise JournalError(f"record {number} is malformed")
         records.append(tuple(values))
     return records
 
@@ -385,7 +526,8 @@ class TargetLock:
 
     The holder removes the file when it lets go, so an install leaves nothing behind. That
     is safe because a waiter that locked a file which has since been removed notices (the
-    path no longer names its file) and tries again.
+    path no longer names its file) and tries again. The file is opened without following a
+    symlink: a lock planted as a symlink to a file elsewhere is refused, not created there.
     """
 
     def __init__(self, root: str) -> None:
@@ -394,14 +536,28 @@ class TargetLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; blocking only for a few syscalls."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise TargetError(
+                    f"{self.path} is a symlink, not asynclink's lock; it was left as it is: "
+                    "look at it, then remove it to install here"
+                ) from None
+            raise
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise TargetError(f"{self.path} is not a file; it was left as it is")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         try:
-            same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            same = os.lstat(self.path).st_ino == info.st_ino
         except FileNotFoundError:
             same = False
         if not same:
@@ -420,7 +576,8 @@ class TargetLock:
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
-            os.unlink(self.path)
+            if os.lstat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.unlink(self.path)
         os.close(self._fd)  # closing drops the flock
         self._fd = None
 
@@ -438,7 +595,7 @@ async def wait_for(lock: TargetLock) -> None:
 
 @contextlib.asynccontextmanager
 async def _locked(
-    root: str, lock_timeout: float | None
+    root: str, confinement: Confinement, lock_timeout: float | None
 ) -> AsyncIterator[tuple[TargetLock, list[RollbackReport]]]:
     """Hold ``root``'s lock, having undone what crashed installs left; yield the lock and their
     reports."""
@@ -453,27 +610,33 @@ async def _locked(
     except OSError as error:
         raise TargetError(f"cannot lock {lock.path}: {error.strerror}") from error
     try:
-        yield lock, await anyio.to_thread.run_sync(recover_journals, root)
+        yield lock, await anyio.to_thread.run_sync(recover_journals, root, confinement)
     finally:
         lock.release()
 
 
 @contextlib.asynccontextmanager
 async def transaction(
-    root: str, *, lock_timeout: float | None = None, created_roots: Sequence[str] = ()
+    root: str,
+    *,
+    confinement: Confinement | None = None,
+    lock_timeout: float | None = None,
+    created_roots: Sequence[str] = (),
 ) -> AsyncIterator[Transaction]:
     """Lock ``root``, recover crashed installs, and run the body as one transaction.
 
-    On any exception (cancellation included) the body's changes are undone, shielded from
+    ``confinement`` is the environment the body may change (default: ``root`` alone). On any
+    exception (cancellation included) the body's changes are undone, shielded from
     cancellation, and the exception carries a note saying what was rolled back; if something
     could not be put back, a :class:`RollbackError` is raised from it instead (cancellation is
     never replaced). ``created_roots`` are directories made for this install (site-packages of
     a new target): they are removed on rollback if empty.
     """
+    bounds = confinement or Confinement.of([root])
     rolled_back = False
     try:
-        async with _locked(root, lock_timeout) as (lock, recovered):
-            journal = await anyio.to_thread.run_sync(Transaction, root)
+        async with _locked(root, bounds, lock_timeout) as (lock, recovered):
+            journal = await anyio.to_thread.run_sync(Transaction, root, bounds)
             journal.recovered = tuple(recovered)
             journal.held_fds = (lock.fd,) if lock.fd is not None else ()
             try:
@@ -482,7 +645,7 @@ async def transaction(
                 with anyio.CancelScope(shield=True):
                     report = await anyio.to_thread.run_sync(journal.rollback)
                 rolled_back = True
-                logger.warning("install into %s failed; %s", root, report)
+                _log_rollback(root, error, report)
                 error.add_note(str(report))
                 if report.problems and isinstance(error, Exception):
                     raise RollbackError(f"{error}; {report}") from error
@@ -495,15 +658,47 @@ async def transaction(
                 await anyio.to_thread.run_sync(_remove_roots, created_roots)
 
 
+def _log_rollback(root: str, error: BaseException, report: RollbackReport) -> None:
+    """Say what a rollback did, loudly only when it could not put everything back.
+
+    The caller gets the error itself, with the report as a note; a cancellation is the
+    host's own doing. Neither is worth a warning on a host application's stderr.
+    """
+    if report.problems:
+        logger.error("install into %s failed (%s); %s", root, error, report)
+    else:
+        what = "was cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else "failed"
+        logger.info("install into %s %s; %s", root, what, report)
+
+
 async def recover(
-    site_packages: str | os.PathLike[str], *, lock_timeout: float | None = None
+    site_packages: str | os.PathLike[str],
+    *,
+    environment: Sequence[str | os.PathLike[str]] | None = None,
+    lock_timeout: float | None = None,
 ) -> list[RollbackReport]:
     """Undo what crashed installs left in ``site_packages``; return what each undo did.
 
     Any install into the same place does this first; call it to clean up without installing.
+    ``environment`` lists the directories an install may have changed (default: the virtual
+    environment around ``site_packages``, else ``site_packages`` alone); a journal that
+    names anything outside them is refused with :class:`TargetError` and left alone.
     """
-    async with _locked(absolute(site_packages), lock_timeout) as (_, recovered):
+    root = absolute(site_packages)
+    roots = [absolute(path) for path in environment] if environment else _environment_of(root)
+    async with _locked(root, Confinement.of(roots), lock_timeout) as (_, recovered):
         return recovered
+
+
+def _environment_of(site_packages: str) -> list[str]:
+    """The virtual environment holding ``site_packages`` (a ``pyvenv.cfg`` at most four levels
+    up), else ``site_packages`` itself."""
+    directory = site_packages
+    for _ in range(4):
+        directory = os.path.dirname(directory)
+        if os.path.isfile(os.path.join(directory, "pyvenv.cfg")):
+            return [directory]
+    return [site_packages]
 
 
 def _remove_roots(roots: Sequence[str]) -> None:

@@ -26,8 +26,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ._errors import InvalidWheelError
-from ._fsutil import absolute, add_parent_dirs, record_hash, write_memo
+from ._errors import InvalidWheelError, LinkError
+from ._fsutil import (
+    absolute,
+    add_parent_dirs,
+    canonical_name,
+    record_hash,
+    remove_tree,
+    write_memo,
+)
 from ._scripts import EntryPoint
 
 __all__ = [
@@ -249,7 +256,7 @@ class WheelCache:
         found = self._remembered(memo, archive)
         if found is not None:
             return found
-        digest = _file_sha256(archive)
+        digest = _archive_sha256(archive)
         found = self._load(digest, archive)
         if found is None:
             found = self._extract(archive, digest, max_unpacked_size, checkpoint)
@@ -266,11 +273,17 @@ class WheelCache:
         found = self._remembered(self._memo(archive), archive)
         if found is not None or not hash_on_miss:
             return found
-        return self._load(_file_sha256(archive), archive)
+        return self._load(_archive_sha256(archive), archive)
 
     def _memo(self, archive: str) -> str:
         """Where the archive's content hash is remembered: named by the file's identity (device,
-        inode, size, mtime), which changes whenever its contents can have."""
+        inode, size, mtime), which changes whenever its contents can have.
+
+        Only a ``.whl`` file is a wheel (pip and uv refuse a renamed one), whatever is in it."""
+        if not archive.endswith(".whl"):
+            raise InvalidWheelError(
+                os.path.basename(archive), f"{archive} is not a wheel: its name must end in .whl"
+            )
         try:
             info = os.stat(archive)
         except OSError as error:
@@ -291,22 +304,36 @@ class WheelCache:
         return self._load(digest, archive)
 
     def _load(self, digest: str, archive: str) -> UnpackedWheel | None:
+        if len(digest) != 64 or digest.strip("0123456789abcdef"):
+            return None  # not a digest this cache wrote
         entry = os.path.join(self._wheels, digest)
         manifest = load_manifest(entry)
         if manifest is None:
             return None
+        filename = os.path.basename(archive)
+        if manifest.filename != filename:
+            manifest = _renamed(manifest, filename)
         return UnpackedWheel(os.path.join(entry, "tree"), manifest, archive, cached=True)
 
     def _extract(
         self, archive: str, digest: str, max_size: int, checkpoint: Callable[[], None]
     ) -> UnpackedWheel:
-        import shutil
+        """Extract ``archive`` into a staging directory, then rename it into the cache whole.
+
+        Whatever goes wrong (a hostile archive, a full disk, a cancellation), the staging
+        directory goes, and the error names the wheel: an ``OSError`` of the cache's own
+        becomes a :class:`LinkError`.
+        """
         import tempfile
 
-        os.makedirs(self._tmp, exist_ok=True)
-        os.makedirs(self._wheels, exist_ok=True)
-        self._remove_stale_temporaries()
-        staging = tempfile.mkdtemp(prefix=f"{digest[:16]}-", dir=self._tmp)
+        filename = os.path.basename(archive)
+        try:
+            os.makedirs(self._tmp, exist_ok=True)
+            os.makedirs(self._wheels, exist_ok=True)
+            self._remove_stale_temporaries()
+            staging = tempfile.mkdtemp(prefix=f"{digest[:16]}-", dir=self._tmp)
+        except OSError as error:
+            raise LinkError(filename, archive, self._tmp, error, "unpack into the cache") from error
         entry = os.path.join(self._wheels, digest)
         try:
             from ._archive import extract_archive
@@ -320,28 +347,50 @@ class WheelCache:
                 # Another process unpacked the same archive first; theirs is as good as ours.
                 existing = self._load(digest, archive)
                 if existing is not None:
-                    shutil.rmtree(staging, ignore_errors=True)
+                    _remove_quietly(staging)
                     return existing
                 # A damaged entry that nothing can use: move it aside, then take its place.
                 aside = tempfile.mkdtemp(prefix="stale-", dir=self._tmp)
                 os.rename(entry, os.path.join(aside, "entry"))
                 os.rename(staging, entry)
-                shutil.rmtree(aside, ignore_errors=True)
+                _remove_quietly(aside)
+        except OSError as error:
+            _remove_quietly(staging)
+            raise LinkError(filename, archive, staging, error, "unpack into the cache") from error
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_quietly(staging)
             raise
         return UnpackedWheel(os.path.join(entry, "tree"), manifest, archive, cached=False)
 
     def _remove_stale_temporaries(self) -> None:
         """Extractions that a crash left behind; live ones are younger than a day."""
-        import shutil
-
         cutoff = time.time() - _STALE_TEMPORARY
         with contextlib.suppress(OSError), os.scandir(self._tmp) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        shutil.rmtree(entry.path, ignore_errors=True)
+                        remove_tree(entry.path)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        remove_tree(path)
+
+
+def _renamed(manifest: Manifest, filename: str) -> Manifest:
+    """The manifest of contents the cache first saw under another file name, for this one.
+
+    The file name must name the same project and version (a copy of ``requests-2.0`` renamed
+    ``evil-1.0`` is refused); its tags are the ones that count, as pip and uv read them from
+    the file name.
+    """
+    from dataclasses import replace
+
+    from ._wheelinfo import WheelName, check_metadata_name
+
+    wheel = WheelName.parse(filename)
+    check_metadata_name(wheel, manifest.name, manifest.version, f"{manifest.dist_info}/METADATA")
+    return replace(manifest, filename=filename, tags=wheel.tags)
 
 
 def load_manifest(entry: str) -> Manifest | None:
@@ -370,7 +419,7 @@ def manifest_for_tree(tree: str) -> Manifest:
     if len(infos) != 1:
         raise InvalidWheelError(label, f"expected one .dist-info directory, found {infos}")
     dist_info = infos[0]
-    from ._wheelinfo import read_dist_info
+    from ._wheelinfo import WheelName, check_metadata_name, normalise_member, read_dist_info
 
     def text(relative: str) -> str | None:
         try:
@@ -380,6 +429,9 @@ def manifest_for_tree(tree: str) -> Manifest:
             return None
 
     info = read_dist_info(label, dist_info, text)
+    named, _, version = dist_info[: -len(".dist-info")].rpartition("-")
+    wheel = WheelName(label, canonical_name(named), version, ())
+    check_metadata_name(wheel, info.name, info.version, f"{dist_info}/METADATA")
     record = info.record
     real_root = os.path.realpath(tree)
     files: list[tuple[str, str, int]] = []
@@ -388,9 +440,7 @@ def manifest_for_tree(tree: str) -> Manifest:
         relative_dir = os.path.relpath(directory, tree).replace(os.sep, "/")
         prefix = "" if relative_dir == "." else relative_dir + "/"
         for file_name in sorted(filenames):
-            relative = prefix + file_name
-            if any(ord(ch) < 32 for ch in relative):
-                raise InvalidWheelError(label, "control character in a file name", relative)
+            relative = normalise_member(label, prefix + file_name)
             path = os.path.join(directory, file_name)
             if os.path.islink(path):
                 resolved = os.path.realpath(path)
@@ -423,8 +473,13 @@ def _hash_file(path: str) -> tuple[str, int]:
     return record_hash(hasher), size
 
 
-def _file_sha256(path: str) -> str:
-    return _sha256_of(path)[0].hexdigest()
+def _archive_sha256(path: str) -> str:
+    try:
+        return _sha256_of(path)[0].hexdigest()
+    except OSError as error:
+        raise InvalidWheelError(
+            os.path.basename(path), f"cannot read {path}: {error.strerror}"
+        ) from None
 
 
 def _sha256_of(path: str) -> tuple[hashlib._Hash, int]:

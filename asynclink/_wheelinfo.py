@@ -14,7 +14,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import InvalidWheelError
+from ._confinement import RESERVED_PREFIX
+from ._errors import InvalidWheelError, WheelVersionWarning
 from ._scripts import EntryPoint
 
 __all__ = [
@@ -22,12 +23,15 @@ __all__ = [
     "WheelName",
     "WheelVersionWarning",
     "check_dist_info_name",
+    "check_metadata_name",
+    "check_path_length",
     "normalise_member",
     "parse_entry_points",
     "parse_metadata",
     "parse_record",
     "parse_wheel_file",
     "read_dist_info",
+    "reserved_name_error",
 ]
 
 logger = logging.getLogger("asynclink")
@@ -40,13 +44,14 @@ STRONG_HASHES = frozenset(
 #: Files in a dist-info directory that RECORD does not list (it cannot list its own signature).
 UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 
+#: The longest member path accepted, in bytes: a quarter of Linux's ``PATH_MAX``, longer than
+#: any real wheel's, and short enough that the cache's own prefix still fits before it.
+MAX_PATH_BYTES = 1024
+_NAME_MAX = 255
+
 _ENTRY_POINT = re.compile(r"^\s*(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class WheelVersionWarning(UserWarning):
-    """A wheel declares a newer minor ``Wheel-Version`` than asynclink knows (1.0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,9 @@ def normalise_member(wheel: str, name: str) -> str:
 
     Refused: absolute paths, drive letters, ``..`` anywhere (``\\`` counts as a separator for
     this check, so ``a\\..\\..\\x`` is caught on every platform), NUL and other control
-    characters. ``.`` and empty components are dropped.
+    characters, names asynclink keeps for itself (``.asynclink-*``, in any directory), and
+    paths too long for any filesystem to hold (see :func:`check_path_length`). ``.`` and
+    empty components are dropped.
     """
     if not name:
         raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
@@ -85,7 +92,9 @@ def normalise_member(wheel: str, name: str) -> str:
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
         raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
     if "\\" not in name and "/." not in name and not name.startswith(".") and "//" not in name:
-        return name.rstrip("/")  # the usual case: nothing to normalise
+        path = name.rstrip("/")  # the usual case: nothing to normalise
+        check_path_length(wheel, path)
+        return path
     parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".")]
     if ".." in parts:
         raise InvalidWheelError(wheel, "path leaves the wheel ('..')", entry=name)
@@ -93,7 +102,37 @@ def normalise_member(wheel: str, name: str) -> str:
         raise InvalidWheelError(wheel, "an archive entry has an empty path", entry=name)
     if "\\" in name:
         raise InvalidWheelError(wheel, "backslash in an entry name", entry=name)
-    return "/".join(parts)
+    if any(part.startswith(RESERVED_PREFIX) for part in parts):
+        raise reserved_name_error(wheel, name)
+    path = "/".join(parts)
+    check_path_length(wheel, path)
+    return path
+
+
+def reserved_name_error(wheel: str, entry: str) -> InvalidWheelError:
+    """The refusal of an entry named like asynclink's own files (:data:`RESERVED_PREFIX`)."""
+    return InvalidWheelError(
+        wheel,
+        f"names starting with {RESERVED_PREFIX!r} are kept for asynclink's own files (its "
+        "lock and journal) in an environment",
+        entry=entry,
+    )
+
+
+def check_path_length(wheel: str, path: str) -> None:
+    """Refuse a path no filesystem can hold below a real directory: a component over 255
+    bytes (``NAME_MAX`` everywhere), or over :data:`MAX_PATH_BYTES` in all."""
+    encoded = path.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidWheelError(
+            wheel, f"the path is {len(encoded):,} bytes long, over {MAX_PATH_BYTES:,}", entry=path
+        )
+    if len(encoded) > _NAME_MAX and any(
+        len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX for part in path.split("/")
+    ):
+        raise InvalidWheelError(
+            wheel, f"a name in the path is over {_NAME_MAX} bytes (File name too long)", entry=path
+        )
 
 
 def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
@@ -104,15 +143,10 @@ def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
     if len(infos) > 1:
         raise InvalidWheelError(wheel.filename, f"more than one .dist-info directory: {infos}")
     from packaging.utils import canonicalize_name
-    from packaging.version import InvalidVersion, Version
 
     info = infos[0]
     name, _, version = info[: -len(".dist-info")].rpartition("-")
-    try:
-        same_version = Version(version) == Version(wheel.version)
-    except InvalidVersion:
-        same_version = version == wheel.version
-    if canonicalize_name(name) != wheel.name or not same_version:
+    if canonicalize_name(name) != wheel.name or not same_version(version, wheel.version):
         raise InvalidWheelError(
             wheel.filename,
             f"the .dist-info directory {info} does not match the file name "
@@ -120,6 +154,30 @@ def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
             entry=info,
         )
     return info
+
+
+def same_version(one: str, other: str) -> bool:
+    """Whether two spellings name one version (``2.0-1`` is ``2.0.post1``)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(one) == Version(other)
+    except InvalidVersion:
+        return one == other
+
+
+def check_metadata_name(wheel: WheelName, name: str, version: str, entry: str) -> None:
+    """METADATA's ``Name`` and ``Version`` say what the file name says, as uv insists: a wheel
+    must not install one project under the name of another."""
+    from packaging.utils import canonicalize_name
+
+    if canonicalize_name(name) != wheel.name or not same_version(version, wheel.version):
+        raise InvalidWheelError(
+            wheel.filename,
+            f"METADATA says Name: {name}, Version: {version}, but the file name says "
+            f"{wheel.name} {wheel.version}",
+            entry=entry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +222,11 @@ def parse_wheel_file(wheel: str, text: str | None) -> bool:
         raise InvalidWheelError(
             wheel, f"malformed Wheel-Version {declared!r}", entry="WHEEL"
         ) from None
-    if major != 1:
+    if major > 1:
         raise InvalidWheelError(
-            wheel, f"Wheel-Version {declared} is not supported (only 1.x)", entry="WHEEL"
+            wheel, f"Wheel-Version {declared} is not supported (only up to 1.x)", entry="WHEEL"
         )
-    if minor > 0:
+    if major == 1 and minor > 0:  # 0.x: older than the format's first version; pip takes it
         message = f"{wheel}: Wheel-Version {declared} is newer than 1.0; installing it anyway"
         logger.warning(message)
         warnings.warn(message, WheelVersionWarning, stacklevel=2)

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,6 +84,27 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         _umount(mountpoint)
+
+
+@pytest.fixture
+def tmpfs_at() -> Iterator[Callable[[Path], Path]]:
+    """Mount a small tmpfs of its own at a given directory (made if missing): another
+    filesystem inside a tree, as a mount point would be."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted: list[Path] = []
+
+    def mount(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        _mount("tmpfs", "tmpfs", path, "-o", "size=4m")
+        mounted.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in reversed(mounted):
+            _umount(path)
 
 
 @pytest.fixture(params=list(LinkMode), ids=str)

@@ -278,11 +278,11 @@ def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path:
     for name in ("first", "second"):
         make_venv(tmp_path / name)
     first = scheme_for_venv(tmp_path / "first", str(tmp_path / "cache"))
-    memos = list((tmp_path / "cache/interpreters-v2").iterdir())
+    memos = list((tmp_path / "cache/interpreters-v3").iterdir())
 
     second = scheme_for_venv(tmp_path / "second", str(tmp_path / "cache"))
 
-    assert len(memos) == 1 and list((tmp_path / "cache/interpreters-v2").iterdir()) == memos
+    assert len(memos) == 1 and list((tmp_path / "cache/interpreters-v3").iterdir()) == memos
     assert second.purelib == first.purelib.replace("/first/", "/second/")
     assert second.interpreter == str(tmp_path / "second/bin/python")
     assert second.tags == first.tags

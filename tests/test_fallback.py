@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,13 +102,11 @@ async def test_a_failed_probe_is_paid_for_by_one_wheel_only(
 
 
 async def test_after_the_first_file_a_failure_is_an_error_not_a_fallback(
-    tmp_path: Path, other_device: Path
+    tmp_path: Path, tmpfs_at: Callable[[Path], Path]
 ) -> None:
     source = wheel_tree(tmp_path / "cache", "pkg", {"pkg/a.py": "", "zzz/b.py": ""})
     site_packages = tmp_path / "sp"
-    site_packages.mkdir()
-    (other_device / "zzz").mkdir()
-    (site_packages / "zzz").symlink_to(other_device / "zzz")  # a directory on another device
+    tmpfs_at(site_packages / "zzz")  # a directory of site-packages on another filesystem
 
     with pytest.raises(LinkError) as caught:
         await link_wheels(site_packages, [source], mode="hardlink")

@@ -35,3 +35,14 @@ def test_every_error_shares_one_root() -> None:
     ]
     assert errors
     assert all(issubclass(error, asynclink.AsyncLinkError) for error in errors)
+
+
+def test_every_warning_shares_one_root() -> None:
+    warnings = [
+        getattr(asynclink, name)
+        for name in asynclink.__all__
+        if isinstance(getattr(asynclink, name), type)
+        and issubclass(getattr(asynclink, name), Warning)
+    ]
+    assert len(warnings) >= 3
+    assert all(issubclass(warning, asynclink.AsyncLinkWarning) for warning in warnings)

@@ -9,8 +9,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asynclink import InvalidWheelError, WheelUnpacked, WheelVersionWarning, unpack_wheels
-from asynclink._archive import PycacheSkippedWarning
+from asynclink import (
+    InvalidWheelError,
+    PycacheSkippedWarning,
+    WheelUnpacked,
+    WheelVersionWarning,
+    unpack_wheels,
+)
 from asynclink._unpack import WheelCache
 from tests.wheels import WheelSpec, build_wheel, patch_bytes, unpack_one
 
