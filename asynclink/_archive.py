@@ -238,7 +238,10 @@ def _check_members(
         shown = ", ".join(skipped[:_NAMED])
         if len(skipped) > _NAMED:
             shown += f" and {len(skipped) - _NAMED} more"
-        message = f"{wheel}: skipped {len(skipped)} file(s) under __pycache__/ shipped in the wheel: {shown}"
+        message = (
+            f"{wheel}: skipped {len(skipped)} file(s) under __pycache__/ shipped in the wheel: "
+            + shown
+        )
         logger.warning(message)
         warnings.warn(message, PycacheSkippedWarning, stacklevel=2)
     return members

@@ -38,8 +38,9 @@ _COPY_CHUNK = 1 << 20
 FICLONE = 0x40049409
 #: How many files a loop places between two looks at the cancellation state.
 CHECK_EVERY = 256
-#: Errors a loop reports and goes on after: the caller deals with those files one by one.
-SKIPPED = frozenset({errno.EEXIST, errno.EMLINK})
+#: Errors a loop reports and goes on after: the caller deals with those files one by one (a
+#: file in the way, too many links to a source, a clone the filesystem refused for now).
+SKIPPED = frozenset({errno.EEXIST, errno.EMLINK, errno.EAGAIN})
 #: The modes the loops (and so the helper) do themselves: clones only through Linux's ioctl.
 LOOP_MODES = frozenset(
     {"hardlink", "copy", "symlink"} | ({"clone"} if sys.platform.startswith("linux") else set())
@@ -182,7 +183,7 @@ def place_files(
                     copy_file(src_fd, name, dst_fd, name, umask, mode == "clone")
             except OSError as error:
                 failures.append((name, error.errno or 0))
-                if error.errno != errno.EEXIST:
+                if error.errno not in SKIPPED:
                     return failures
     return failures
 

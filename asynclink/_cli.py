@@ -214,12 +214,14 @@ async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` until it ends or a stop signal arrives, which cancels it (the install rolls
     back) and then raises :class:`Interrupted`."""
     import anyio
+    import anyio.abc
 
     received: list[int] = []
     finished: list[T] = []
 
-    async def watch(scope: anyio.CancelScope) -> None:
+    async def watch(scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            task_status.started()
             async for signum in signals:
                 received.append(signum)
                 scope.cancel()
@@ -227,7 +229,7 @@ async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
 
     failed: list[Exception] = []
     async with anyio.create_task_group() as group:
-        group.start_soon(watch, group.cancel_scope)
+        await group.start(watch, group.cancel_scope)  # listening before any work starts
         try:
             finished.append(await work())
         except Exception as error:  # raised below as itself, not in an ExceptionGroup

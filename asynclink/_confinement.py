@@ -34,6 +34,8 @@ class Confinement:
     """The same with every symlink resolved: where the environment really is."""
     _resolved: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     """Directory -> whether it resolves inside, remembered for one install."""
+    _ways: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    """Path -> the outermost symlink on the way to it, remembered for one install."""
 
     @classmethod
     def of(cls, roots: Iterable[str]) -> Confinement:
@@ -56,9 +58,7 @@ class Confinement:
         """
         known = self._resolved.get(directory)
         if known is None:
-            known = self._resolved[directory] = _below(
-                os.path.realpath(directory), self.real_roots
-            )
+            known = self._resolved[directory] = _below(os.path.realpath(directory), self.real_roots)
         return known
 
     def root_of(self, path: str) -> str | None:
@@ -66,28 +66,28 @@ class Confinement:
         holders = [root for root in self.roots if _below(path, (root,))]
         return max(holders, key=len) if holders else None
 
-    def first_symlink(self, path: str) -> str | None:
-        """The outermost symlink on the way from ``path``'s root down to ``path`` itself
-        (``path`` included), or ``None`` when every step is a real directory or file."""
+    def symlink_on_the_way(self, path: str) -> str | None:
+        """The outermost symlink between ``path``'s root and ``path`` (itself included), or
+        ``None`` when there is none, or when ``path`` is in no root (:meth:`holds` decides
+        that). Remembered per path, like :meth:`resolves_inside`."""
         root = self.root_of(path)
         if root is None or path == root:
             return None
-        current = root.rstrip(os.sep)
-        for part in path[len(current) + 1 :].split(os.sep):
-            current = current + os.sep + part
-            try:
-                mode = os.lstat(current).st_mode
-            except OSError:
-                return None  # nothing there: nothing to follow either
-            if stat.S_ISLNK(mode):
-                return current
-            if not stat.S_ISDIR(mode):
-                return None
-        return None
-
-    def remember(self, directory: str) -> None:
-        """``directory`` was just created by this install (a real directory inside)."""
-        self._resolved[directory] = True
+        known = self._ways
+        chain: list[str] = []
+        current = path
+        while current != root and current not in known:
+            chain.append(current)
+            current = os.path.dirname(current)
+        found = known.get(current)
+        for step in reversed(chain):  # outermost first
+            if found is None:
+                try:
+                    found = step if stat.S_ISLNK(os.lstat(step).st_mode) else None
+                except OSError:
+                    found = None
+            known[step] = found
+        return found
 
 
 def _below(path: str, roots: tuple[str, ...]) -> bool:

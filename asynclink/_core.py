@@ -69,9 +69,7 @@ async def link_wheels(
         scheduler.emit(WheelFinished(plan.wheel, result))
         return result
 
-    async with transaction(
-        target, confinement=confinement, lock_timeout=lock_timeout
-    ) as journal:
+    async with transaction(target, confinement=confinement, lock_timeout=lock_timeout) as journal:
         scheduler.placer.recorder = journal
         results = await scheduler.run_wheels(sources, one)
         conflicts = await scheduler.finish(target, plans, check_conflicts)

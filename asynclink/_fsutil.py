@@ -65,7 +65,6 @@ def write_memo(path: str, data: bytes) -> None:
         os.replace(temporary, path)
 
 
-
 def remove_tree(path: str) -> int:
     """Remove ``path`` and everything below it; return how many non-directories went.
 

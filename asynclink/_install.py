@@ -32,7 +32,13 @@ from ._scheduler import FILESYSTEM_THREADS, HELPER_PROCESSES, Scheduler
 from ._scheme import Scheme, refuse_externally_managed, scheme_for_python, scheme_for_venv
 from ._scripts import EntryPoint, launcher, rewrite_shebang
 from ._transaction import RollbackReport, Transaction, transaction
-from ._uninstall import installed_distributions, remove_old_versions
+from ._uninstall import (
+    InstalledDistribution,
+    detach_symlinks,
+    installed_distributions,
+    read_distribution,
+    remove_old_versions,
+)
 from ._unpack import (
     DEFAULT_MAX_UNPACKED_SIZE,
     UnpackedWheel,
@@ -146,6 +152,8 @@ async def install_wheels(
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
     plans: list[WheelPlan] = []
     projects: dict[str, str] = {}  # one wheel per project in a batch, as pip and uv insist
+    installed: dict[str, list[str]] = {}
+    replaced: dict[str, list[InstalledDistribution]] = {}  # project -> its old versions
 
     async def one(source: str) -> WheelResult:
         # A wheel found in the cache is planned on the filesystem thread (a few reads, some
@@ -163,6 +171,10 @@ async def install_wheels(
             both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
             raise InvalidWheelError(
                 os.path.basename(source), f"{both} both install {project}; give only one"
+            )
+        if project in installed:  # an upgrade: read what the old version owns, detach links
+            replaced[project] = await scheduler.in_thread(
+                _prepare_upgrade, journal, installed[project], confinement
             )
         scheduler.emit(
             WheelUnpacked(plan.wheel, unpacked.manifest.file_count, unpacked.size, unpacked.cached)
@@ -191,7 +203,14 @@ async def install_wheels(
         results = await scheduler.run_wheels(sources, one)
         for plan in plans:  # .pth files last: a Python starting now must not run a half package
             await scheduler.place_locked(plan.wheel, copies=plan.late)
-        await scheduler.in_thread(_remove_replaced, journal, plans, projects, installed, scheme)
+        if replaced:
+            await scheduler.in_thread(
+                remove_old_versions,
+                journal,
+                [old for olds in replaced.values() for old in olds],
+                set(destinations(plans)),
+                confinement,
+            )
         conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
     compiled = 0
     if compile:
@@ -204,18 +223,14 @@ async def install_wheels(
     return InstallResult(scheme, tuple(results), conflicts, compiled, elapsed, journal.recovered)
 
 
-def _remove_replaced(
-    journal: Transaction,
-    plans: list[WheelPlan],
-    projects: Iterable[str],
-    installed: dict[str, list[str]],
-    scheme: Scheme,
-) -> None:
-    """Upgrades: remove what the installed versions of ``projects`` (canonical names) own and
-    the new ones do not."""
-    old = [dist_info for project in projects for dist_info in installed.get(project, ())]
-    if old:
-        remove_old_versions(journal, old, set(destinations(plans)), scheme)
+def _prepare_upgrade(
+    journal: Transaction, dist_infos: list[str], confinement: Confinement
+) -> list[InstalledDistribution]:
+    """Read what the installed versions own, and detach the symlinks on the way to it."""
+    distributions = [read_distribution(dist_info) for dist_info in dist_infos]
+    for distribution in distributions:
+        detach_symlinks(journal, distribution, confinement)
+    return distributions
 
 
 async def unpack_wheels(
@@ -480,8 +495,9 @@ _VERSIONED_PIP = re.compile(r"pip[0-9]+\.[0-9]+")
 
 def _setuptools_wrappers(scripts: Iterable[str]) -> set[str]:
     """The ``.data/scripts`` files pip and uv leave out beside a generated launcher of the
-    same name: setuptools' ``<name>``, ``<name>-script.py(w)``, ``<name>.exe``, ``<name>.pya``."""
-    suffixes = ("", "-script.py", "-script.pyw", ".exe", ".pya")
+    same name: setuptools' ``<name>``, ``<name>-script.py``, ``<name>.exe``, ``<name>.pya``.
+    (Both install a ``<name>-script.pyw``, and so does asynclink.)"""
+    suffixes = ("", "-script.py", ".exe", ".pya")
     return {name + suffix for name in scripts for suffix in suffixes}
 
 

@@ -247,9 +247,8 @@ class Placer:
     def _check_in_the_way(self, wheel: str, mode: int, where: str) -> None:
         """An existing entry where a directory must be: fine if it is a symlink to a directory
         inside the environment, else a :class:`LinkError`."""
-        if stat.S_ISLNK(mode) and self.confinement.resolves_inside(where):
-            if os.path.isdir(where):
-                return
+        if stat.S_ISLNK(mode) and self.confinement.resolves_inside(where) and os.path.isdir(where):
+            return
         if stat.S_ISLNK(mode):
             error = OSError(
                 errno.ELOOP, "a symlink leading out of the environment is in the way", where
@@ -348,6 +347,7 @@ def start_tree(
         return total, list(files)
     deferred: list[str] = []
     index = 0
+    retried = -1
     while index < total and not state.decided:  # the first file decides
         relative, mode = files[index], state.mode
         try:
@@ -364,7 +364,11 @@ def start_tree(
                 deferred.append(relative)
                 index += 1
                 continue
-            if not is_unsupported(error):
+            transient = _transient(error, mode)
+            if transient and retried != index:
+                retried = index
+                continue  # once more; a second refusal counts as "cannot clone here"
+            if not (transient or is_unsupported(error)):
                 raise _tree_error(wheel, tree, relative, error, mode) from error
             reason = describe_os_error(error)
             probes[(devices[0], devices[1], mode)] = reason
@@ -410,20 +414,32 @@ def settle(
     copy phase, and raise the error of any other. Returns the files left for the copy phase."""
     deferred: list[str] = []
     create = placer.creator(mode)
+    source_fd = None if mode is LinkMode.SYMLINK else src_fd
     for position, (relative, code) in enumerate(failures):
         if not position % CHECK_EVERY:
             checkpoint()
+        source = _link_source(mode, tree, relative)
         try:
-            if code != errno.EEXIST:
+            if code == errno.EEXIST:
+                placer._replace(create, source_fd, source, dst_fd, relative, tree.target)
+            elif code == errno.EAGAIN and mode is LinkMode.CLONE:  # once more, then a copy
+                placer.put(create, source_fd, source, dst_fd, relative, tree.target)
+            else:
                 raise OSError(code, os.strerror(code), relative)
-            source = _link_source(mode, tree, relative)
-            from_fd = None if mode is LinkMode.SYMLINK else src_fd
-            placer._replace(create, from_fd, source, dst_fd, relative, tree.target)
         except OSError as error:
-            if error.errno != errno.EMLINK or mode is not LinkMode.HARDLINK:
+            if not (
+                (error.errno == errno.EMLINK and mode is LinkMode.HARDLINK)
+                or _transient(error, mode)
+            ):
                 raise _tree_error(wheel, tree, relative, error, mode) from error
             deferred.append(relative)
     return deferred
+
+
+def _transient(error: OSError, mode: LinkMode) -> bool:
+    """``FICLONE`` refusing for now (``EAGAIN``): ZFS does, for blocks not yet written out
+    (uv issue 19674). It is tried once more, then the file is copied."""
+    return error.errno == errno.EAGAIN and mode is LinkMode.CLONE
 
 
 def in_loops(mode: LinkMode) -> bool:

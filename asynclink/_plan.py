@@ -17,9 +17,9 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ._confinement import RESERVED_PREFIX
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs
-from ._confinement import RESERVED_PREFIX
 from ._wheelinfo import reserved_name_error
 
 __all__ = [

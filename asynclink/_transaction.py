@@ -139,7 +139,15 @@ class Transaction(Recorder):
         self._stash_names = itertools.count()
         info = os.stat(root)
         self._append(
-            ("H", _MAGIC, _FORMAT, root, str(info.st_dev), str(info.st_ino), list(confinement.roots))
+            (
+                "H",
+                _MAGIC,
+                _FORMAT,
+                root,
+                str(info.st_dev),
+                str(info.st_ino),
+                list(confinement.roots),
+            )
         )
 
     # -- writing ---------------------------------------------------------------------------------
@@ -240,6 +248,22 @@ def undo(
         problems.append(f"{path}: the way there leaves the environment; left alone")
         return False
 
+    gone: list[str] = []
+
+    def remove_created(path: str) -> None:
+        """Remove the directory ``path`` that the install created, whole."""
+        nonlocal removed, removed_dirs
+        if not os.path.lexists(path) or not inside(path):
+            return
+        try:
+            removed += remove_tree(path)
+        except OSError as error:
+            if error.errno not in _NOT_THERE:
+                problems.append(f"remove directory {path}: {error.strerror}")
+            return
+        removed_dirs += 1
+        gone.append(path)
+
     for record in reversed(records):
         kind = record[0]
         if kind in ("R", "X"):
@@ -247,6 +271,8 @@ def undo(
             stash = os.path.join(stash_dir, name)
             if not os.path.lexists(stash) or not inside(path):
                 continue
+            if path in created:  # a directory made where a link was detached: it goes first
+                remove_created(path)
             try:
                 os.replace(stash, path)
                 restored += 1
@@ -281,22 +307,9 @@ def undo(
             created.update(cast(list[str], record[2]))
     # Directories the install made go last, outermost first and whole: what is in them (files
     # of any wheel of the install, or a temporary a crash left) came with the install.
-    gone: list[str] = []
     for path in sorted(created, key=len):
-        if any(path.startswith(parent + os.sep) for parent in gone):
-            continue
-        if not os.path.lexists(path):
-            continue
-        if not inside(path):
-            continue
-        try:
-            removed += remove_tree(path)
-        except OSError as error:
-            if error.errno not in _NOT_THERE:
-                problems.append(f"remove directory {path}: {error.strerror}")
-            continue
-        removed_dirs += 1
-        gone.append(path)
+        if path not in gone and not any(path.startswith(parent + os.sep) for parent in gone):
+            remove_created(path)
     return RollbackReport(removed, restored, removed_dirs, recreated, tuple(problems))
 
 
@@ -346,9 +359,7 @@ def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) 
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise JournalError(f"{path} is not a directory")
         try:
-            fd = os.open(
-                os.path.join(directory, "journal"), os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW
-            )
+            fd = os.open(os.path.join(directory, "journal"), os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
         except FileNotFoundError:
             return []  # killed before its first record: it did nothing
         except OSError as error:

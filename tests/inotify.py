@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
 import struct
 from types import TracebackType
 
@@ -54,6 +55,17 @@ class DirectoryWatch:
                     if mask & bit:
                         found.append((label, name))
                 offset += _HEADER.size + length
+
+    def wait_for(self, label: str, timeout: float = 60.0) -> list[tuple[str, str]]:
+        """Block until an event ``label`` (``create``, ...) has happened; return the events
+        read so far. Raises ``TimeoutError`` after ``timeout`` seconds (a hang, not a race)."""
+        seen: list[tuple[str, str]] = []
+        while not any(event == label for event, _ in seen):
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no {label!r} event within {timeout}s; saw {seen}")
+            seen += self.events()
+        return seen
 
     def __enter__(self) -> DirectoryWatch:
         return self

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.environments import make_venv
+from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
 from tests.wheels import build_wheel
 
@@ -194,10 +195,16 @@ def test_a_broken_wheel_exits_1_naming_the_wheel_and_the_entry(tmp_path: Path, v
     assert "Traceback" not in done.stderr
 
 
-def test_an_interrupt_exits_130_and_changes_nothing(
-    tmp_path: Path, wheels: Path, venv: Path
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
+def test_a_stop_signal_while_waiting_exits_128_plus_it_and_changes_nothing(
+    tmp_path: Path, wheels: Path, venv: Path, signum: int, status: int
 ) -> None:
-    """Ctrl-C while waiting for another installer's lock: a clean exit, an untouched venv."""
+    """Ctrl-C, a service manager's stop, a closed terminal: while waiting for another
+    installer's lock, each ends the command cleanly and leaves the venv as it was."""
     (site_packages,) = venv.glob("lib/python*/site-packages")
     other_installer = os.open(site_packages / ".asynclink-lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(other_installer, fcntl.LOCK_EX)
@@ -209,14 +216,75 @@ def test_an_interrupt_exits_130_and_changes_nothing(
         assert process.stderr is not None
         try:
             assert "waiting for another installer" in process.stderr.readline()
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=30) == 130
+            process.send_signal(signum)
+            assert process.wait(timeout=30) == status
             assert process.stderr.read().strip() == "asynclink: interrupted"
         finally:
             process.kill()
             os.close(other_installer)
 
     assert snapshot(venv) == before
+
+
+def test_a_warning_reads_like_an_error_does_and_appears_once(tmp_path: Path, venv: Path) -> None:
+    pycache = ["demo/__pycache__/a.cpython-311.pyc", "demo/__pycache__/b.cpython-311.pyc"]
+    build_wheel(tmp_path / "dist", files={"demo/__init__.py": "", **dict.fromkeys(pycache, b"\0")})
+
+    done = asynclink(*install_into(venv, tmp_path / "cache", tmp_path / "dist"))
+
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "__pycache__" in line]
+    assert line.startswith("asynclink: warning: demo-1.0-py3-none-any.whl: skipped 2 file(s)")
+    assert all(name in line for name in pycache)
+    assert "_check_members" not in done.stderr and "Warning:" not in done.stderr
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def test_sigterm_while_unpacking_rolls_back_and_leaves_no_staging_lock_or_helper(
+    tmp_path: Path, venv: Path
+) -> None:
+    """The signal arrives the moment the first extraction's staging directory appears."""
+    directory = tmp_path / "wheelhouse"
+    for name in ("big", "large"):
+        files: dict[str, str | bytes] = {f"{name}/m{n}.py": f"# {n}\n" * 50 for n in range(1500)}
+        files[f"{name}/blob.bin"] = os.urandom(3 << 20)
+        build_wheel(directory, name=name, files=files)
+    cache = tmp_path / "cache"
+    (cache / "tmp").mkdir(parents=True)
+    before = snapshot(venv)
+    command = [*ASYNCLINK, *install_into(venv, cache, directory, "--jobs", "2")]
+    with (
+        DirectoryWatch(cache / "tmp") as watch,
+        subprocess.Popen(
+            command, stderr=subprocess.PIPE, text=True, env=_clean_environment()
+        ) as process,
+    ):
+        try:
+            watch.wait_for("create")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 143
+            assert process.stderr is not None
+            stderr = process.stderr.read()
+        finally:
+            process.kill()
+
+    assert stderr.strip().endswith("asynclink: interrupted") and "Traceback" not in stderr
+    assert snapshot(venv) == before
+    assert list((cache / "tmp").iterdir()) == []
+    assert _processes_mentioning(str(cache)) == []
 
 
 @pytest.mark.parametrize(

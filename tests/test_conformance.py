@@ -38,6 +38,14 @@
 21. upgrades ....................... test_transactions
 22. bytecode ....................... here; test_real_wheels (pip's uninstall removes .pyc)
 23. headers in a venv .............. here; test_real_wheels: test_the_same_tree_as_uv
+24. Wheel-Version 0.x installs ..... here
+25. headers-dist, not headers.dist . here
+26. setuptools wrappers skipped .... here; test_pip_wheels (pip's own script.wheel* wheels)
+27. reserved names ................. here; test_hostile: console-script-python3, data-*,
+                                     planted-*; test_confinement: journals and locks
+28. PEP 668 ........................ here
+29. METADATA matches the file name . test_hostile: metadata-of-another-project; here: renamed
+30. no symlink followed out ........ test_confinement: the upgrade and recovery cases
 """
 
 from __future__ import annotations
@@ -46,12 +54,20 @@ import os
 import stat
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from asynclink import InvalidWheelError, Scheme, install_wheels, scheme_for_venv
+from asynclink import (
+    InvalidWheelError,
+    Scheme,
+    TargetError,
+    install_wheels,
+    plan_install,
+    scheme_for_venv,
+)
 from tests.environments import make_venv
 from tests.wheels import WheelSpec, build_wheel, record_hash, unpack_one
 
@@ -286,6 +302,250 @@ def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path:
     assert second.purelib == first.purelib.replace("/first/", "/second/")
     assert second.interpreter == str(tmp_path / "second/bin/python")
     assert second.tags == first.tags
+
+
+# 24 --------------------------------------------------------------------------------------------
+
+
+async def test_24_a_wheel_version_below_1_installs_without_a_warning(
+    tmp_path: Path, target: Scheme
+) -> None:
+    path = build_wheel(
+        tmp_path / "dist",
+        files={"demo/__init__.py": ""},
+        wheel_text="Wheel-Version: 0.1\nRoot-Is-Purelib: true\n",
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await install_wheels(target, [path], cache_dir=tmp_path / "cache")
+
+    assert (Path(target.purelib) / "demo/__init__.py").exists()
+
+
+# 25 --------------------------------------------------------------------------------------------
+
+
+async def test_25_headers_go_under_the_normalised_project_name(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "venv")
+    path = build_wheel(
+        tmp_path / "dist",
+        name="headers.Dist",
+        files={"headers_dist/__init__.py": "", "headers.Dist-1.0.data/headers/h.h": "int x;\n"},
+    )
+
+    await install_wheels(venv, [path], cache_dir=tmp_path / "cache")
+
+    version = "python{}.{}".format(*sys.version_info[:2])
+    assert (venv / "include/site" / version / "headers-dist/h.h").read_text() == "int x;\n"
+
+
+# 26 --------------------------------------------------------------------------------------------
+
+
+async def test_26_setuptools_wrappers_beside_an_entry_point_are_left_out(
+    tmp_path: Path, target: Scheme
+) -> None:
+    wrappers = ["tool", "tool-script.py", "tool.exe", "tool.pya"]  # pip's and uv's list
+    path = build_wheel(
+        tmp_path / "dist",
+        files={
+            "demo/__init__.py": "def main(): pass\n",
+            "demo-1.0.data/scripts/other": "#!/bin/sh\n",
+            **{f"demo-1.0.data/scripts/{name}": "wrapper\n" for name in wrappers},
+        },
+        entry_points="[console_scripts]\ntool = demo:main\n",
+    )
+
+    await install_wheels(target, [path], cache_dir=tmp_path / "cache")
+
+    scripts = Path(target.scripts)
+    assert sorted(p.name for p in scripts.iterdir()) == ["other", "tool"]
+    assert "wrapper" not in (scripts / "tool").read_text()
+    record = (Path(target.purelib) / "demo-1.0.dist-info/RECORD").read_text()
+    assert "tool-script" not in record and "tool.exe" not in record
+
+
+# 27 --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["python", "python3", "python3.11", "pythonw", "activate", "Activate.ps1"]
+)
+async def test_27_a_console_script_may_not_replace_the_venv_interpreter_or_activation(
+    tmp_path: Path, name: str
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    before = {p.name: (p.is_symlink(), p.read_bytes()) for p in (venv / "bin").iterdir()}
+    path = build_wheel(
+        tmp_path / "dist",
+        files={"demo/__init__.py": "def main(): pass\n"},
+        entry_points=f"[console_scripts]\n{name} = demo:main\n",
+    )
+
+    with pytest.raises(InvalidWheelError, match=f"would replace .*bin/{name}") as caught:
+        await install_wheels(venv, [path], cache_dir=tmp_path / "cache")
+
+    assert caught.value.entry == f"entry point {name}"
+    assert {p.name: (p.is_symlink(), p.read_bytes()) for p in (venv / "bin").iterdir()} == before
+    ran = subprocess.run(
+        [venv / "bin/python3", "-c", "print(42)"], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout == "42\n"
+
+
+async def test_27_a_data_file_may_not_replace_pyvenv_cfg(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "venv")
+    before = (venv / "pyvenv.cfg").read_text()
+    path = build_wheel(
+        tmp_path / "dist",
+        files={"demo/__init__.py": "", "demo-1.0.data/data/pyvenv.cfg": "home = /evil\n"},
+    )
+
+    with pytest.raises(InvalidWheelError, match=r"pyvenv\.cfg, the virtual environment's"):
+        await install_wheels(venv, [path], cache_dir=tmp_path / "cache")
+
+    assert (venv / "pyvenv.cfg").read_text() == before
+
+
+# 28 --------------------------------------------------------------------------------------------
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _marker_of(python: Path) -> Path | None:
+    """The PEP 668 marker of a non-venv interpreter, if it has one."""
+    if not python.exists():
+        return None
+    done = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    marker = Path(done.stdout.strip()) / "EXTERNALLY-MANAGED"
+    return marker if done.returncode == 0 and marker.is_file() else None
+
+
+@pytest.fixture
+def managed_python() -> tuple[Path, Path]:
+    """A distributor's interpreter with its EXTERNALLY-MANAGED marker (Debian's python3)."""
+    marker = _marker_of(SYSTEM_PYTHON)
+    if marker is None:
+        pytest.skip(f"{SYSTEM_PYTHON} is not an externally managed interpreter here")
+    return SYSTEM_PYTHON, marker
+
+
+async def test_28_an_externally_managed_environment_is_refused_quoting_its_marker(
+    tmp_path: Path, managed_python: tuple[Path, Path]
+) -> None:
+    python, marker = managed_python
+    path = build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+    first_line = next(
+        line.partition("=")[2].strip()
+        for line in marker.read_text().splitlines()
+        if line.startswith("Error")
+    )
+
+    with pytest.raises(TargetError, match="externally managed") as caught:
+        await install_wheels(python, [path], cache_dir=tmp_path / "cache")
+
+    assert first_line in str(caught.value)
+    assert "--break-system-packages" in str(caught.value)
+
+
+async def test_28_breaking_the_seal_is_the_callers_explicit_choice(
+    tmp_path: Path, managed_python: tuple[Path, Path]
+) -> None:
+    """Planned only (a dry run writes nothing): the system's Python is not for a test."""
+    python, _ = managed_python
+    path = build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+
+    with pytest.raises(TargetError, match="externally managed"):
+        await plan_install(python, [path], cache_dir=tmp_path / "cache")
+    planned = await plan_install(
+        python, [path], cache_dir=tmp_path / "cache", break_system_packages=True
+    )
+
+    assert [wheel.wheel for wheel in planned] == ["demo-1.0"]
+
+
+def test_28_the_command_line_refuses_it_in_the_markers_words(
+    tmp_path: Path, managed_python: tuple[Path, Path]
+) -> None:
+    python, _ = managed_python
+    build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asynclink",
+            "install",
+            "--python",
+            str(python),
+            "--dry-run",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "externally managed (PEP 668)" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_28_a_venv_is_never_externally_managed(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "venv")
+
+    scheme = scheme_for_venv(venv, str(tmp_path / "cache"))
+
+    assert scheme.externally_managed is None
+
+
+# 29 --------------------------------------------------------------------------------------------
+
+
+async def test_29_a_renamed_copy_of_a_cached_wheel_is_refused(
+    tmp_path: Path, target: Scheme
+) -> None:
+    """The same bytes under another project's name: found in the cache by content, refused by
+    name, as an archive seen for the first time would be."""
+    good = build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+    await install_wheels(target, [good], cache_dir=tmp_path / "cache")
+    renamed = tmp_path / "evil" / "evil-1.0-py3-none-any.whl"
+    renamed.parent.mkdir()
+    renamed.write_bytes(good.read_bytes())
+
+    with pytest.raises(InvalidWheelError, match="METADATA says Name: demo"):
+        await install_wheels(target, [renamed], cache_dir=tmp_path / "cache")
+
+
+async def test_29_a_file_not_named_whl_is_not_a_wheel(tmp_path: Path, target: Scheme) -> None:
+    good = build_wheel(tmp_path / "dist", files={"demo/__init__.py": ""})
+    await install_wheels(target, [good], cache_dir=tmp_path / "cache")  # cached by content
+    renamed = good.with_suffix(".zip")
+    good.rename(renamed)  # same inode: the cache's memo of this very file would say "cached"
+
+    with pytest.raises(InvalidWheelError, match=r"is not a wheel: its name must end in \.whl"):
+        await install_wheels(target, [renamed], cache_dir=tmp_path / "cache")
+
+
+async def test_29_target_checks_the_running_interpreters_tags(tmp_path: Path) -> None:
+    """As pip's --target does; ``check_tags=False`` is the caller's way out."""
+    path = build_wheel(
+        tmp_path / "dist", files={"demo/__init__.py": ""}, tag="cp311-cp311-win_amd64"
+    )
+    target = Scheme.for_directory(tmp_path / "target")
+
+    with pytest.raises(InvalidWheelError, match="is not compatible with"):
+        await install_wheels(target, [path], cache_dir=tmp_path / "cache")
+    await install_wheels(target, [path], cache_dir=tmp_path / "cache", check_tags=False)
+
+    assert (tmp_path / "target/demo/__init__.py").exists()
 
 
 def test_wheelspec_builds_valid_wheels(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
 from collections.abc import Callable
@@ -12,6 +14,8 @@ import pytest
 
 from asynclink import LinkError, LinkMode, LinkModeFallbackWarning, ModeFellBack, link_wheels
 from tests.trees import wheel_tree
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 
 pytestmark = pytest.mark.anyio
 
@@ -139,3 +143,57 @@ async def test_too_many_links_to_one_file_copies_that_file(tmp_path: Path) -> No
     assert (site_packages / "pkg/mod.py").read_text() == "VALUE = 1\n"
     assert not (site_packages / "pkg/mod.py").samefile(crowded)
     assert (site_packages / "pkg/tool.sh").samefile(source / "pkg/tool.sh")
+
+
+class FlakyClone:
+    """``FICLONE`` refusing with ``EAGAIN`` (ZFS does so for blocks not written out yet, uv
+    issue 19674) for the calls numbered in ``refuse``; every other ioctl goes through."""
+
+    def __init__(self, refuse: set[int]) -> None:
+        self.refuse = refuse
+        self.calls = 0
+        self._ioctl = fcntl.ioctl
+
+    def __call__(self, fd: int, request: int, arg: int = 0, *rest: object) -> object:
+        if request == FICLONE:
+            self.calls += 1
+            if self.calls in self.refuse:
+                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        return self._ioctl(fd, request, arg, *rest)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("refuse", "mode", "copied"),
+    [
+        ({1}, LinkMode.CLONE, 0),  # the first file, once: tried again, cloned
+        ({1, 2}, LinkMode.HARDLINK, 0),  # the first file, twice: cannot clone here
+        ({3, 5}, LinkMode.CLONE, 1),  # a later file, twice (3: in the loop, 5: once more)
+    ],
+    ids=["once", "twice-first", "twice-later"],
+)
+async def test_a_transient_clone_refusal_is_tried_once_more_then_falls_back(
+    xfs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse: set[int],
+    mode: LinkMode,
+    copied: int,
+) -> None:
+    source = wheel_tree(xfs / "cache", "pkg", FILES)
+    site_packages = xfs / "sp"
+    site_packages.mkdir()
+    monkeypatch.setattr(fcntl, "ioctl", FlakyClone(refuse))
+
+    fell_back = mode is not LinkMode.CLONE
+    with pytest.warns(LinkModeFallbackWarning) if fell_back else contextlib.nullcontext():
+        result = await link_wheels(
+            site_packages, [source], mode="clone", jobs=1, helper_processes=0
+        )
+
+    (wheel,) = result.wheels
+    assert wheel.mode is mode
+    assert wheel.copied == copied + 1  # + RECORD, always a copy
+    assert all(
+        (site_packages / name).read_bytes() == (source / name).read_bytes() for name in FILES
+    )
+    if mode is LinkMode.HARDLINK:
+        assert "[Errno 11]" in wheel.fallbacks[0].reason

@@ -8,14 +8,17 @@ unpacked wheel of the bad one (only its empty skeleton may remain).
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from asynclink import AsyncLinkError, Scheme, install_wheels, link_wheels
+from asynclink import AsyncLinkError, LinkError, Scheme, install_wheels, link_wheels
 from tests.trees import make_tree, snapshot, wheel_tree
-from tests.wheels import WheelSpec, build_wheel, patch_bytes
+from tests.wheels import WheelSpec, build_wheel, patch_bytes, set_declared_size
 
 pytestmark = pytest.mark.anyio
 
@@ -61,6 +64,51 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
     "zip-bomb": ({}, "zip bomb"),
     "over-the-limit": ({"files": {**FILES, "evil/big.bin": b"x" * 5000}}, "over the limit"),
     "non-utf8-name": ({"extra": [("evil/caf#.py", b"")]}, "not UTF-8"),
+    "planted-journal": (
+        {"files": {**FILES, ".asynclink-journal/1-0/journal": "W\0x\0"}},
+        "kept for asynclink's own files",
+    ),
+    "planted-lock": ({"files": {**FILES, ".asynclink-lock": ""}}, "kept for asynclink's own"),
+    "reserved-name-in-data": (
+        {"files": {**FILES, "evil-1.0.data/purelib/.asynclink-tmp-9-0-0": ""}},
+        "kept for asynclink's own files",
+    ),
+    "metadata-of-another-project": (
+        {"metadata_text": "Metadata-Version: 2.1\nName: requests\nVersion: 9.9\n"},
+        "METADATA says Name: requests, Version: 9.9",
+    ),
+    "inflates-past-its-size": (
+        {"files": {**FILES, "evil/big.txt": "x" * 5000}},
+        "more data than the archive declares",
+    ),
+    "name-too-long": ({"files": {**FILES, "evil/" + "n" * 300: ""}}, "File name too long"),
+    "path-2100-deep": ({"files": {**FILES, "evil/" + "d/" * 2100 + "x.py": ""}}, "bytes long"),
+    "console-script-python3": (
+        {"entry_points": "[console_scripts]\npython3 = evil:main\n"},
+        "would replace .*bin/python3, the environment's interpreter",
+    ),
+    "data-script-python": (
+        {"files": {**FILES, "evil-1.0.data/scripts/python": "#!python\n"}},
+        "would replace .*bin/python, the environment's interpreter",
+    ),
+    "data-bin-activate": (
+        {"files": {**FILES, "evil-1.0.data/data/bin/activate": "evil\n"}},
+        "would replace .*bin/activate, the environment's interpreter or activation",
+    ),
+    "data-pyvenv-cfg": (
+        {"files": {**FILES, "evil-1.0.data/data/pyvenv.cfg": "home = /evil\n"}},
+        "would replace .*pyvenv.cfg, the virtual environment's configuration",
+    ),
+}
+
+
+#: Wheels that are well-formed but would replace the environment's own files: refused when
+#: they are planned for a target, after the cache has checked and kept them.
+REFUSED_FOR_THE_TARGET = {
+    "console-script-python3",
+    "data-script-python",
+    "data-bin-activate",
+    "data-pyvenv-cfg",
 }
 
 
@@ -73,6 +121,8 @@ def build_hostile(directory: Path, case: str) -> Path:
             archive.filelist[-1].file_size = 50 << 30
     elif case == "non-utf8-name":
         patch_bytes(path, b"evil/caf#.py", b"evil/caf\xe9.py")
+    elif case == "inflates-past-its-size":
+        set_declared_size(path, "evil/big.txt", 100)
     return path
 
 
@@ -101,8 +151,56 @@ async def test_a_hostile_wheel_is_refused_and_changes_nothing(tmp_path: Path, ca
     assert "evil-1.0" in str(caught.value)
     assert snapshot(target) == before_target
     assert outside(tmp_path, target, cache) == before_outside
-    assert all("evil" not in os.listdir(tree) for tree in cache.glob("wheels-v*/*/tree"))
+    if case not in REFUSED_FOR_THE_TARGET:
+        assert all("evil" not in os.listdir(tree) for tree in cache.glob("wheels-v*/*/tree"))
     assert not list(cache.glob("tmp/*"))
+
+
+def test_the_command_line_refuses_each_hostile_wheel_in_one_line(tmp_path: Path) -> None:
+    """Every case above, through ``asynclink install``: exit 1, the wheel and the reason on
+    stderr, never a traceback."""
+    target = make_tree(tmp_path / "env", {"existing/__init__.py": "x\n"})
+    before = snapshot(target)
+    for case in sorted(set(CASES) - {"over-the-limit"}):  # within the CLI's limit: it installs
+        directory = tmp_path / case
+        build_hostile(directory, case)
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "asynclink", "install", "--target", str(target)),
+                *("--cache-dir", str(tmp_path / "cache"), str(directory)),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1, (case, done.stderr)
+        assert "Traceback" not in done.stderr, (case, done.stderr)
+        (line,) = done.stderr.strip().splitlines()[-1:]
+        assert line.startswith("asynclink: error: evil-1.0"), (case, line)
+        assert re.search(CASES[case][1], done.stderr), (case, done.stderr)
+        assert snapshot(target) == before, case
+    assert not list((tmp_path / "cache").glob("tmp/*"))
+
+
+async def test_a_full_cache_disk_is_an_error_naming_the_wheel(
+    tmp_path: Path, small_tmpfs: Path
+) -> None:
+    """ENOSPC while unpacking: the error names the wheel, the staging directory goes."""
+    target = make_tree(tmp_path / "env", {"existing/__init__.py": "x\n"})
+    wheel = build_wheel(
+        tmp_path / "dist",
+        name="big",
+        files={"big/__init__.py": "", "big/blob": os.urandom(2 << 20)},
+    )
+    before = snapshot(target)
+
+    with pytest.raises(LinkError, match="No space left on device") as caught:
+        await install_wheels(Scheme.for_directory(target), [wheel], cache_dir=small_tmpfs)
+
+    assert caught.value.wheel == "big-1.0-py3-none-any.whl"
+    assert snapshot(target) == before
+    assert not list(small_tmpfs.glob("tmp/*"))
+    assert not list(small_tmpfs.glob("wheels-v*/*"))
 
 
 async def test_a_symlink_out_of_an_unpacked_wheel_changes_nothing(tmp_path: Path) -> None:

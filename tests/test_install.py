@@ -434,3 +434,20 @@ async def test_a_wheel_named_twice_is_installed_once(tmp_path: Path, scheme: Sch
     result = await install_wheels(scheme, [wheel, wheel], cache_dir=tmp_path / "cache")
 
     assert [w.wheel for w in result.wheels] == ["demo-1.0"]
+
+
+async def test_pips_launchers_are_named_for_the_target_interpreter(tmp_path: Path) -> None:
+    """A wheel built on Python 3.9 says ``pip3.9``; installed for 3.12 it gets ``pip3.12``."""
+    scheme = Scheme.for_directory(tmp_path / "target", interpreter=INTERPRETER)
+    scheme = dataclasses.replace(scheme, version="3.12")
+
+    result = await install(
+        tmp_path,
+        scheme,
+        name="pip",
+        files={"pip/__init__.py": "def main(): pass\n"},
+        entry_points="[console_scripts]\npip = pip:main\npip3 = pip:main\npip3.9 = pip:main\n",
+    )
+
+    assert sorted(result.wheels[0].scripts) == ["pip", "pip3", "pip3.12"]
+    assert sorted(os.listdir(scheme.scripts)) == ["pip", "pip3", "pip3.12"]

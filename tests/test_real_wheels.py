@@ -166,3 +166,22 @@ async def test_the_same_tree_as_uv(tmp_path: Path, real_wheels: list[Path]) -> N
     assert scripts_ours == scripts_uv
     headers = "include/site/python{}.{}/greenlet/greenlet.h".format(*sys.version_info[:2])
     assert (ours / headers).read_bytes() == (theirs / headers).read_bytes()
+
+
+async def test_installing_pip_writes_the_targets_versioned_launcher(tmp_path: Path) -> None:
+    """pip's wheel names its launchers ``pip`` and ``pip3``; pip and uv add ``pip3.<minor>``
+    of the target interpreter, and record it."""
+    directory = tmp_path / "wheels"
+    done = pip_download(directory, "pip==25.0")
+    if done.returncode != 0:
+        pytest.skip(f"cannot download pip's wheel from the package registry: {done.stderr}")
+    venv = make_venv(tmp_path / "venv")
+    versioned = "pip{}.{}".format(*sys.version_info[:2])
+
+    result = await install_wheels(venv, list(directory.glob("*.whl")), cache_dir=tmp_path / "c")
+
+    assert {"pip", "pip3", versioned} <= set(result.wheels[0].scripts)
+    ran = run(venv / "bin" / versioned, "--version")
+    assert ran.stdout.startswith("pip 25.0")
+    record = (site_packages(venv) / "pip-25.0.dist-info/RECORD").read_text()
+    assert f"../../../bin/{versioned}," in record

@@ -3,6 +3,8 @@ are part of the transaction; one installer at a time holds a target."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import os
 import shutil
 import signal
@@ -428,7 +430,9 @@ async def test_a_target_deeper_than_path_max_still_works(tmp_path: Path) -> None
         os.close(fd)
 
 
-async def test_a_name_too_long_for_any_filesystem_is_refused(tmp_path: Path, scheme: Scheme) -> None:
+async def test_a_name_too_long_for_any_filesystem_is_refused(
+    tmp_path: Path, scheme: Scheme
+) -> None:
     wheel = build_wheel(tmp_path / "dist", files={"demo/" + "x" * 300 + ".py": ""})
 
     with pytest.raises(InvalidWheelError, match="File name too long") as caught:
@@ -455,3 +459,70 @@ async def test_the_source_cache_disappearing_mid_install(tmp_path: Path) -> None
     assert "No such file or directory" in str(caught.value)
     assert caught.value.wheel == "second-1.0"
     assert snapshot(target) == before
+
+
+def read_only_bind(path: Path) -> None:
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
+
+
+async def test_a_read_only_directory_during_an_upgrade_leaves_no_empty_directory(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """The new version's dist-info and its licenses/ exist before placing into the read-only
+    package fails; every directory was written down first, so every one goes again."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a read-only bind mount")
+    old = build_wheel(tmp_path / "dist", version="1.0", files={"demo/__init__.py": "1\n"})
+    new = build_wheel(
+        tmp_path / "dist",
+        version="2.0",
+        files={
+            "demo/__init__.py": "2\n",
+            "demo/sub/x.py": "",
+            "demo-2.0.dist-info/licenses/LICENSE": "MIT\n",
+        },
+    )
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    before = snapshot(tmp_path / "env")
+    read_only_bind(site / "demo")
+    try:
+        with pytest.raises(LinkError, match="Read-only file system"):
+            await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+    finally:
+        subprocess.run(["umount", str(site / "demo")], check=True)
+
+    assert snapshot(tmp_path / "env") == before
+    (distribution,) = importlib.metadata.distributions(path=[str(site)])
+    assert distribution.version == "1.0"
+
+
+async def test_a_refusal_before_anything_was_written_logs_nothing_at_warning(
+    tmp_path: Path, scheme: Scheme, caplog: pytest.LogCaptureFixture
+) -> None:
+    hostile = build_wheel(
+        tmp_path / "dist", name="evil", files={"evil/x.py": ""}, extra=[("../x.py", b"")]
+    )
+
+    with caplog.at_level(logging.WARNING, logger="asynclink"), pytest.raises(InvalidWheelError):
+        await install_wheels(scheme, [hostile], cache_dir=tmp_path / "cache")
+
+    assert caplog.records == []
+
+
+async def test_a_cancelled_install_logs_nothing_at_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = existing_target(tmp_path / "sp")
+
+    with caplog.at_level(logging.WARNING, logger="asynclink"), anyio.CancelScope() as scope:
+
+        def cancel(event: object) -> None:
+            if isinstance(event, WheelLinked):
+                scope.cancel()
+
+        await link_wheels(target, batch(tmp_path, failing=False), mode="copy", on_event=cancel)
+
+    assert scope.cancelled_caught
+    assert caplog.records == []

@@ -404,8 +404,10 @@ async def test_a_shipped_pycache_is_skipped_with_a_warning(tmp_path: Path) -> No
         tmp_path, files={**FILES, "demo/__pycache__/__init__.cpython-311.pyc": b"\0\0"}
     )
 
-    with pytest.warns(PycacheSkippedWarning, match="__pycache__"):
+    with pytest.warns(PycacheSkippedWarning, match="__pycache__") as caught:
         unpacked = await unpack_one(path, tmp_path / "cache")
+
+    assert "demo/__pycache__/__init__.cpython-311.pyc" in str(caught[0].message)  # named
 
     assert not (Path(unpacked.tree) / "demo/__pycache__").exists()
     assert all("__pycache__" not in path for path in unpacked.manifest.files)

@@ -116,6 +116,21 @@ def patch_bytes(path: Path, old: bytes, new: bytes) -> None:
     path.write_bytes(data.replace(old, new))
 
 
+def set_declared_size(path: Path, member: str, size: int) -> None:
+    """Make the central directory say ``member`` inflates to ``size`` bytes (a lie)."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        length = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + length] == name:
+            data[at + 24 : at + 28] = size.to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"{member} is not in {path}")
+
+
 async def unpack_one(path: Path, cache: Path, **options: Any) -> UnpackedWheel:
     """Unpack one archive into the cache at ``cache``."""
     (unpacked,) = await unpack_wheels([path], cache_dir=cache, **options)
