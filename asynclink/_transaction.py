@@ -328,6 +328,10 @@ def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport
     if not stat.S_ISDIR(info.st_mode):
         raise _refused(parent, "it is not a directory (a symlink, or a file)")
     found = sorted(os.listdir(parent))
+    if not found:  # killed between making it and its first journal, or after the last went
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+        return []
     journals = [_read_journal(root, parent, entry, confinement) for entry in found]
     reports: list[RollbackReport] = []
     for entry, records in zip(found, journals, strict=True):
