@@ -10,7 +10,8 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from ._core import link_wheels as link_wheels
+    from ._cache import UnpackedWheel as UnpackedWheel
+    from ._cache import default_cache_dir as default_cache_dir
     from ._dryrun import PlannedFile as PlannedFile
     from ._dryrun import PlannedWheel as PlannedWheel
     from ._dryrun import plan_install as plan_install
@@ -31,28 +32,27 @@ if _typing.TYPE_CHECKING:
     from ._events import WheelLinked as WheelLinked
     from ._events import WheelStarted as WheelStarted
     from ._events import WheelUnpacked as WheelUnpacked
-    from ._install import InstallResult as InstallResult
+    from ._events import WheelUnpacking as WheelUnpacking
     from ._install import install_wheels as install_wheels
+    from ._install import link_wheels as link_wheels
     from ._install import unpack_wheels as unpack_wheels
     from ._modes import LinkMode as LinkMode
     from ._modes import default_link_mode as default_link_mode
     from ._results import Conflict as Conflict
     from ._results import Fallback as Fallback
+    from ._results import InstallResult as InstallResult
     from ._results import LinkResult as LinkResult
+    from ._results import RollbackReport as RollbackReport
     from ._results import WheelResult as WheelResult
     from ._scheme import Scheme as Scheme
     from ._scheme import scheme_for_python as scheme_for_python
     from ._scheme import scheme_for_venv as scheme_for_venv
-    from ._transaction import RollbackReport as RollbackReport
     from ._transaction import recover as recover
-    from ._unpack import UnpackedWheel as UnpackedWheel
-    from ._unpack import default_cache_dir as default_cache_dir
 
 #: Where each public name lives. Importing ``asynclink`` loads none of it: a name's module is
 #: imported on first use (PEP 562), so ``asynclink install`` and a library user who needs one
 #: function do not pay for the rest (the CLI's start-up is part of every install it runs).
 _LOCATIONS = {
-    "link_wheels": "._core",
     "PlannedFile": "._dryrun",
     "PlannedWheel": "._dryrun",
     "plan_install": "._dryrun",
@@ -73,22 +73,24 @@ _LOCATIONS = {
     "WheelLinked": "._events",
     "WheelStarted": "._events",
     "WheelUnpacked": "._events",
-    "InstallResult": "._install",
+    "WheelUnpacking": "._events",
     "install_wheels": "._install",
+    "link_wheels": "._install",
     "unpack_wheels": "._install",
     "LinkMode": "._modes",
     "default_link_mode": "._modes",
     "Conflict": "._results",
     "Fallback": "._results",
+    "InstallResult": "._results",
     "LinkResult": "._results",
+    "RollbackReport": "._results",
     "WheelResult": "._results",
     "Scheme": "._scheme",
     "scheme_for_python": "._scheme",
     "scheme_for_venv": "._scheme",
-    "RollbackReport": "._transaction",
     "recover": "._transaction",
-    "UnpackedWheel": "._unpack",
-    "default_cache_dir": "._unpack",
+    "UnpackedWheel": "._cache",
+    "default_cache_dir": "._cache",
 }
 
 __all__ = [
@@ -119,6 +121,7 @@ __all__ = [
     "WheelResult",
     "WheelStarted",
     "WheelUnpacked",
+    "WheelUnpacking",
     "WheelVersionWarning",
     "default_cache_dir",
     "default_link_mode",

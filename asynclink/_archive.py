@@ -21,19 +21,13 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ._confinement import normalise_member
 from ._errors import InvalidWheelError, LinkError, PycacheSkippedWarning
-from ._fsutil import record_hash
+from ._manifest import Manifest, data_dir_of
+from ._record import UNRECORDED, RecordEntry, record_hash
 from ._scheme import SCHEME_KEYS
 from ._scripts import EntryPoint
-from ._unpack import DEFAULT_MAX_UNPACKED_SIZE, Manifest, data_dir_of
-from ._wheelinfo import (
-    UNRECORDED,
-    WheelName,
-    check_dist_info_name,
-    check_metadata_name,
-    normalise_member,
-    read_dist_info,
-)
+from ._wheelinfo import WheelName, check_dist_info_name, check_metadata_name, read_dist_info
 
 __all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive"]
 
@@ -57,14 +51,14 @@ class _Inspection:
     root_is_purelib: bool
     name: str
     version: str
-    record: dict[str, tuple[str, int]]
+    record: dict[str, RecordEntry]
     entry_points: tuple[EntryPoint, ...]
 
     @property
     def data_dir(self) -> str:
         return data_dir_of(self.dist_info)
 
-    def manifest(self, files: Iterable[tuple[str, str, int]]) -> Manifest:
+    def manifest(self, files: Iterable[RecordEntry]) -> Manifest:
         return Manifest.build(
             filename=self.filename,
             name=self.name,
@@ -150,13 +144,14 @@ def _extract_all(
     scripts = f"{found.data_dir}/scripts/"
     os.mkdir(tree)
     dirs: dict[str, None] = {}
-    files: list[tuple[str, str, int]] = []
+    files: list[RecordEntry] = []
     for index, (path, info) in enumerate(found.members):
         if not index & 31:
             checkpoint()
         parent = path.rpartition("/")[0]
         executable = bool((info.external_attr >> 16) & 0o111) or path.startswith(scripts)
-        digest = record.get(path, ("sha256=", -1))[0]
+        expected = record.get(path)
+        digest = expected.hash if expected is not None else "sha256="
         destination = os.path.join(tree, path)
         try:
             if parent and parent not in dirs:
@@ -166,18 +161,16 @@ def _extract_all(
             )
         except OSError as error:
             raise LinkError(filename, f"{archive}!{path}", destination, error, "unpack") from error
-        if path in record and (written, size) != record[path]:
-            what = "size" if size != record[path][1] else "hash"
+        if expected is not None and (written, size) != (expected.hash, expected.size):
+            what = "size" if size != expected.size else "hash"
             raise InvalidWheelError(
                 filename, f"the {what} of {path} does not match RECORD", entry=path
             )
-        files.append((path, written, size))
+        files.append(RecordEntry(path, written, size))
     return found.manifest(files)
 
 
-def peek_archive(
-    archive: str, max_size: int = DEFAULT_MAX_UNPACKED_SIZE
-) -> tuple[Manifest, dict[str, bytes]]:
+def peek_archive(archive: str, max_size: int) -> tuple[Manifest, dict[str, bytes]]:
     """The manifest extracting ``archive`` would give, read without writing anything, and the
     bytes of its ``.data/scripts`` files (the only contents planning an install looks at).
 
@@ -192,7 +185,8 @@ def peek_archive(
             if path.startswith(scripts_dir)
         }
     manifest = found.manifest(
-        (path, *found.record.get(path, ("", info.file_size))) for path, info in found.members
+        found.record.get(path) or RecordEntry(path, "", info.file_size)
+        for path, info in found.members
     )
     return manifest, scripts
 
@@ -265,7 +259,7 @@ def _member_name(wheel: str, info: zipfile.ZipInfo) -> str:
 
 
 def _check_coverage(
-    wheel: str, dist_info: str, data_dir: str, paths: list[str], record: dict[str, tuple[str, int]]
+    wheel: str, dist_info: str, data_dir: str, paths: list[str], record: dict[str, RecordEntry]
 ) -> None:
     """RECORD and the archive list the same files; ``.data`` holds only known keys."""
     present = set(paths)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ._dryrun import PlannedWheel
-    from ._install import InstallResult
     from ._modes import LinkMode
+    from ._results import InstallResult
     from ._scheme import Scheme
 
 __all__ = ["main", "run"]

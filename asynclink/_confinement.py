@@ -1,4 +1,8 @@
-"""The environment's bounds: the directories an install, upgrade or rollback may change.
+"""The bounds: the paths a wheel may name, and the directories an install may change.
+
+A wheel names paths relative to itself: :func:`normalise_member` refuses every one that could
+leave it (``..``, absolute and drive-letter paths, control characters), that no filesystem can
+hold, or that asynclink keeps for its own state in an environment (``.asynclink-*``).
 
 Everything asynclink changes lies inside the directories of one environment (the scheme's
 purelib, platlib, scripts, headers and data; for :func:`asynclink.link_wheels`, the one
@@ -13,15 +17,91 @@ hostile input here: nothing they say widens the bounds.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["RESERVED_PREFIX", "Confinement"]
+from ._errors import InvalidWheelError
+
+__all__ = [
+    "DRIVE_LETTER",
+    "MAX_PATH_BYTES",
+    "RESERVED_PREFIX",
+    "Confinement",
+    "check_path_length",
+    "normalise_member",
+    "reserved_name_error",
+]
 
 #: Names asynclink keeps for itself in an environment (its lock, journal and temporaries): no
 #: wheel may ship a file or directory whose name starts with it, in any scheme.
 RESERVED_PREFIX = ".asynclink-"
+#: The longest member path accepted, in bytes: a quarter of Linux's ``PATH_MAX``, longer than
+#: any real wheel's, and short enough that the cache's own prefix still fits before it.
+MAX_PATH_BYTES = 1024
+_NAME_MAX = 255
+DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def normalise_member(wheel: str, name: str) -> str:
+    """The safe relative path of an archive member, or an error saying why it is not safe.
+
+    Refused: absolute paths, drive letters, ``..`` anywhere (``\\`` counts as a separator for
+    this check, so ``a\\..\\..\\x`` is caught on every platform), NUL and other control
+    characters, names asynclink keeps for itself (``.asynclink-*``, in any directory), and
+    paths too long for any filesystem to hold (see :func:`check_path_length`). ``.`` and
+    empty components are dropped.
+    """
+    if not name:
+        raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
+    if _CONTROL.search(name):
+        raise InvalidWheelError(wheel, "control character in an entry name", entry=name)
+    if name.startswith(("/", "\\")) or DRIVE_LETTER.match(name):
+        raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
+    if "\\" not in name and "/." not in name and not name.startswith(".") and "//" not in name:
+        path = name.rstrip("/")  # the usual case: nothing to normalise
+        check_path_length(wheel, path)
+        return path
+    parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidWheelError(wheel, "path leaves the wheel ('..')", entry=name)
+    if not parts:
+        raise InvalidWheelError(wheel, "an archive entry has an empty path", entry=name)
+    if "\\" in name:
+        raise InvalidWheelError(wheel, "backslash in an entry name", entry=name)
+    if any(part.startswith(RESERVED_PREFIX) for part in parts):
+        raise reserved_name_error(wheel, name)
+    path = "/".join(parts)
+    check_path_length(wheel, path)
+    return path
+
+
+def reserved_name_error(wheel: str, entry: str) -> InvalidWheelError:
+    """The refusal of an entry named like asynclink's own files (:data:`RESERVED_PREFIX`)."""
+    return InvalidWheelError(
+        wheel,
+        f"names starting with {RESERVED_PREFIX!r} are kept for asynclink's own files (its "
+        "lock and journal) in an environment",
+        entry=entry,
+    )
+
+
+def check_path_length(wheel: str, path: str) -> None:
+    """Refuse a path no filesystem can hold below a real directory: a component over 255
+    bytes (``NAME_MAX`` everywhere), or over :data:`MAX_PATH_BYTES` in all."""
+    encoded = path.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidWheelError(
+            wheel, f"the path is {len(encoded):,} bytes long, over {MAX_PATH_BYTES:,}", entry=path
+        )
+    if len(encoded) > _NAME_MAX and any(
+        len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX for part in path.split("/")
+    ):
+        raise InvalidWheelError(
+            wheel, f"a name in the path is over {_NAME_MAX} bytes (File name too long)", entry=path
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,10 +108,10 @@ def _is_dir(plan: WheelPlan, name: str) -> bool:
 def _same_contents(a: tuple[WheelPlan, str, str], b: tuple[WheelPlan, str, str]) -> bool:
     (plan_a, relative_a, source_a), (plan_b, relative_b, source_b) = a, b
     known_a, known_b = plan_a.known(relative_a), plan_b.known(relative_b)
-    if known_a and known_b and known_a[0].partition("=")[0] == known_b[0].partition("=")[0]:
-        return known_a == known_b
-    size_a = known_a[1] if known_a else os.stat(source_a).st_size
-    size_b = known_b[1] if known_b else os.stat(source_b).st_size
+    if known_a and known_b and known_a.hash.partition("=")[0] == known_b.hash.partition("=")[0]:
+        return (known_a.hash, known_a.size) == (known_b.hash, known_b.size)
+    size_a = known_a.size if known_a else os.stat(source_a).st_size
+    size_b = known_b.size if known_b else os.stat(source_b).st_size
     if size_a != size_b:
         return False
     return _same_bytes(source_a, source_b)

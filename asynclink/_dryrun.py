@@ -10,16 +10,15 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
+from ._confinement import Confinement
 from ._fsutil import absolute
-from ._install import make_options, plan_wheel, resolve_target
-from ._scheduler import Scheduler
-from ._scheme import Scheme, refuse_externally_managed
-from ._unpack import (
-    DEFAULT_MAX_UNPACKED_SIZE,
-    UnpackedWheel,
-    WheelCache,
-    manifest_for_tree,
-)
+from ._manifest import manifest_for_tree
+from ._options import Options
+from ._placing import Placer
+from ._plan import plan_wheel
+from ._scheduler import Scheduler, Threads
+from ._scheme import Scheme, refuse_externally_managed, resolve_target
 
 __all__ = ["PlannedFile", "PlannedWheel", "plan_install"]
 
@@ -65,12 +64,21 @@ async def plan_install(
     Archives already in the cache are read from it; others are read in place (every check but
     the contents' hashes runs). Neither the cache nor the target is touched.
     """
-    cache = WheelCache(cache_dir)
-    scheduler = Scheduler(None, jobs)
-    scheme = await scheduler.in_thread(resolve_target, target, cache.root, False)
+    options = Options.make(
+        jobs=jobs,
+        cache_dir=cache_dir,
+        requested=requested,
+        direct_urls=direct_urls,
+        installer=installer,
+        check_tags=check_tags,
+        max_unpacked_size=max_unpacked_size,
+    )
+    cache = WheelCache(options.cache_dir)
+    threads = Threads(options)
+    scheduler = Scheduler(options, threads, Placer(Confinement.of([])))
+    scheme = await threads.run(resolve_target, target, cache.root, False)
     if not break_system_packages:
         refuse_externally_managed(scheme)
-    options = make_options(scheme, installer, requested, direct_urls, check_tags)
 
     def plan_one(source: str) -> PlannedWheel:
         if os.path.isdir(source):
@@ -78,13 +86,13 @@ async def plan_install(
         else:
             unpacked = cache.lookup(source)
         if unpacked is not None:
-            plan = plan_wheel(unpacked, options)
+            plan = plan_wheel(unpacked, scheme, options)
         else:
             from ._archive import peek_archive
 
             manifest, scripts = peek_archive(source, max_unpacked_size)
             unpacked = UnpackedWheel(source + "!", manifest, source)
-            plan = plan_wheel(unpacked, options, scripts)
+            plan = plan_wheel(unpacked, scheme, options, scripts)
         files = [
             *(
                 PlannedFile(tree.target + os.sep + f, tree.source + os.sep + f, "link")
@@ -103,6 +111,6 @@ async def plan_install(
         )
 
     async def one(source: str) -> PlannedWheel:
-        return await scheduler.in_cpu_thread(plan_one, source)
+        return await threads.run_cpu(plan_one, source)
 
     return await scheduler.run_wheels([absolute(w) for w in wheels], one)

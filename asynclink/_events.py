@@ -23,6 +23,7 @@ __all__ = [
     "WheelLinked",
     "WheelStarted",
     "WheelUnpacked",
+    "WheelUnpacking",
 ]
 
 
@@ -31,6 +32,15 @@ class WheelStarted:
     """A wheel's task got its turn (past the concurrency limit)."""
 
     wheel: str
+
+
+@dataclass(frozen=True, slots=True)
+class WheelUnpacking:
+    """An archive the cache does not have is being unpacked into it: by an unpacking helper
+    process (``in_helper``), or by a worker thread of this process."""
+
+    archive: str
+    in_helper: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,5 +88,13 @@ class ConflictFound:
     conflict: Conflict
 
 
-Event = WheelStarted | WheelUnpacked | ModeFellBack | WheelLinked | WheelFinished | ConflictFound
+Event = (
+    WheelUnpacking
+    | WheelUnpacked
+    | WheelStarted
+    | ModeFellBack
+    | WheelLinked
+    | WheelFinished
+    | ConflictFound
+)
 EventCallback = Callable[[Event], object]

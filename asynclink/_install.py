@@ -1,97 +1,51 @@
-"""Whole-wheel installs: unpack (or find in the cache), map to the scheme, link, write metadata.
+"""The verbs: install wheels, link unpacked wheels, unpack wheels into the cache.
 
-The flow per wheel reads in the order of the specification's steps: unpack and check the
-archive; map its root to purelib or platlib and each ``<name>.data/<key>/`` to the scheme;
-write launchers for entry points and rewrite ``#!python`` scripts; write INSTALLER, REQUESTED,
-``direct_url.json`` and RECORD. All of it becomes one :class:`~asynclink._plan.WheelPlan`,
-placed by the scheduler like any other, so the wheel's linking starts as soon as it is
-unpacked while other wheels are still unpacking. Top-level ``.pth`` files wait until every
-other file of the batch is in place, and the conflict scan and bytecode compilation come last.
+Both installing verbs run one batch the same way (:func:`_run_batch`): lock the target and
+recover crashed installs (``_transaction``), place every wheel in its own task (``_scheduler``)
+with a placer that writes the journal (``_placing``), then bump the site-packages mtime, scan
+for conflicts, and commit. What differs is how a wheel gets its plan: :func:`link_wheels`
+walks an unpacked tree as it is; :func:`install_wheels` finds the archive in the cache or
+unpacks it (``_cache``), maps it onto the target's scheme (``_plan``), detaches what an old
+version of the project reached through symlinks (``_environment``), and after the last wheel
+places top-level ``.pth`` files, removes what the old versions own and the new ones do not,
+and, after the commit, compiles bytecode if asked.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import json
 import os
-import re
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
+from anyio.from_thread import check_cancelled
+
+from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
 from ._compile import compile_bytecode
 from ._confinement import Confinement
-from ._errors import InvalidWheelError, TargetError
-from ._events import EventCallback, WheelFinished, WheelUnpacked
-from ._fsutil import absolute, add_parent_dirs, canonical_name, record_hash
-from ._modes import LinkMode
-from ._plan import Tree, WheelPlan, conflict_key, destinations, native_paths
-from ._results import Conflict, WheelResult
-from ._scheduler import FILESYSTEM_THREADS, HELPER_PROCESSES, Scheduler
-from ._scheme import Scheme, refuse_externally_managed, scheme_for_python, scheme_for_venv
-from ._scripts import EntryPoint, launcher, rewrite_shebang
-from ._transaction import RollbackReport, Transaction, transaction
-from ._uninstall import (
+from ._environment import (
     InstalledDistribution,
     detach_symlinks,
     installed_distributions,
     read_distribution,
     remove_old_versions,
 )
-from ._unpack import (
-    DEFAULT_MAX_UNPACKED_SIZE,
-    UnpackedWheel,
-    WheelCache,
-    manifest_for_tree,
-    record_row,
-    row_path,
-)
+from ._errors import AsyncLinkError, InvalidWheelError, TargetError
+from ._events import EventCallback, WheelFinished, WheelUnpacked, WheelUnpacking
+from ._fsutil import absolute, canonical_name
+from ._helpers import HELPER_PROCESSES, Unpacked
+from ._manifest import manifest_for_tree
+from ._modes import LinkMode
+from ._options import FILESYSTEM_THREADS, Options
+from ._placing import Placer
+from ._plan import WheelPlan, destinations, plan_unpacked_tree, plan_wheel
+from ._results import Conflict, InstallResult, LinkResult, RollbackReport, WheelResult
+from ._scheduler import Scheduler, Threads
+from ._scheme import Scheme, refuse_externally_managed, resolve_target
+from ._transaction import Transaction, transaction
 
-__all__ = [
-    "InstallResult",
-    "install_wheels",
-    "unpack_wheels",
-]
-
-#: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
-_GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")
-
-
-@dataclass(frozen=True, slots=True)
-class InstallResult:
-    """The outcome of :func:`asynclink.install_wheels`."""
-
-    scheme: Scheme
-    wheels: tuple[WheelResult, ...]
-    conflicts: tuple[Conflict, ...]
-    compiled: int
-    """Python files compiled to bytecode (0 unless asked)."""
-    elapsed: float
-    recovered: tuple[RollbackReport, ...] = ()
-    """Crashed earlier installs into the same target, undone before this one began."""
-
-    @property
-    def files(self) -> int:
-        return sum(wheel.files for wheel in self.wheels)
-
-    @property
-    def bytes(self) -> int:
-        return sum(wheel.bytes for wheel in self.wheels)
-
-
-@dataclass(frozen=True, slots=True)
-class _Options:
-    scheme: Scheme
-    installer: str
-    requested: bool | frozenset[str]
-    direct_urls: Mapping[str, Mapping[str, object]]
-    check_tags: bool
-
-    def is_requested(self, name: str) -> bool:
-        if isinstance(self.requested, bool):
-            return self.requested
-        return canonical_name(name) in self.requested
+__all__ = ["install_wheels", "link_wheels", "unpack_wheels"]
 
 
 async def install_wheels(
@@ -134,103 +88,136 @@ async def install_wheels(
     seconds for another installer, if given); older versions of the packages are removed in it;
     on any failure or cancellation the target is put back as it was.
     """
-    started = time.perf_counter()
-    cache = WheelCache(cache_dir)
-    scheduler = Scheduler(
-        mode,
-        jobs,
-        on_event=on_event,
+    options = Options.make(
+        mode=mode,
+        jobs=jobs,
+        cache_dir=cache_dir,
+        compile=compile,
+        requested=requested,
+        direct_urls=direct_urls,
+        installer=installer,
+        check_conflicts=check_conflicts,
+        check_tags=check_tags,
+        break_system_packages=break_system_packages,
+        max_unpacked_size=max_unpacked_size,
+        lock_timeout=lock_timeout,
         filesystem_threads=filesystem_threads,
         helper_processes=helper_processes,
+        on_event=on_event,
     )
-    scheme = await scheduler.in_thread(resolve_target, target, cache.root)
-    if not break_system_packages:
+    started = time.perf_counter()
+    threads = Threads(options)
+    cache = WheelCache(options.cache_dir)
+    scheme = await threads.run(resolve_target, target, cache.root, True)
+    if not options.break_system_packages:
         refuse_externally_managed(scheme)
-    confinement = scheduler.placer.confinement = Confinement.of(scheme.roots)
-    created_roots = await scheduler.in_thread(_make_roots, scheme)
-    options = make_options(scheme, installer, requested, direct_urls, check_tags)
+    created_roots = await threads.run(_make_roots, scheme)
+    upgrade = _Upgrade(scheme)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
-    plans: list[WheelPlan] = []
-    projects: dict[str, str] = {}  # one wheel per project in a batch, as pip and uv insist
-    installed: dict[str, list[str]] = {}
-    replaced: dict[str, list[InstalledDistribution]] = {}  # project -> its old versions
 
-    async def one(source: str) -> WheelResult:
+    async def prepare(batch: _Batch, source: str) -> Prepared:
         # A wheel found in the cache is planned on the filesystem thread (a few reads, some
         # Python); only a real extraction (decompressing and hashing) goes to an unpacking
         # helper or a CPU thread, where it overlaps the linking of other wheels.
-        found = await scheduler.in_thread(_lookup_and_plan, cache, source, options)
-        if found is None:
-            unpacked = await _unpack(scheduler, cache, source, max_unpacked_size)
-            plan = await scheduler.in_thread(plan_wheel, unpacked, options)
+        found = await threads.run(_lookup_and_plan, cache, source, scheme, options)
+        if found.unpacked is not None and found.plan is not None:
+            unpacked, plan = found.unpacked, found.plan
         else:
-            unpacked, plan = found
-        project = canonical_name(unpacked.manifest.name)
-        owner = projects.setdefault(project, source)
-        if owner != source:
-            both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
-            raise InvalidWheelError(
-                os.path.basename(source), f"{both} both install {project}; give only one"
-            )
-        if project in installed:  # an upgrade: read what the old version owns, detach links
-            replaced[project] = await scheduler.in_thread(
-                _prepare_upgrade, journal, installed[project], confinement
-            )
-        scheduler.emit(
-            WheelUnpacked(plan.wheel, unpacked.manifest.file_count, unpacked.size, unpacked.cached)
+            unpacked = await _unpack(batch.scheduler, cache, source, found.tree, options)
+            plan = await threads.run(plan_wheel, unpacked, scheme, options, None)
+        await upgrade.prepare(batch, source, unpacked)
+        manifest = unpacked.manifest
+        batch.scheduler.emit(
+            WheelUnpacked(plan.wheel, manifest.file_count, unpacked.size, unpacked.cached)
         )
-        plans.append(plan)
-        placed = await scheduler.place(plan)
-        result = replace(
-            placed,
-            version=unpacked.manifest.version,
+        return Prepared(
+            plan,
+            version=manifest.version,
             archive=unpacked.archive,
             cached=unpacked.cached,
             scripts=tuple(plan.scripts),
-            dist_info=os.path.join(plan.target, unpacked.manifest.dist_info),
+            dist_info=os.path.join(plan.target, manifest.dist_info),
         )
-        scheduler.emit(WheelFinished(plan.wheel, result))
-        return result
 
-    async with transaction(
+    outcome = await _run_batch(
+        options,
+        threads,
         scheme.purelib,
-        confinement=confinement,
-        lock_timeout=lock_timeout,
+        upgrade.confinement,
+        sources,
+        prepare,
+        before=upgrade.start,
+        after=upgrade.finish,
         created_roots=created_roots,
-    ) as journal:
-        scheduler.placer.recorder = journal
-        installed = await scheduler.in_thread(installed_distributions, scheme)
-        results = await scheduler.run_wheels(sources, one)
-        for plan in plans:  # .pth files last: a Python starting now must not run a half package
-            await scheduler.place_locked(plan.wheel, copies=plan.late)
-        if replaced:
-            await scheduler.in_thread(
-                remove_old_versions,
-                journal,
-                [old for olds in replaced.values() for old in olds],
-                set(destinations(plans)),
-                confinement,
-            )
-        conflicts = await scheduler.finish(scheme.purelib, plans, check_conflicts)
+    )
     compiled = 0
-    if compile:
+    if options.compile:
         roots = (scheme.purelib + os.sep, scheme.platlib + os.sep)
         python_files = [
-            path for path in destinations(plans) if path.endswith(".py") and path.startswith(roots)
+            path
+            for path in destinations(outcome.plans)
+            if path.endswith(".py") and path.startswith(roots)
         ]
-        compiled = await compile_bytecode(scheme.interpreter, python_files, scheduler.jobs)
+        compiled = await compile_bytecode(scheme.interpreter, python_files, options.jobs)
+    return InstallResult(
+        scheme,
+        outcome.wheels,
+        outcome.conflicts,
+        compiled,
+        time.perf_counter() - started,
+        outcome.recovered,
+    )
+
+
+async def link_wheels(
+    site_packages: str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    *,
+    mode: LinkMode | str | None = None,
+    jobs: int | None = None,
+    check_conflicts: bool = True,
+    lock_timeout: float | None = None,
+    filesystem_threads: int = FILESYSTEM_THREADS,
+    helper_processes: int = HELPER_PROCESSES,
+    on_event: EventCallback | None = None,
+) -> LinkResult:
+    """Place every file of many unpacked wheels into ``site_packages``, concurrently.
+
+    Each wheel is a directory laid out as a wheel's contents (as a package manager's cache
+    holds them). ``mode`` is a :class:`LinkMode` or its name (``None``: clone on Linux and
+    macOS, hardlink elsewhere); a mode that cannot work falls back per wheel (see
+    :class:`LinkMode`). ``jobs`` bounds how many wheels are in flight at once;
+    ``filesystem_threads`` how many worker threads place files (one is fastest on local disks);
+    ``helper_processes`` how many helper processes may place the bulk of them on other cores
+    (``0``: none; ``jobs=1`` starts none either).
+
+    The batch is one transaction: it holds ``site_packages``' lock (waiting at most
+    ``lock_timeout`` seconds for another installer, if given), and on any failure or
+    cancellation ``site_packages`` is put back as it was. Raises :class:`LinkError` (or another
+    :class:`AsyncLinkError`) naming the wheel and path when a file cannot be placed.
+    """
+    options = Options.make(
+        mode=mode,
+        jobs=jobs,
+        check_conflicts=check_conflicts,
+        lock_timeout=lock_timeout,
+        filesystem_threads=filesystem_threads,
+        helper_processes=helper_processes,
+        on_event=on_event,
+    )
+    started = time.perf_counter()
+    target = absolute(site_packages)
+    threads = Threads(options)
+    if not await threads.run(os.path.isdir, target):
+        raise AsyncLinkError(f"site-packages directory {target} does not exist")
+
+    async def prepare(batch: _Batch, source: str) -> Prepared:
+        return Prepared(await threads.run(plan_unpacked_tree, None, source, target))
+
+    sources = [absolute(wheel) for wheel in wheels]
+    outcome = await _run_batch(options, threads, target, Confinement.of([target]), sources, prepare)
     elapsed = time.perf_counter() - started
-    return InstallResult(scheme, tuple(results), conflicts, compiled, elapsed, journal.recovered)
-
-
-def _prepare_upgrade(
-    journal: Transaction, dist_infos: list[str], confinement: Confinement
-) -> list[InstalledDistribution]:
-    """Read what the installed versions own, and detach the symlinks on the way to it."""
-    distributions = [read_distribution(dist_info) for dist_info in dist_infos]
-    for distribution in distributions:
-        detach_symlinks(journal, distribution, confinement)
-    return distributions
+    return LinkResult(target, outcome.wheels, outcome.conflicts, elapsed, outcome.recovered)
 
 
 async def unpack_wheels(
@@ -242,13 +229,17 @@ async def unpack_wheels(
     on_event: EventCallback | None = None,
 ) -> list[UnpackedWheel]:
     """Unpack ``.whl`` archives into the cache, many at once; reuse those already there."""
-    cache = WheelCache(cache_dir)
-    scheduler = Scheduler(None, jobs, None, on_event)
+    options = Options.make(
+        jobs=jobs, cache_dir=cache_dir, max_unpacked_size=max_unpacked_size, on_event=on_event
+    )
+    cache = WheelCache(options.cache_dir)
+    threads = Threads(options)
+    scheduler = Scheduler(options, threads, Placer(Confinement.of([])))
 
     async def one(archive: str) -> UnpackedWheel:
-        unpacked = await scheduler.in_thread(cache.lookup, archive, False)
+        unpacked = await threads.run(cache.lookup, archive, False)
         if unpacked is None:
-            unpacked = await _unpack(scheduler, cache, archive, max_unpacked_size)
+            unpacked = await _unpack(scheduler, cache, archive, False, options)
         manifest = unpacked.manifest
         scheduler.emit(
             WheelUnpacked(
@@ -263,35 +254,139 @@ async def unpack_wheels(
     return await scheduler.run_wheels([absolute(a) for a in archives], one)
 
 
-def make_options(
-    scheme: Scheme,
-    installer: str,
-    requested: bool | Collection[str],
-    direct_urls: Mapping[str, Mapping[str, object]] | None,
-    check_tags: bool,
-) -> _Options:
-    if not isinstance(requested, bool):
-        requested = frozenset(canonical_name(name) for name in requested)
-    return _Options(scheme, installer, requested, direct_urls or {}, check_tags)
+# -- the batch, shared by both installing verbs ------------------------------------------------
 
 
-def resolve_target(
-    target: Scheme | str | os.PathLike[str], cache_dir: str, remember: bool = True
-) -> Scheme:
-    """A scheme from what the caller named: a scheme, a venv directory or an interpreter."""
-    if isinstance(target, Scheme):
-        return target
-    path = absolute(target)
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "pyvenv.cfg")):
-            return scheme_for_venv(path, cache_dir if remember else None)
-        raise TargetError(
-            f"{path} is a directory but not a virtual environment; to install straight into "
-            "it, pass Scheme.for_directory(path) (the CLI's --target)"
-        )
-    if os.path.isfile(path):
-        return scheme_for_python(path, cache_dir if remember else None)
-    raise TargetError(f"{path} is neither a virtual environment nor an interpreter")
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A wheel ready to place: its plan, and what its result says beyond how it was placed."""
+
+    plan: WheelPlan
+    version: str = ""
+    archive: str | None = None
+    cached: bool = False
+    scripts: tuple[str, ...] = ()
+    dist_info: str | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One call's transaction, as its wheel tasks see it."""
+
+    scheduler: Scheduler
+    journal: Transaction
+    plans: list[WheelPlan]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    wheels: tuple[WheelResult, ...]
+    conflicts: tuple[Conflict, ...]
+    recovered: tuple[RollbackReport, ...]
+    plans: list[WheelPlan]
+
+
+async def _run_batch(
+    options: Options,
+    threads: Threads,
+    root: str,
+    confinement: Confinement,
+    sources: Sequence[str],
+    prepare: Callable[[_Batch, str], Awaitable[Prepared]],
+    *,
+    before: Callable[[_Batch], Awaitable[None]] | None = None,
+    after: Callable[[_Batch], Awaitable[None]] | None = None,
+    created_roots: Sequence[str] = (),
+) -> _Outcome:
+    """Lock ``root``, run ``before``, place every wheel of ``sources`` as ``prepare`` plans it
+    (one task each), run ``after``, then the mtime bump and the conflict scan, and commit; or
+    roll back."""
+    async with transaction(
+        root,
+        threads.filesystem,
+        confinement=confinement,
+        lock_timeout=options.lock_timeout,
+        created_roots=created_roots,
+    ) as journal:
+        scheduler = Scheduler(options, threads, Placer(confinement, journal))
+        batch = _Batch(scheduler, journal, [])
+        if before is not None:
+            await before(batch)
+
+        async def one(source: str) -> WheelResult:
+            prepared = await prepare(batch, source)
+            batch.plans.append(prepared.plan)
+            placed = await scheduler.place(prepared.plan)
+            result = replace(
+                placed,
+                version=prepared.version,
+                archive=prepared.archive,
+                cached=prepared.cached,
+                scripts=prepared.scripts,
+                dist_info=prepared.dist_info,
+            )
+            scheduler.emit(WheelFinished(prepared.plan.wheel, result))
+            return result
+
+        results = await scheduler.run_wheels(sources, one)
+        if after is not None:
+            await after(batch)
+        conflicts = await scheduler.finish(root, batch.plans)
+    return _Outcome(tuple(results), conflicts, journal.recovered, batch.plans)
+
+
+class _Upgrade:
+    """What an install does beyond placing wheels: one wheel per project, and the old versions
+    of the projects it installs, detached first and removed last, in the same transaction."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        self.scheme = scheme
+        self.confinement = Confinement.of(scheme.roots)
+        self._owners: dict[str, str] = {}  # project -> the wheel that installs it
+        self._installed: dict[str, list[str]] = {}
+        self._replaced: dict[str, list[InstalledDistribution]] = {}
+
+    async def start(self, batch: _Batch) -> None:
+        """Before any wheel is placed: what is installed."""
+        self._installed = await batch.scheduler.threads.run(installed_distributions, self.scheme)
+
+    async def prepare(self, batch: _Batch, source: str, unpacked: UnpackedWheel) -> None:
+        """Refuse a second wheel of one project (as pip and uv do); if the project is
+        installed, read what its old versions own and detach the symlinks on the way."""
+        project = canonical_name(unpacked.manifest.name)
+        owner = self._owners.setdefault(project, source)
+        if owner != source:
+            both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
+            raise InvalidWheelError(
+                os.path.basename(source), f"{both} both install {project}; give only one"
+            )
+        old = self._installed.get(project)
+        if old:
+            self._replaced[project] = await batch.scheduler.threads.run(
+                _detached, batch.journal, old, self.confinement
+            )
+
+    async def finish(self, batch: _Batch) -> None:
+        """After the last wheel: ``.pth`` files, then the old versions' leftovers."""
+        scheduler = batch.scheduler
+        for plan in batch.plans:  # .pth last: a Python starting now must not run a half package
+            await scheduler.place_copies(plan.wheel, copies=plan.late)
+        if self._replaced:
+            old = [distribution for olds in self._replaced.values() for distribution in olds]
+            new = set(destinations(batch.plans))
+            await scheduler.threads.run(
+                remove_old_versions, batch.journal, old, new, self.confinement
+            )
+
+
+def _detached(
+    journal: Transaction, dist_infos: list[str], confinement: Confinement
+) -> list[InstalledDistribution]:
+    """Read what the installed versions own, and detach the symlinks on the way to it."""
+    distributions = [read_distribution(dist_info) for dist_info in dist_infos]
+    for distribution in distributions:
+        detach_symlinks(journal, distribution, confinement)
+    return distributions
 
 
 def _make_roots(scheme: Scheme) -> list[str]:
@@ -314,241 +409,47 @@ def _make_roots(scheme: Scheme) -> list[str]:
 
 
 async def _unpack(
-    scheduler: Scheduler, cache: WheelCache, source: str, max_unpacked_size: int
+    scheduler: Scheduler, cache: WheelCache, source: str, tree: bool, options: Options
 ) -> UnpackedWheel:
-    """``source``, not found in the cache, extracted into it (or an unpacked tree taken as it
-    is): by an unpacking helper where one is worth it, else in a CPU thread."""
-    helped = await scheduler.helpers.unpack(
-        scheduler.cpu_limiter, cache.root, source, max_unpacked_size
-    )
-    unpacked = await scheduler.in_cpu_thread(_unpack_one, cache, source, max_unpacked_size)
-    return replace(unpacked, cached=False) if helped == "unpacked" else unpacked
+    """``source``, not found in the cache, extracted into it (or, a ``tree``, an unpacked
+    wheel taken as it is): by an unpacking helper where one is worth it, else in a CPU
+    thread."""
+    threads, limit = scheduler.threads, options.max_unpacked_size
+
+    def in_helper() -> None:
+        scheduler.emit(WheelUnpacking(source, in_helper=True))
+
+    helped = None
+    if not tree:
+        helped = await scheduler.helpers.unpack(threads.cpu, cache.root, source, limit, in_helper)
+        if helped is None:
+            scheduler.emit(WheelUnpacking(source, in_helper=False))
+    unpacked = await threads.run_cpu(_unpack_one, cache, source, limit)
+    return replace(unpacked, cached=False) if helped is Unpacked.NOW else unpacked
 
 
 def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> UnpackedWheel:
-    from anyio.from_thread import check_cancelled
-
     if os.path.isdir(source):
         return UnpackedWheel(source, manifest_for_tree(source))
     return cache.unpack(source, max_unpacked_size=max_unpacked_size, checkpoint=check_cancelled)
 
 
+class _Lookup(NamedTuple):
+    """What the cache had of a source: its unpacked wheel and plan, or nothing (then the
+    source is an unpacked ``tree``, or an archive to unpack)."""
+
+    unpacked: UnpackedWheel | None = None
+    plan: WheelPlan | None = None
+    tree: bool = False
+
+
 def _lookup_and_plan(
-    cache: WheelCache, source: str, options: _Options
-) -> tuple[UnpackedWheel, WheelPlan] | None:
+    cache: WheelCache, source: str, scheme: Scheme, options: Options
+) -> _Lookup:
     """The cached unpacked wheel of an archive and its plan, if the cache already has it."""
     if os.path.isdir(source):
-        return None
+        return _Lookup(tree=True)
     unpacked = cache.lookup(source, hash_on_miss=False)
     if unpacked is None:
-        return None
-    return unpacked, plan_wheel(unpacked, options)
-
-
-def read_script(path: str) -> bytes:
-    """A script's bytes: all of them if it starts with ``#!python``, else enough to tell."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        return head + handle.read() if head == b"#!python" else head
-
-
-def plan_wheel(
-    unpacked: UnpackedWheel, options: _Options, scripts: Mapping[str, bytes] | None = None
-) -> WheelPlan:
-    """Map an unpacked wheel onto the scheme: every file, script and metadata file it gets.
-
-    A ``.data/scripts`` file may need its shebang rewritten, so its bytes are read from the
-    tree (see :func:`read_script`), or taken from ``scripts`` (wheel path -> bytes) in a dry
-    run, which has only the archive.
-    """
-    manifest = unpacked.manifest
-    scheme = options.scheme
-    compatible = set(manifest.tags).intersection(scheme.tags)
-    if options.check_tags and scheme.tags and manifest.tags and not compatible:
-        raise InvalidWheelError(
-            manifest.filename,
-            f"is not compatible with {scheme.interpreter} (Python {scheme.version}): "
-            f"the wheel is tagged {', '.join(manifest.tags)}; the interpreter accepts "
-            f"{', '.join(scheme.tags[:3])}, ...",
-        )
-    root = scheme.purelib if manifest.root_is_purelib else scheme.platlib
-    source = unpacked.tree
-    sep = os.sep
-    plan = WheelPlan(
-        wheel=f"{manifest.name}-{manifest.version}", source=source, target=root, size=manifest.size
-    )
-    stop = {root, scheme.data, scheme.purelib, scheme.platlib}
-    extra_dirs: dict[str, None] = {}
-    extra_rows: list[str] = []
-
-    # The root of the wheel: one tree, straight from the manifest, minus what is special.
-    files, rows = manifest.files, manifest.rows()
-    generated = [f"{manifest.dist_info}/{name}" for name in _GENERATED]
-    late = [name for name in manifest.top if name.endswith(".pth") and _has(files, name)]
-    skipped = {path for path in generated if _has(files, path)}
-    if skipped:
-        kept = [i for i, path in enumerate(files) if path not in skipped]
-        files, rows = [files[i] for i in kept], [rows[i] for i in kept]
-    if late:
-        files = [path for path in files if path not in late]
-        plan.late = [(source + sep + name, root + sep + name) for name in late]
-    plan.trees.append(
-        Tree(source, root, native_paths(manifest.dirs), native_paths(files), sorted=os.sep == "/")
-    )
-    plan.top_level = {conflict_key(name): name for name in manifest.top}
-    _refuse_reserved_in_root(plan.wheel, scheme, root, files)
-
-    # <name>.data/<key>/...: a tree per key, rooted at the scheme's path for the key.
-    data_prefix = manifest.data_dir + "/"
-    entry_points = launchers_for(manifest.entry_points, scheme.version)
-    plan.scripts = [entry.name for entry in entry_points]
-    wrappers = _setuptools_wrappers(plan.scripts)
-    # key -> (tree, its directories, its root as a RECORD path prefix)
-    data_trees: dict[str, tuple[Tree, dict[str, None], str]] = {}
-    for relative, digest, size in manifest.data:
-        key, _, rest = relative[len(data_prefix) :].partition("/")
-        found = data_trees.get(key)
-        if found is None:
-            base = scheme.path_for(key)
-            if base is None:  # the unpacker refuses these; a foreign tree may have them
-                raise InvalidWheelError(plan.wheel, f"unknown scheme {key!r}", entry=relative)
-            if key == "headers":  # pip and uv: the normalised name, headers-dist not headers.dist
-                base = os.path.join(base, canonical_name(manifest.name))
-            _add_ancestors(extra_dirs, base, stop)
-            prefix = _relative(base, root)
-            found = data_trees[key] = (
-                Tree(source + sep + data_prefix + key, base),
-                {},
-                "" if prefix == "." else prefix + "/",
-            )
-        tree, tree_dirs, record_prefix = found
-        destination = tree.target + sep + rest
-        reserved = scheme.reserved(destination)
-        if reserved is not None:
-            raise _reserved_error(plan.wheel, relative, destination, reserved)
-        if key == "scripts":
-            if rest in wrappers:
-                continue  # as pip and uv: the entry point's launcher wins
-            content = (
-                scripts[relative] if scripts is not None else read_script(tree.source + sep + rest)
-            )
-            rewritten = rewrite_shebang(content, scheme.interpreter)
-            if rewritten is not None:
-                plan.writes.append((destination, rewritten, 0o755))
-                extra_rows.append(_row(destination, root, rewritten))
-                continue
-        add_parent_dirs(tree_dirs, rest, sep)
-        tree.files.append(rest.replace("/", sep))
-        extra_rows.append(record_row(record_prefix + rest, digest, size))
-    for tree, tree_dirs, _ in data_trees.values():
-        tree.dirs = list(tree_dirs)
-        plan.trees.append(tree)
-
-    # Launchers for entry points, then the metadata an installer writes.
-    if entry_points:
-        _add_ancestors(extra_dirs, scheme.scripts, stop)
-    for entry in entry_points:
-        destination = os.path.join(scheme.scripts, entry.name)
-        reserved = scheme.reserved(destination)
-        if reserved is not None:
-            raise _reserved_error(plan.wheel, f"entry point {entry.name}", destination, reserved)
-        content = launcher(entry, scheme.interpreter)
-        plan.writes.append((destination, content, 0o755))
-        extra_rows.append(_row(destination, root, content))
-    info = root + sep + manifest.dist_info
-    metadata = {"INSTALLER": f"{options.installer}\n".encode()}
-    if options.is_requested(manifest.name):
-        metadata["REQUESTED"] = b""
-    direct_url = options.direct_urls.get(manifest.filename)
-    if direct_url is not None:
-        metadata["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode()
-    for name, content in metadata.items():
-        destination = info + sep + name
-        plan.writes.append((destination, content, 0o644))
-        extra_rows.append(_row(destination, root, content))
-    extra_rows.append(f"{manifest.dist_info}/RECORD,,")
-    for row in extra_rows:
-        bisect.insort(rows, row, key=row_path)
-    plan.record = "\n".join(rows)
-    plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
-    plan.dirs = list(extra_dirs)
-    return plan
-
-
-def launchers_for(entry_points: Sequence[EntryPoint], version: str) -> list[EntryPoint]:
-    """The launchers to write for ``entry_points`` into an environment of Python ``version``.
-
-    pip's own wheel names its versioned launcher after the Python that built it (``pip3.12``);
-    pip and uv write ``pip3.<minor>`` of the *target* instead, and so does this.
-    """
-    names = {entry.name for entry in entry_points}
-    template = next((e for e in entry_points if e.name == "pip3"), None)
-    if template is None or "pip" not in names:
-        return list(entry_points)
-    versioned = f"pip{version}"
-    kept = [entry for entry in entry_points if not _VERSIONED_PIP.fullmatch(entry.name)]
-    return [*kept, replace(template, name=versioned)]
-
-
-_VERSIONED_PIP = re.compile(r"pip[0-9]+\.[0-9]+")
-
-
-def _setuptools_wrappers(scripts: Iterable[str]) -> set[str]:
-    """The ``.data/scripts`` files pip and uv leave out beside a generated launcher of the
-    same name: setuptools' ``<name>``, ``<name>-script.py``, ``<name>.exe``, ``<name>.pya``.
-    (Both install a ``<name>-script.pyw``, and so does asynclink.)"""
-    suffixes = ("", "-script.py", ".exe", ".pya")
-    return {name + suffix for name in scripts for suffix in suffixes}
-
-
-def _refuse_reserved_in_root(wheel: str, scheme: Scheme, root: str, files: list[str]) -> None:
-    """The root's files that would land on the environment's own (see ``Scheme.reserved``):
-    only possible where the scripts or data directory lies inside the root (``--target``)."""
-    for directory in (scheme.scripts, scheme.data):
-        if directory == root:
-            candidates = [path for path in files if "/" not in path]
-        elif directory.startswith(root + os.sep):
-            prefix = _relative(directory, root) + "/"
-            start = bisect.bisect_left(files, prefix)
-            end = bisect.bisect_left(files, prefix[:-1] + chr(ord("/") + 1), start)
-            candidates = files[start:end]
-        else:
-            continue
-        for path in candidates:
-            destination = root + os.sep + path.replace("/", os.sep)
-            reserved = scheme.reserved(destination)
-            if reserved is not None:
-                raise _reserved_error(wheel, path, destination, reserved)
-
-
-def _reserved_error(wheel: str, entry: str, destination: str, what: str) -> InvalidWheelError:
-    return InvalidWheelError(
-        wheel, f"would replace {destination}, {what}; a wheel may not install that", entry=entry
-    )
-
-
-def _has(sorted_paths: list[str], path: str) -> bool:
-    index = bisect.bisect_left(sorted_paths, path)
-    return index < len(sorted_paths) and sorted_paths[index] == path
-
-
-def _relative(destination: str, root: str) -> str:
-    return os.path.relpath(destination, root).replace(os.sep, "/")
-
-
-def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> None:
-    """``directory`` and its parents below the first of ``stop``, parents first, into ``found``."""
-    chain: list[str] = []
-    while directory not in stop and directory not in found:
-        chain.append(directory)
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    for path in reversed(chain):
-        found[path] = None
-
-
-def _row(destination: str, root: str, content: bytes) -> str:
-    digest = record_hash(hashlib.sha256(content))
-    return record_row(_relative(destination, root), digest, len(content))
+        return _Lookup()
+    return _Lookup(unpacked, plan_wheel(unpacked, scheme, options))

@@ -1,8 +1,11 @@
 """What placing one wheel means: directories to make, files to link or copy, bytes to write.
 
-A :class:`WheelPlan` is built once per wheel, in a worker thread: by walking an unpacked wheel
-(:func:`plan_unpacked_tree`, for :func:`asynclink.link_wheels`) or from a cached wheel's
-manifest (``_install``, which needs no walk). The scheduler then executes it.
+A :class:`WheelPlan` is built once per wheel, in a worker thread, and the scheduler then
+executes it. :func:`plan_wheel` maps a wheel from the cache (its manifest: no walk of the tree)
+onto an environment's scheme, step by step in the order of the binary distribution format's
+"installing a wheel" section, with what the "recording installed projects" specification asks
+of an installer; :func:`plan_unpacked_tree` walks an unpacked wheel into a plan that places it
+as it is, for :func:`asynclink.link_wheels`.
 
 Most files travel in :class:`Tree`\\ s: a source directory, a target directory and the relative
 paths below both. The placer opens the two directories once and works relative to them
@@ -13,33 +16,43 @@ absolute paths per file and Python does not build them.
 from __future__ import annotations
 
 import bisect
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ._confinement import RESERVED_PREFIX
+from ._cache import UnpackedWheel
+from ._confinement import RESERVED_PREFIX, reserved_name_error
 from ._errors import InvalidWheelError
-from ._fsutil import add_parent_dirs
-from ._wheelinfo import reserved_name_error
+from ._fsutil import add_parent_dirs, canonical_name
+from ._manifest import Manifest, load_manifest
+from ._options import Options
+from ._record import RecordEntry, find_row, format_row, row_for, row_path
+from ._scheme import Scheme
+from ._scripts import launcher, launchers_for, read_script, rewrite_shebang, setuptools_wrappers
 
 __all__ = [
     "Tree",
     "WheelPlan",
     "conflict_key",
     "destinations",
-    "native_paths",
     "plan_unpacked_tree",
+    "plan_wheel",
     "single_destinations",
     "site_files",
 ]
+
+#: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
+_GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")
 
 #: File name endings of importable modules; the part before the first dot is the module.
 _MODULE_ENDINGS = (".py", ".pyc", ".so", ".pyd")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Tree:
-    """Files below ``source`` that go to the same relative paths below ``target``."""
+    """Files below ``source`` that go to the same relative paths below ``target``; one object
+    per tree (equal only to itself, so it can key what is done to it)."""
 
     source: str
     target: str
@@ -84,20 +97,13 @@ class WheelPlan:
     _rows: list[str] | None = field(default=None, init=False, repr=False, compare=False)
     """``record`` split into rows, on first use."""
 
-    def known(self, relative: str) -> tuple[str, int] | None:
-        """(hash, size) of the site-packages-relative ``relative`` from RECORD, if known."""
+    def known(self, relative: str) -> RecordEntry | None:
+        """The RECORD entry of the site-packages-relative ``relative``, if known for free."""
         if not self.record:
             return None
-        from ._unpack import row_path
-
         if self._rows is None:
             self._rows = self.record.split("\n")
-        rows = self._rows
-        index = bisect.bisect_left(rows, relative, key=row_path)
-        if index < len(rows) and row_path(rows[index]) == relative:
-            _, digest, size = rows[index].rsplit(",", 2)
-            return (digest, int(size)) if digest else None
-        return None
+        return find_row(self._rows, relative)
 
     @property
     def file_count(self) -> int:
@@ -212,8 +218,6 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
     """The plan of a cache tree (``.../<digest>/tree`` beside its ``manifest.json``)."""
     if os.path.basename(source) != "tree":
         return None
-    from ._unpack import load_manifest
-
     manifest = load_manifest(os.path.dirname(source))
     if manifest is None:
         return None
@@ -222,12 +226,12 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
     files = list(manifest.files)
     if manifest.data:  # one contiguous block, at its place in the order
         at = bisect.bisect_left(files, manifest.data_dir + "/")
-        files[at:at] = [path for path, _, _ in manifest.data]
+        files[at:at] = [entry.path for entry in manifest.data]
     dirs = dict.fromkeys(manifest.dirs)
-    for path, _, _ in manifest.data:
-        add_parent_dirs(dirs, path)
+    for entry in manifest.data:
+        add_parent_dirs(dirs, entry.path)
     plan.trees.append(
-        Tree(source, target, native_paths(sorted(dirs)), native_paths(files), sorted=os.sep == "/")
+        Tree(source, target, _native(sorted(dirs)), _native(files), sorted=os.sep == "/")
     )
     record = f"{manifest.dist_info}/RECORD"
     plan.copies.append((source + os.sep + record, target + os.sep + record))
@@ -238,7 +242,7 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
     return plan
 
 
-def native_paths(paths: list[str]) -> list[str]:
+def _native(paths: list[str]) -> list[str]:
     """Manifest paths (``/``) in this system's separator."""
     return paths if os.sep == "/" else [path.replace("/", os.sep) for path in paths]
 
@@ -256,3 +260,239 @@ def _inside_link(wheel: str, path: str, real_root: str) -> str:
             wheel, f"symlink {path} -> {text} points outside the unpacked wheel", entry=path
         )
     return text
+
+
+# -- the plan of a wheel from the cache, in the order of the specification's steps -----------
+
+
+def plan_wheel(
+    unpacked: UnpackedWheel,
+    scheme: Scheme,
+    options: Options,
+    scripts: Mapping[str, bytes] | None = None,
+) -> WheelPlan:
+    """Map an unpacked wheel onto ``scheme``: every file, script and metadata file it gets.
+
+    A ``.data/scripts`` file may need its shebang rewritten, so its bytes are read from the
+    tree (see :func:`~._scripts.read_script`), or taken from ``scripts`` (wheel path -> bytes)
+    in a dry run, which has only the archive.
+    """
+    manifest = unpacked.manifest
+    _check_tags(manifest, scheme, options)
+    planner = _Planner(unpacked, scheme)
+    planner.unpack_root()
+    planner.spread_data(scripts)
+    planner.write_launchers()
+    planner.record_installed(options)
+    return planner.plan
+
+
+def _check_tags(manifest: Manifest, scheme: Scheme, options: Options) -> None:
+    """The wheel is for this interpreter (its tags), unless the caller says not to check."""
+    compatible = set(manifest.tags).intersection(scheme.tags)
+    if options.check_tags and scheme.tags and manifest.tags and not compatible:
+        raise InvalidWheelError(
+            manifest.filename,
+            f"is not compatible with {scheme.interpreter} (Python {scheme.version}): "
+            f"the wheel is tagged {', '.join(manifest.tags)}; the interpreter accepts "
+            f"{', '.join(scheme.tags[:3])}, ...",
+        )
+
+
+class _Planner:
+    """The steps of :func:`plan_wheel`, each filling in part of one plan."""
+
+    def __init__(self, unpacked: UnpackedWheel, scheme: Scheme) -> None:
+        manifest = self.manifest = unpacked.manifest
+        self.scheme = scheme
+        self.root = scheme.purelib if manifest.root_is_purelib else scheme.platlib
+        self.plan = WheelPlan(
+            wheel=f"{manifest.name}-{manifest.version}",
+            source=unpacked.tree,
+            target=self.root,
+            size=manifest.size,
+        )
+        self.rows = manifest.rows()
+        self.extra_rows: list[str] = []
+        self.extra_dirs: dict[str, None] = {}
+        self.stop = {self.root, scheme.data, scheme.purelib, scheme.platlib}
+        self.launchers = launchers_for(manifest.entry_points, scheme.version)
+        self.plan.scripts = [entry.name for entry in self.launchers]
+
+    # 1.c, 1.d: "If Root-Is-Purelib == 'true', unpack archive into purelib (site-packages).
+    # Else unpack archive into platlib (site-packages)."
+    def unpack_root(self) -> None:
+        """The root of the wheel: one tree, straight from the manifest, minus what the install
+        writes itself; top-level ``.pth`` files wait for every other file of the batch."""
+        manifest, plan, root, sep = self.manifest, self.plan, self.root, os.sep
+        files = manifest.files
+        generated = [f"{manifest.dist_info}/{name}" for name in _GENERATED]
+        late = [name for name in manifest.top if name.endswith(".pth") and _has(files, name)]
+        skipped = {path for path in generated if _has(files, path)}
+        if skipped:
+            kept = [i for i, path in enumerate(files) if path not in skipped]
+            files, self.rows = [files[i] for i in kept], [self.rows[i] for i in kept]
+        if late:
+            files = [path for path in files if path not in late]
+            plan.late = [(plan.source + sep + name, root + sep + name) for name in late]
+        plan.trees.append(
+            Tree(plan.source, root, _native(manifest.dirs), _native(files), sorted=sep == "/")
+        )
+        plan.top_level = {conflict_key(name): name for name in manifest.top}
+        _refuse_reserved_in_root(plan.wheel, self.scheme, root, files)
+
+    # 2.b: "Move each subtree of distribution-1.0.data/ onto its destination path. Each
+    # subdirectory of distribution-1.0.data/ is a key into a dict of destination directories."
+    # 2.c: "If applicable, update scripts starting with #!python to point to the correct
+    # interpreter."
+    def spread_data(self, scripts: Mapping[str, bytes] | None) -> None:
+        """A tree per ``<name>.data/<key>/``, rooted at the scheme's path for the key."""
+        data_prefix = self.manifest.data_dir + "/"
+        wrappers = setuptools_wrappers(self.plan.scripts)
+        trees: dict[str, _DataTree] = {}
+        for entry in self.manifest.data:
+            key, _, rest = entry.path[len(data_prefix) :].partition("/")
+            tree = trees.get(key) or trees.setdefault(key, self._data_tree(key, entry.path))
+            destination = tree.tree.target + os.sep + rest
+            reserved = self.scheme.reserved(destination)
+            if reserved is not None:
+                raise _reserved_error(self.plan.wheel, entry.path, destination, reserved)
+            if key == "scripts":
+                if rest in wrappers:
+                    continue  # as pip and uv: the entry point's launcher wins
+                if self._rewrite(tree, rest, destination, entry, scripts):
+                    continue
+            add_parent_dirs(tree.dirs, rest, os.sep)
+            tree.tree.files.append(rest.replace("/", os.sep))
+            self.extra_rows.append(format_row(entry._replace(path=tree.prefix + rest)))
+        for tree in trees.values():
+            tree.tree.dirs = list(tree.dirs)
+            self.plan.trees.append(tree.tree)
+
+    def _data_tree(self, key: str, entry: str) -> _DataTree:
+        base = self.scheme.path_for(key)
+        if base is None:  # the unpacker refuses these; a foreign tree may have them
+            raise InvalidWheelError(self.plan.wheel, f"unknown scheme {key!r}", entry=entry)
+        if key == "headers":  # pip and uv: the normalised name, headers-dist not headers.dist
+            base = os.path.join(base, canonical_name(self.manifest.name))
+        _add_ancestors(self.extra_dirs, base, self.stop)
+        prefix = _relative(base, self.root)
+        source = self.plan.source + os.sep + self.manifest.data_dir + os.sep + key
+        return _DataTree(Tree(source, base), {}, "" if prefix == "." else prefix + "/")
+
+    def _rewrite(
+        self,
+        tree: _DataTree,
+        rest: str,
+        destination: str,
+        entry: RecordEntry,
+        scripts: Mapping[str, bytes] | None,
+    ) -> bool:
+        """Write a ``#!python`` script with the target's interpreter; say if it was one."""
+        if scripts is not None:
+            content = scripts[entry.path]
+        else:
+            content = read_script(tree.tree.source + os.sep + rest)
+        rewritten = rewrite_shebang(content, self.scheme.interpreter)
+        if rewritten is None:
+            return False
+        self.plan.writes.append((destination, rewritten, 0o755))
+        self.extra_rows.append(row_for(_relative(destination, self.root), rewritten))
+        return True
+
+    # "Recommended installer features": generate script wrappers for entry points.
+    def write_launchers(self) -> None:
+        scheme = self.scheme
+        if self.launchers:
+            _add_ancestors(self.extra_dirs, scheme.scripts, self.stop)
+        for entry in self.launchers:
+            destination = os.path.join(scheme.scripts, entry.name)
+            reserved = scheme.reserved(destination)
+            if reserved is not None:
+                raise _reserved_error(
+                    self.plan.wheel, f"entry point {entry.name}", destination, reserved
+                )
+            content = launcher(entry, scheme.interpreter)
+            self.plan.writes.append((destination, content, 0o755))
+            self.extra_rows.append(row_for(_relative(destination, self.root), content))
+
+    # 2.d: "Update distribution-1.0.dist-info/RECORD with the installed paths." With the
+    # "recording installed projects" files: INSTALLER, REQUESTED, direct_url.json.
+    def record_installed(self, options: Options) -> None:
+        manifest, plan, sep = self.manifest, self.plan, os.sep
+        info = self.root + sep + manifest.dist_info
+        metadata = {"INSTALLER": f"{options.installer}\n".encode()}
+        if options.is_requested(manifest.name):
+            metadata["REQUESTED"] = b""
+        direct_url = options.direct_urls.get(manifest.filename)
+        if direct_url is not None:
+            metadata["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode()
+        for name, content in metadata.items():
+            destination = info + sep + name
+            plan.writes.append((destination, content, 0o644))
+            self.extra_rows.append(row_for(_relative(destination, self.root), content))
+        self.extra_rows.append(f"{manifest.dist_info}/RECORD,,")
+        rows = self.rows
+        for row in self.extra_rows:
+            bisect.insort(rows, row, key=row_path)
+        plan.record = "\n".join(rows)
+        plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
+        plan.dirs = list(self.extra_dirs)
+
+
+@dataclass(slots=True)
+class _DataTree:
+    """One ``.data/<key>/`` tree being planned."""
+
+    tree: Tree
+    dirs: dict[str, None]
+    prefix: str
+    """Its root as a RECORD path prefix (relative to site-packages, with ``/``)."""
+
+
+def _refuse_reserved_in_root(wheel: str, scheme: Scheme, root: str, files: list[str]) -> None:
+    """The root's files that would land on the environment's own (see ``Scheme.reserved``):
+    only possible where the scripts or data directory lies inside the root (``--target``)."""
+    for directory in (scheme.scripts, scheme.data):
+        if directory == root:
+            candidates = [path for path in files if "/" not in path]
+        elif directory.startswith(root + os.sep):
+            prefix = _relative(directory, root) + "/"
+            start = bisect.bisect_left(files, prefix)
+            end = bisect.bisect_left(files, prefix[:-1] + chr(ord("/") + 1), start)
+            candidates = files[start:end]
+        else:
+            continue
+        for path in candidates:
+            destination = root + os.sep + path.replace("/", os.sep)
+            reserved = scheme.reserved(destination)
+            if reserved is not None:
+                raise _reserved_error(wheel, path, destination, reserved)
+
+
+def _reserved_error(wheel: str, entry: str, destination: str, what: str) -> InvalidWheelError:
+    return InvalidWheelError(
+        wheel, f"would replace {destination}, {what}; a wheel may not install that", entry=entry
+    )
+
+
+def _has(sorted_paths: list[str], path: str) -> bool:
+    index = bisect.bisect_left(sorted_paths, path)
+    return index < len(sorted_paths) and sorted_paths[index] == path
+
+
+def _relative(destination: str, root: str) -> str:
+    return os.path.relpath(destination, root).replace(os.sep, "/")
+
+
+def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> None:
+    """``directory`` and its parents below the first of ``stop``, parents first, into ``found``."""
+    chain: list[str] = []
+    while directory not in stop and directory not in found:
+        chain.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(chain):
+        found[path] = None

@@ -16,7 +16,7 @@ from ._events import Event, WheelFinished
 from ._results import WheelResult
 
 if TYPE_CHECKING:
-    from ._install import InstallResult
+    from ._results import InstallResult
 
 __all__ = ["PlainReporter", "QuietReporter", "Reporter", "make_reporter", "summary_lines"]
 

@@ -1,16 +1,13 @@
-"""What an install reports back: per wheel, per conflict, and for the whole batch."""
+"""What an install reports back: per wheel, per conflict, per rollback, and for the batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from ._modes import LinkMode
+from ._scheme import Scheme
 
-if TYPE_CHECKING:
-    from ._transaction import RollbackReport
-
-__all__ = ["Conflict", "Fallback", "LinkResult", "WheelResult"]
+__all__ = ["Conflict", "Fallback", "InstallResult", "LinkResult", "RollbackReport", "WheelResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +75,27 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class RollbackReport:
+    """What undoing an install did, and what it could not put back."""
+
+    removed_files: int = 0
+    restored_files: int = 0
+    removed_dirs: int = 0
+    recreated_dirs: int = 0
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        text = (
+            f"rolled back: removed {self.removed_files} files and {self.removed_dirs} "
+            f"directories, restored {self.restored_files} files and {self.recreated_dirs} "
+            "directories"
+        )
+        if self.problems:
+            text += "; could not undo: " + "; ".join(self.problems)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class LinkResult:
     """The outcome of :func:`asynclink.link_wheels`."""
 
@@ -92,3 +110,25 @@ class LinkResult:
     @property
     def files(self) -> int:
         return sum(wheel.files for wheel in self.wheels)
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    """The outcome of :func:`asynclink.install_wheels`."""
+
+    scheme: Scheme
+    wheels: tuple[WheelResult, ...]
+    conflicts: tuple[Conflict, ...]
+    compiled: int
+    """Python files compiled to bytecode (0 unless asked)."""
+    elapsed: float
+    recovered: tuple[RollbackReport, ...] = ()
+    """Crashed earlier installs into the same target, undone before this one began."""
+
+    @property
+    def files(self) -> int:
+        return sum(wheel.files for wheel in self.wheels)
+
+    @property
+    def bytes(self) -> int:
+        return sum(wheel.bytes for wheel in self.wheels)

@@ -24,6 +24,7 @@ __all__ = [
     "SCHEME_KEYS",
     "Scheme",
     "refuse_externally_managed",
+    "resolve_target",
     "running_tags",
     "scheme_for_python",
     "scheme_for_venv",
@@ -159,6 +160,26 @@ def _marker_error(marker: str) -> str | None:
         "Please use specific tooling from the distributor of the Python installation to "
         "interact with this Python environment instead."
     )
+
+
+def resolve_target(
+    target: Scheme | str | os.PathLike[str], cache_dir: str, remember: bool
+) -> Scheme:
+    """A scheme from what the caller named: a scheme, a venv directory or an interpreter
+    (whose answer is remembered in ``cache_dir`` if ``remember``); blocking."""
+    if isinstance(target, Scheme):
+        return target
+    path = absolute(target)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "pyvenv.cfg")):
+            return scheme_for_venv(path, cache_dir if remember else None)
+        raise TargetError(
+            f"{path} is a directory but not a virtual environment; to install straight into "
+            "it, pass Scheme.for_directory(path) (the CLI's --target)"
+        )
+    if os.path.isfile(path):
+        return scheme_for_python(path, cache_dir if remember else None)
+    raise TargetError(f"{path} is neither a virtual environment nor an interpreter")
 
 
 def refuse_externally_managed(scheme: Scheme) -> None:

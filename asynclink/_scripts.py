@@ -1,5 +1,9 @@
 """Scripts: launchers for entry points, and ``#!python`` shebangs rewritten for the target.
 
+Which launchers an environment gets (pip's versioned ``pip3.X``), which ``.data/scripts``
+files a launcher replaces (setuptools' wrappers), and how much of a script must be read to
+tell whether it is rewritten, are decided here too.
+
 The launcher is the one pip and pypa ``installer`` write (distlib's template), byte for byte; a
 test holds ours against ``installer.scripts.Script``. We do not import ``installer`` for it:
 importing it costs about 35 ms (it pulls in its whole package, ``email`` and ``csv`` included),
@@ -8,10 +12,20 @@ a third of a warm install of fifty wheels, to format one string.
 
 from __future__ import annotations
 
+import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-__all__ = ["EntryPoint", "launcher", "rewrite_shebang", "shebang"]
+__all__ = [
+    "EntryPoint",
+    "launcher",
+    "launchers_for",
+    "read_script",
+    "rewrite_shebang",
+    "setuptools_wrappers",
+    "shebang",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +87,35 @@ def rewrite_shebang(content: bytes, interpreter: str) -> bytes | None:
     end = content.find(b"\n")
     rest = b"" if end < 0 else content[end + 1 :]
     return shebang(interpreter) + b"\n" + rest
+
+
+def read_script(path: str) -> bytes:
+    """A script's bytes: all of them if it starts with ``#!python``, else enough to tell."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        return head + handle.read() if head == b"#!python" else head
+
+
+def launchers_for(entry_points: Sequence[EntryPoint], version: str) -> list[EntryPoint]:
+    """The launchers to write for ``entry_points`` into an environment of Python ``version``.
+
+    pip's own wheel names its versioned launcher after the Python that built it (``pip3.12``),
+    or has none; pip and uv write ``pip3.<minor>`` of the *target* instead, and so does this.
+    """
+    names = {entry.name for entry in entry_points}
+    template = next((e for e in entry_points if e.name == "pip3"), None)
+    if template is None or "pip" not in names:
+        return list(entry_points)
+    kept = [entry for entry in entry_points if not _VERSIONED_PIP.fullmatch(entry.name)]
+    return [*kept, replace(template, name=f"pip{version}")]
+
+
+_VERSIONED_PIP = re.compile(r"pip[0-9]+\.[0-9]+")
+
+
+def setuptools_wrappers(launchers: Iterable[str]) -> set[str]:
+    """The ``.data/scripts`` files pip and uv leave out beside a generated launcher of the
+    same name: setuptools' ``<name>``, ``<name>-script.py``, ``<name>.exe``, ``<name>.pya``.
+    (Both install a ``<name>-script.pyw``, and so does asynclink.)"""
+    suffixes = ("", "-script.py", ".exe", ".pya")
+    return {name + suffix for name in launchers for suffix in suffixes}

@@ -55,7 +55,6 @@ import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import cast
 
 import anyio
@@ -63,10 +62,11 @@ import anyio
 from ._confinement import RESERVED_PREFIX, Confinement
 from ._errors import LockTimeoutError, RollbackError, TargetError
 from ._fsutil import absolute, remove_tree
-from ._link import TEMPORARY_PREFIX, Recorder, write_all
+from ._placing import TEMPORARY_PREFIX, Recorder, write_all
 from ._plan import WheelPlan, single_destinations
+from ._results import RollbackReport
 
-__all__ = ["RollbackReport", "Transaction", "recover", "recover_journals", "transaction"]
+__all__ = ["Transaction", "recover", "recover_journals", "transaction"]
 
 logger = logging.getLogger("asynclink")
 
@@ -84,33 +84,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 Record = tuple[object, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackReport:
-    """What undoing an install did, and what it could not put back."""
-
-    removed_files: int = 0
-    restored_files: int = 0
-    removed_dirs: int = 0
-    recreated_dirs: int = 0
-    problems: tuple[str, ...] = field(default_factory=tuple)
-
-    def __str__(self) -> str:
-        text = (
-            f"rolled back: removed {self.removed_files} files and {self.removed_dirs} "
-            f"directories, restored {self.restored_files} files and {self.recreated_dirs} "
-            "directories"
-        )
-        if self.problems:
-            text += "; could not undo: " + "; ".join(self.problems)
-        return text
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(
-            self.removed_files or self.restored_files or self.removed_dirs or self.recreated_dirs
-        )
 
 
 class JournalError(Exception):
@@ -597,27 +570,30 @@ class TargetLock:
         self._fd = None
 
 
-async def wait_for(lock: TargetLock) -> None:
+async def wait_for(lock: TargetLock, limiter: anyio.CapacityLimiter) -> None:
     """Take ``lock``, waiting (and saying so once) while another installer holds it."""
-    if await anyio.to_thread.run_sync(lock.try_acquire):
+    if await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
         return
     logger.warning("waiting for another installer to finish with %s", os.path.dirname(lock.path))
     delay = 0.01
-    while not await anyio.to_thread.run_sync(lock.try_acquire):
+    while not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
         await anyio.sleep(delay)
         delay = min(delay * 2, 0.25)
 
 
 @contextlib.asynccontextmanager
 async def _locked(
-    root: str, confinement: Confinement, lock_timeout: float | None
+    root: str,
+    confinement: Confinement,
+    lock_timeout: float | None,
+    limiter: anyio.CapacityLimiter,
 ) -> AsyncIterator[tuple[TargetLock, list[RollbackReport]]]:
     """Hold ``root``'s lock, having undone what crashed installs left; yield the lock and their
     reports."""
     lock = TargetLock(root)
     try:
         with anyio.fail_after(lock_timeout):
-            await wait_for(lock)
+            await wait_for(lock, limiter)
     except TimeoutError:  # before OSError, of which it is a subclass
         raise LockTimeoutError(
             f"another installer kept {lock.path} locked for more than {lock_timeout:g}s"
@@ -625,7 +601,10 @@ async def _locked(
     except OSError as error:
         raise TargetError(f"cannot lock {lock.path}: {error.strerror}") from error
     try:
-        yield lock, await anyio.to_thread.run_sync(recover_journals, root, confinement)
+        yield (
+            lock,
+            await anyio.to_thread.run_sync(recover_journals, root, confinement, limiter=limiter),
+        )
     finally:
         lock.release()
 
@@ -633,6 +612,7 @@ async def _locked(
 @contextlib.asynccontextmanager
 async def transaction(
     root: str,
+    limiter: anyio.CapacityLimiter,
     *,
     confinement: Confinement | None = None,
     lock_timeout: float | None = None,
@@ -640,7 +620,8 @@ async def transaction(
 ) -> AsyncIterator[Transaction]:
     """Lock ``root``, recover crashed installs, and run the body as one transaction.
 
-    ``confinement`` is the environment the body may change (default: ``root`` alone). On any
+    Blocking work goes to threads of the install's own ``limiter``. ``confinement`` is the
+    environment the body may change (default: ``root`` alone). On any
     exception (cancellation included) the body's changes are undone, shielded from
     cancellation, and the exception carries a note saying what was rolled back; if something
     could not be put back, a :class:`RollbackError` is raised from it instead (cancellation is
@@ -650,15 +631,15 @@ async def transaction(
     bounds = confinement or Confinement.of([root])
     rolled_back = False
     try:
-        async with _locked(root, bounds, lock_timeout) as (lock, recovered):
-            journal = await anyio.to_thread.run_sync(Transaction, root, bounds)
+        async with _locked(root, bounds, lock_timeout, limiter) as (lock, recovered):
+            journal = await anyio.to_thread.run_sync(Transaction, root, bounds, limiter=limiter)
             journal.recovered = tuple(recovered)
             journal.held_fds = (lock.fd,) if lock.fd is not None else ()
             try:
                 yield journal
             except BaseException as error:
                 with anyio.CancelScope(shield=True):
-                    report = await anyio.to_thread.run_sync(journal.rollback)
+                    report = await anyio.to_thread.run_sync(journal.rollback, limiter=limiter)
                 rolled_back = True
                 _log_rollback(root, error, report)
                 error.add_note(str(report))
@@ -666,11 +647,11 @@ async def transaction(
                     raise RollbackError(f"{error}; {report}") from error
                 raise
             else:
-                await anyio.to_thread.run_sync(journal.commit)
+                await anyio.to_thread.run_sync(journal.commit, limiter=limiter)
     finally:
         if rolled_back:  # the lock (a file in root) is gone now, so root can go too
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_remove_roots, created_roots)
+                await anyio.to_thread.run_sync(_remove_roots, created_roots, limiter=limiter)
 
 
 def _log_rollback(root: str, error: BaseException, report: RollbackReport) -> None:
@@ -701,7 +682,8 @@ async def recover(
     """
     root = absolute(site_packages)
     roots = [absolute(path) for path in environment] if environment else _environment_of(root)
-    async with _locked(root, Confinement.of(roots), lock_timeout) as (_, recovered):
+    limiter = anyio.CapacityLimiter(1)
+    async with _locked(root, Confinement.of(roots), lock_timeout, limiter) as (_, recovered):
         return recovered
 
 

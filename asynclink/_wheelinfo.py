@@ -1,4 +1,5 @@
-"""What a wheel says about itself: file name, WHEEL, METADATA, RECORD and entry points.
+"""What a wheel says about itself: file name, WHEEL, METADATA and entry points (RECORD is
+``_record``'s, and which paths a wheel may name is ``_confinement``'s).
 
 Pure parsing and checking, shared by the unpacker (archives) and by installs of trees that
 were unpacked elsewhere. Every rule breaks with :class:`InvalidWheelError` naming the wheel and
@@ -14,44 +15,26 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._confinement import RESERVED_PREFIX
+from ._confinement import DRIVE_LETTER
 from ._errors import InvalidWheelError, WheelVersionWarning
+from ._record import RecordEntry, parse_record
 from ._scripts import EntryPoint
 
 __all__ = [
-    "EntryPoint",
+    "DistInfo",
     "WheelName",
-    "WheelVersionWarning",
     "check_dist_info_name",
     "check_metadata_name",
-    "check_path_length",
-    "normalise_member",
     "parse_entry_points",
     "parse_metadata",
-    "parse_record",
     "parse_wheel_file",
     "read_dist_info",
-    "reserved_name_error",
+    "same_version",
 ]
 
 logger = logging.getLogger("asynclink")
 
-#: Hash algorithms RECORD may use: sha256 or stronger. md5, sha1 and sha224 are refused.
-STRONG_HASHES = frozenset(
-    {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s"}
-)
-
-#: Files in a dist-info directory that RECORD does not list (it cannot list its own signature).
-UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
-
-#: The longest member path accepted, in bytes: a quarter of Linux's ``PATH_MAX``, longer than
-#: any real wheel's, and short enough that the cache's own prefix still fits before it.
-MAX_PATH_BYTES = 1024
-_NAME_MAX = 255
-
 _ENTRY_POINT = re.compile(r"^\s*(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,65 +57,6 @@ class WheelName:
         except (InvalidWheelFilename, InvalidVersion) as error:
             raise InvalidWheelError(filename, f"not a valid wheel file name: {error}") from None
         return cls(filename, str(name), str(version), tuple(sorted(str(t) for t in tags)))
-
-
-def normalise_member(wheel: str, name: str) -> str:
-    """The safe relative path of an archive member, or an error saying why it is not safe.
-
-    Refused: absolute paths, drive letters, ``..`` anywhere (``\\`` counts as a separator for
-    this check, so ``a\\..\\..\\x`` is caught on every platform), NUL and other control
-    characters, names asynclink keeps for itself (``.asynclink-*``, in any directory), and
-    paths too long for any filesystem to hold (see :func:`check_path_length`). ``.`` and
-    empty components are dropped.
-    """
-    if not name:
-        raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
-    if _CONTROL.search(name):
-        raise InvalidWheelError(wheel, "control character in an entry name", entry=name)
-    if name.startswith(("/", "\\")) or _DRIVE.match(name):
-        raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
-    if "\\" not in name and "/." not in name and not name.startswith(".") and "//" not in name:
-        path = name.rstrip("/")  # the usual case: nothing to normalise
-        check_path_length(wheel, path)
-        return path
-    parts = [part for part in re.split(r"[/\\]", name) if part not in ("", ".")]
-    if ".." in parts:
-        raise InvalidWheelError(wheel, "path leaves the wheel ('..')", entry=name)
-    if not parts:
-        raise InvalidWheelError(wheel, "an archive entry has an empty path", entry=name)
-    if "\\" in name:
-        raise InvalidWheelError(wheel, "backslash in an entry name", entry=name)
-    if any(part.startswith(RESERVED_PREFIX) for part in parts):
-        raise reserved_name_error(wheel, name)
-    path = "/".join(parts)
-    check_path_length(wheel, path)
-    return path
-
-
-def reserved_name_error(wheel: str, entry: str) -> InvalidWheelError:
-    """The refusal of an entry named like asynclink's own files (:data:`RESERVED_PREFIX`)."""
-    return InvalidWheelError(
-        wheel,
-        f"names starting with {RESERVED_PREFIX!r} are kept for asynclink's own files (its "
-        "lock and journal) in an environment",
-        entry=entry,
-    )
-
-
-def check_path_length(wheel: str, path: str) -> None:
-    """Refuse a path no filesystem can hold below a real directory: a component over 255
-    bytes (``NAME_MAX`` everywhere), or over :data:`MAX_PATH_BYTES` in all."""
-    encoded = path.encode("utf-8", "surrogateescape")
-    if len(encoded) > MAX_PATH_BYTES:
-        raise InvalidWheelError(
-            wheel, f"the path is {len(encoded):,} bytes long, over {MAX_PATH_BYTES:,}", entry=path
-        )
-    if len(encoded) > _NAME_MAX and any(
-        len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX for part in path.split("/")
-    ):
-        raise InvalidWheelError(
-            wheel, f"a name in the path is over {_NAME_MAX} bytes (File name too long)", entry=path
-        )
 
 
 def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
@@ -187,7 +111,7 @@ class DistInfo:
     root_is_purelib: bool
     name: str
     version: str
-    record: dict[str, tuple[str, int]]
+    record: dict[str, RecordEntry]
     entry_points: tuple[EntryPoint, ...]
 
 
@@ -258,54 +182,6 @@ def _headers(text: str) -> dict[str, str]:
     return headers
 
 
-def parse_record(wheel: str, text: str) -> dict[str, tuple[str, int]]:
-    """RECORD as ``path -> (hash, size)``; RECORD's own row and signatures have no hash.
-
-    Each row is three CSV fields; a listed file must carry a sha256-or-stronger hash and its
-    size. Repeated identical rows are tolerated; contradicting ones are not.
-    """
-    import csv
-
-    rows: dict[str, tuple[str, int]] = {}
-    try:
-        parsed = list(csv.reader(text.splitlines()))
-    except csv.Error as error:
-        raise InvalidWheelError(
-            wheel, f"RECORD is not valid CSV: {error}", entry="RECORD"
-        ) from None
-    for number, row in enumerate(parsed, start=1):
-        if not row:
-            continue
-        if len(row) != 3:
-            raise InvalidWheelError(
-                wheel, f"RECORD row {number} has {len(row)} fields, not 3", entry="RECORD"
-            )
-        path = normalise_member(wheel, row[0].lstrip("/"))
-        digest, size = row[1], row[2]
-        head, _, tail = path.partition("/")
-        if head.endswith(".dist-info") and tail in UNRECORDED:
-            continue
-        algorithm, sep, value = digest.partition("=")
-        if not sep or not value:
-            raise InvalidWheelError(wheel, f"RECORD lists {path} without a hash", entry=path)
-        if algorithm not in STRONG_HASHES:
-            raise InvalidWheelError(
-                wheel,
-                f"RECORD hashes {path} with {algorithm!r}, not sha256 or stronger",
-                entry=path,
-            )
-        try:
-            length = int(size)
-        except ValueError:
-            raise InvalidWheelError(
-                wheel, f"RECORD lists {path} without a valid size ({size!r})", entry=path
-            ) from None
-        entry = (digest, length)
-        if rows.setdefault(path, entry) != entry:
-            raise InvalidWheelError(wheel, f"RECORD lists {path} twice, differently", entry=path)
-    return rows
-
-
 def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
     """Console and GUI scripts from ``entry_points.txt``; extras are ignored."""
     if not text:
@@ -328,7 +204,7 @@ def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
                 or name in (".", "..")
                 or "/" in name
                 or "\\" in name
-                or _DRIVE.match(name)
+                or DRIVE_LETTER.match(name)
             ):
                 raise InvalidWheelError(
                     wheel, f"entry point name {name!r} is not a file name", entry=name

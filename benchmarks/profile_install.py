@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 import asynclink
-from asynclink import _helper, _scheduler
+from asynclink import _helpers, _scheduler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run import CORPUS, download, make_venv
@@ -39,8 +39,8 @@ busy: collections.defaultdict[str, float] = collections.defaultdict(float)
 
 def timed_hops() -> None:
     """Count the time spent in each thread hop (by function) and each helper round trip."""
-    in_thread = _scheduler.Scheduler.in_thread
-    in_cpu_thread = _scheduler.Scheduler.in_cpu_thread
+    in_thread = _scheduler.Threads.run
+    in_cpu_thread = _scheduler.Threads.run_cpu
 
     def wrap(hop: Callable[..., Awaitable[Any]], kind: str) -> Callable[..., Awaitable[Any]]:
         async def timed(self: Any, func: Callable[..., Any], *args: Any) -> Any:
@@ -67,11 +67,11 @@ def timed_hops() -> None:
         return timed
 
     # setattr: these are the real classes, instrumented for this process only
-    setattr(_scheduler.Scheduler, "in_thread", wrap(in_thread, "filesystem thread"))  # noqa: B010
-    setattr(_scheduler.Scheduler, "in_cpu_thread", wrap(in_cpu_thread, "CPU thread"))  # noqa: B010
-    place, unpack = _helper.Helper.place, _helper.Unpacker.unpack
-    setattr(_helper.Helper, "place", round_trip(place, "file helper round trips"))  # noqa: B010
-    setattr(_helper.Unpacker, "unpack", round_trip(unpack, "unpacker round trips"))  # noqa: B010
+    setattr(_scheduler.Threads, "run", wrap(in_thread, "filesystem thread"))  # noqa: B010
+    setattr(_scheduler.Threads, "run_cpu", wrap(in_cpu_thread, "CPU thread"))  # noqa: B010
+    place, unpack = _helpers.Helper.place, _helpers.Unpacker.unpack
+    setattr(_helpers.Helper, "place", round_trip(place, "file helper round trips"))  # noqa: B010
+    setattr(_helpers.Unpacker, "unpack", round_trip(unpack, "unpacker round trips"))  # noqa: B010
 
 
 def main() -> int:

@@ -1,8 +1,16 @@
-"""An event callback for the tests that counts how many wheels are being placed at once."""
+"""Test helpers around the engine's loop side: a concurrency counter for ``on_event``, and
+the scheduler of an install, for the tests of its internals."""
 
 from __future__ import annotations
 
-from asynclink import Event, WheelFinished, WheelStarted
+from pathlib import Path
+
+from asynclink import Event, LinkMode, WheelFinished, WheelStarted
+from asynclink._confinement import Confinement
+from asynclink._events import EventCallback
+from asynclink._options import Options
+from asynclink._placing import Placer, Recorder
+from asynclink._scheduler import Scheduler, Threads
 
 
 class Concurrency:
@@ -18,3 +26,25 @@ class Concurrency:
             self.peak = max(self.peak, self.running)
         elif isinstance(event, WheelFinished):
             self.running -= 1
+
+
+def scheduler_for(
+    site_packages: Path,
+    mode: LinkMode | None,
+    jobs: int,
+    helper_processes: int = 0,
+    recorder: Recorder | None = None,
+    on_event: EventCallback | None = None,
+    filesystem_threads: int = 1,
+) -> Scheduler:
+    """The scheduler ``link_wheels`` would build for ``site_packages``, for the tests that look
+    at its helpers or hand it plans of their own."""
+    options = Options.make(
+        mode=mode,
+        jobs=jobs,
+        helper_processes=helper_processes,
+        filesystem_threads=filesystem_threads,
+        on_event=on_event,
+    )
+    placer = Placer(Confinement.of([str(site_packages)]), recorder)
+    return Scheduler(options, Threads(options), placer)

@@ -102,5 +102,5 @@ def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("3 wheels, hardlink, cold cache, medians of 2 installs")
-    assert any("filesystem thread: _link_phase" in line for line in lines)
+    assert any("filesystem thread: link_phase" in line for line in lines)
     assert all(line.rstrip().endswith("ms") for line in lines[1:4])

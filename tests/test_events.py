@@ -16,6 +16,7 @@ from asynclink import (
     WheelFinished,
     WheelLinked,
     WheelUnpacked,
+    WheelUnpacking,
     install_wheels,
 )
 from tests.events import Concurrency
@@ -27,7 +28,10 @@ pytestmark = pytest.mark.anyio
 def per_wheel(events: list[Event]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for event in events:
-        if not isinstance(event, ConflictFound):
+        if isinstance(event, WheelUnpacking):  # before its name is read: only the file's
+            wheel = "-".join(Path(event.archive).name.split("-")[:2])
+            found.setdefault(wheel, []).append(type(event).__name__)
+        elif not isinstance(event, ConflictFound):
             found.setdefault(event.wheel, []).append(type(event).__name__)
     return found
 
@@ -47,7 +51,7 @@ async def test_each_wheel_is_unpacked_started_linked_and_finished(tmp_path: Path
         on_event=events.append,
     )
 
-    expected = ["WheelUnpacked", "WheelStarted", "WheelLinked", "WheelFinished"]
+    expected = ["WheelUnpacking", "WheelUnpacked", "WheelStarted", "WheelLinked", "WheelFinished"]
     assert per_wheel(events) == {f"{n}-1.0": expected for n in ("one", "two", "three")}
     unpacked = [e for e in events if isinstance(e, WheelUnpacked)]
     assert all(not e.cached and e.files == 3 and e.bytes > 0 for e in unpacked)
@@ -84,6 +88,7 @@ async def test_a_fallback_is_an_event_between_start_and_link(tmp_path: Path) -> 
 
     names = per_wheel(events)["demo-1.0"]
     assert names == [
+        "WheelUnpacking",
         "WheelUnpacked",
         "WheelStarted",
         "ModeFellBack",

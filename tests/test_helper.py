@@ -11,15 +11,16 @@ from pathlib import Path
 import anyio
 import pytest
 
-import asynclink._bulk
-import asynclink._link
-from asynclink import LinkMode, WheelLinked, WheelStarted
-from asynclink._bulk import LOOP_MODES
-from asynclink._helper import HELPER_MIN_COPIES, HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
-from asynclink._link import TEMPORARY_PREFIX
+import asynclink._child
+import asynclink._placing
+from asynclink import LinkMode, WheelStarted
+from asynclink._child import LOOP_MODES, TreeJob
+from asynclink._helpers import HELPER_MIN_COPIES, HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
+from asynclink._placing import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
-from asynclink._scheduler import PIECE, Scheduler
+from asynclink._scheduler import PIECE
 from asynclink._transaction import TargetLock, transaction
+from tests.events import scheduler_for
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 
 pytestmark = pytest.mark.anyio
@@ -57,7 +58,7 @@ async def test_a_helper_places_what_the_thread_would(mode_root: tuple[LinkMode, 
     for processes in (0, 1):
         site_packages = tmp_path / f"sp{processes}"
         site_packages.mkdir()
-        scheduler = Scheduler(mode, jobs=4, helper_processes=processes)
+        scheduler = scheduler_for(site_packages, mode, jobs=4, helper_processes=processes)
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
         assert scheduler.helpers.started == processes
         results[processes] = snapshot(site_packages)
@@ -77,7 +78,7 @@ async def test_one_big_wheel_keeps_the_helpers_busy(
     tmp_path: Path, site_packages: Path, mode: LinkMode
 ) -> None:
     (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
-    scheduler = Scheduler(mode, jobs=2, helper_processes=2)
+    scheduler = scheduler_for(site_packages, mode, jobs=2, helper_processes=2)
 
     await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
 
@@ -94,7 +95,7 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
         for path in source.rglob("*.py")
     }
     site_packages = make_tree(tmp_path / "sp", old)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=1)
+    scheduler = scheduler_for(site_packages, LinkMode.COPY, jobs=2, helper_processes=1)
 
     await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
@@ -106,20 +107,28 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
 async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
     tmp_path: Path, site_packages: Path
 ) -> None:
-    sources = wheels(tmp_path / "wheels", 6)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=1)
+    """The helper is killed before the third wheel starts: every piece of that wheel and the
+    next is sent to a dead helper, so whatever of them is in place, the thread placed."""
+    sources = wheels(tmp_path / "wheels", 5)
     killed: list[Child] = []
+    started: list[str] = []
 
     def kill_helpers(event: object) -> None:
-        if isinstance(event, WheelLinked) and not killed:
-            for helper in scheduler.helpers.children:
-                os.kill(helper.pid, signal.SIGKILL)
-                killed.append(helper)
+        if isinstance(event, WheelStarted):
+            started.append(event.wheel)
+            if len(started) == 3:
+                for helper in scheduler.helpers.children:
+                    os.kill(helper.pid, signal.SIGKILL)
+                    killed.append(helper)
 
-    scheduler.on_event = kill_helpers
-    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+    scheduler = scheduler_for(
+        site_packages, LinkMode.COPY, jobs=2, helper_processes=1, on_event=kill_helpers
+    )
+    results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
-    assert killed
+    assert len(killed) == 1 and killed[0].returncode == -signal.SIGKILL
+    assert scheduler.helpers.started == 1  # no second helper: the thread did the rest
+    assert len(results) == 5
     for source in sources:
         for path in source.rglob("*.py"):
             relative = path.relative_to(source)
@@ -130,7 +139,6 @@ async def test_cancelling_stops_the_helpers_before_returning(
     tmp_path: Path, site_packages: Path
 ) -> None:
     sources = wheels(tmp_path / "wheels", 8)
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, helper_processes=2)
     seen: list[Child] = []
     started: list[WheelStarted] = []
 
@@ -143,7 +151,9 @@ async def test_cancelling_stops_the_helpers_before_returning(
                 if len(started) == 3:
                     scope.cancel()
 
-        scheduler.on_event = cancel_on_third_start
+        scheduler = scheduler_for(
+            site_packages, LinkMode.COPY, 2, 2, on_event=cancel_on_third_start
+        )
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
     assert scope.cancelled_caught
@@ -162,14 +172,18 @@ async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
         answer = await helper.place(
             "hardlink",
             [
-                (str(source), str(target), ["a.py", "b.py", odd]),
-                (str(tmp_path / "missing"), str(target), ["c.py"]),
+                TreeJob(str(source), str(target), ["a.py", "b.py", odd]),
+                TreeJob(str(tmp_path / "missing"), str(target), ["c.py"]),
             ],
         )
     finally:
         await helper.aclose()
 
-    assert answer == [(0, "b.py", errno.EEXIST), (1, "", errno.ENOENT)]
+    assert answer is not None
+    assert [(a.index, a.opened, a.failures) for a in answer] == [
+        (0, True, [("b.py", errno.EEXIST)]),
+        (1, False, []),
+    ]
     assert (target / odd).read_text() == "odd"
     assert os.path.samefile(target / "a.py", source / "a.py")
     assert (target / "b.py").read_text() == "already here"
@@ -201,15 +215,15 @@ async def test_an_install_hands_its_lock_to_its_helpers(
     sources = wheels(tmp_path / "wheels", 4)
     held: set[str] = set()
 
-    async with transaction(str(site_packages)) as journal:
-        scheduler = Scheduler(LinkMode.COPY, jobs=2, recorder=journal, helper_processes=1)
+    def look_at_helpers(event: object) -> None:
+        for helper in scheduler.helpers.children:
+            fds = f"/proc/{helper.pid}/fd"
+            held.update(os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
 
-        def look_at_helpers(event: object) -> None:
-            for helper in scheduler.helpers.children:
-                fds = f"/proc/{helper.pid}/fd"
-                held.update(os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
-
-        scheduler.on_event = look_at_helpers
+    async with transaction(str(site_packages), anyio.CapacityLimiter(1)) as journal:
+        scheduler = scheduler_for(
+            site_packages, LinkMode.COPY, 2, 1, recorder=journal, on_event=look_at_helpers
+        )
         await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
     assert scheduler.helpers.started == 1
@@ -222,12 +236,12 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
     # Where there is no FICLONE (macOS), a Placer clones through reflink-copy one file at a
     # time, and no helper is asked to. reflink-copy clones on Linux too, so this runs that path;
     # the ioctl is made to fail, as it would there.
-    monkeypatch.setattr(asynclink._link, "LOOP_MODES", LOOP_MODES - {"clone"})
-    monkeypatch.setattr(asynclink._bulk, "FICLONE", 0)
+    monkeypatch.setattr(asynclink._placing, "LOOP_MODES", LOOP_MODES - {"clone"})
+    monkeypatch.setattr(asynclink._child, "FICLONE", 0)
     sources = wheels(xfs / "wheels", 2)
     site_packages = xfs / "sp"
     site_packages.mkdir()
-    scheduler = Scheduler(LinkMode.CLONE, jobs=2, helper_processes=1)
+    scheduler = scheduler_for(site_packages, LinkMode.CLONE, jobs=2, helper_processes=1)
 
     results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
@@ -250,7 +264,7 @@ async def test_copies_go_to_a_helper_from_fewer_files_than_links_do(
     for mode in (LinkMode.HARDLINK, LinkMode.COPY):
         target = site_packages / mode.value
         target.mkdir()
-        scheduler = Scheduler(mode, jobs=4, helper_processes=1)
+        scheduler = scheduler_for(site_packages, mode, jobs=4, helper_processes=1)
         await scheduler.run_wheels(plans_for(sources, target), scheduler.place)
         results[mode] = scheduler.helpers.started
 

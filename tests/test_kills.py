@@ -57,7 +57,7 @@ import anyio
 import pytest
 
 from asynclink import RollbackReport, Scheme, install_wheels, recover, unpack_wheels
-from asynclink._helper import HELPER_MIN_COPIES, HELPER_MIN_FILES, UNPACKER_MIN_BYTES
+from asynclink._helpers import HELPER_MIN_COPIES, HELPER_MIN_FILES, UNPACKER_MIN_BYTES
 from tests.trees import make_tree, snapshot
 from tests.wheels import build_wheel
 

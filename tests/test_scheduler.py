@@ -1,21 +1,21 @@
-"""Many wheels at once: limits, directory locks, failures and cancellation."""
+"""Many wheels at once: limits, overlap, directory locks, failures and cancellation."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
+import threading
 from pathlib import Path
 
 import anyio
 import anyio.from_thread
 import pytest
 
-from asynclink import LinkError, LinkMode, WheelFinished, WheelStarted, link_wheels
-from asynclink._link import TEMPORARY_PREFIX, Recorder
+from asynclink import Event, LinkError, LinkMode, WheelFinished, WheelStarted, link_wheels
+from asynclink._placing import TEMPORARY_PREFIX, Recorder
 from asynclink._plan import plan_unpacked_tree
-from asynclink._scheduler import Scheduler
-from tests.events import Concurrency
+from tests.events import Concurrency, scheduler_for
 from tests.inotify import DirectoryWatch
 from tests.trees import leftovers, make_tree, wheel_tree
 
@@ -40,6 +40,52 @@ async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
     assert len(result.wheels) == 8 and result.files == 8 * 22
 
 
+class HeldOpen:
+    """A FIFO among a wheel's files: copying it blocks until :meth:`release` opens its other
+    end, so that wheel cannot finish before the test lets it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        self.path = path
+
+    def release(self) -> None:
+        def open_the_other_end() -> None:
+            os.close(os.open(self.path, os.O_WRONLY))
+
+        threading.Thread(target=open_the_other_end, daemon=True).start()
+
+
+@pytest.mark.timeout(60)  # a serial engine waits for ever: the held wheel never finishes
+async def test_wheels_overlap_one_finishes_while_another_is_held_in_flight(
+    tmp_path: Path,
+) -> None:
+    held_source = wheel_tree(tmp_path / "held", "held", {"held/a.py": ""})
+    fifo = HeldOpen(held_source / "held/zz-fifo")
+    free = wheel_tree(tmp_path / "free", "free", many_files("free", 20))
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+    finished: list[str] = []
+
+    def release_when_free_is_done(event: Event) -> None:
+        if isinstance(event, WheelFinished):
+            finished.append(event.wheel)
+            if event.wheel == "free-1.0":
+                fifo.release()
+
+    await link_wheels(
+        site_packages,
+        [held_source, free],  # the held wheel goes first
+        mode="copy",
+        jobs=2,
+        filesystem_threads=2,
+        helper_processes=0,
+        on_event=release_when_free_is_done,
+    )
+
+    assert finished == ["free-1.0", "held-1.0"]
+
+
 @pytest.mark.parametrize("processes", [0, 1], ids=["threads", "helper"])
 async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(
     tmp_path: Path, processes: int
@@ -60,7 +106,7 @@ async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(
         (tree,) = plan.trees
         tree.files = [path for path in tree.files if path.startswith("shared/")]
         plan.copies = []
-    scheduler = Scheduler(LinkMode.COPY, jobs=2, filesystem_threads=2, helper_processes=processes)
+    scheduler = scheduler_for(site_packages, LinkMode.COPY, 2, processes, filesystem_threads=2)
 
     with DirectoryWatch(site_packages / "shared") as watch:
         await scheduler.run_wheels(plans, scheduler.place)
@@ -75,19 +121,34 @@ async def test_wheels_sharing_a_directory_copy_into_it_one_at_a_time(
     assert leftovers(site_packages) == []
 
 
-@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.SYMLINK])
-async def test_two_wheels_writing_one_directory_at_once_both_land(
-    tmp_path: Path, mode: LinkMode
-) -> None:
-    sources = [
-        wheel_tree(tmp_path / name, name, many_files(f"ns/{name}", 300)) for name in ("a", "b")
-    ]
+@pytest.mark.timeout(60)
+async def test_two_wheels_write_one_directory_while_both_are_in_flight(tmp_path: Path) -> None:
+    """``a`` is held in the middle of copying into ``ns/``; ``b`` writes all of its files
+    into ``ns/`` meanwhile; then ``a`` goes on. Both land, and neither is a conflict."""
+    a = wheel_tree(tmp_path / "a", "a", many_files("ns/a", 300))
+    fifo = HeldOpen(a / "ns/a/zz-fifo")
+    b = wheel_tree(tmp_path / "b", "b", many_files("ns/b", 300))
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
+    in_flight: list[int] = []
 
-    result = await link_wheels(site_packages, sources, mode=mode, jobs=2, filesystem_threads=2)
+    def release_a_when_b_is_done(event: Event) -> None:
+        if isinstance(event, WheelFinished) and event.wheel == "b-1.0":
+            in_flight.append(len(os.listdir(site_packages / "ns/a")))  # a is half there
+            fifo.release()
 
-    assert len(list((site_packages / "ns/a").iterdir())) == 300
+    result = await link_wheels(
+        site_packages,
+        [a, b],
+        mode="copy",
+        jobs=2,
+        filesystem_threads=2,
+        helper_processes=0,
+        on_event=release_a_when_b_is_done,
+    )
+
+    assert in_flight and in_flight[0] <= 300  # a's files up to the FIFO, not the FIFO itself
+    assert len(list((site_packages / "ns/a").iterdir())) == 301
     assert len(list((site_packages / "ns/b").iterdir())) == 300
     assert result.conflicts == ()
 
@@ -157,7 +218,7 @@ async def test_cancelling_mid_wheel_stops_promptly_without_temporary_files(
 
     with anyio.CancelScope() as scope:
         recorder = CancelAfterReplacing(100, scope)
-        scheduler = Scheduler(mode, jobs=1, recorder=recorder)
+        scheduler = scheduler_for(site_packages, mode, jobs=1, recorder=recorder)
         await scheduler.run_wheels([plan], scheduler.place)
 
     assert scope.cancelled_caught

@@ -16,7 +16,7 @@ from asynclink import (
     WheelVersionWarning,
     unpack_wheels,
 )
-from asynclink._unpack import WheelCache
+from asynclink._cache import WheelCache
 from tests.wheels import WheelSpec, build_wheel, patch_bytes, unpack_one
 
 pytestmark = pytest.mark.anyio

@@ -5,16 +5,24 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from asynclink import InvalidWheelError, UnpackedWheel, unpack_wheels
-from asynclink._helper import UNPACKER_MIN_BYTES
-from asynclink._install import _unpack
-from asynclink._scheduler import Scheduler
-from asynclink._unpack import DEFAULT_MAX_UNPACKED_SIZE, WheelCache
+from asynclink import (
+    Event,
+    InvalidWheelError,
+    Scheme,
+    WheelFinished,
+    WheelUnpacking,
+    install_wheels,
+    unpack_wheels,
+)
+from asynclink._cache import DEFAULT_MAX_UNPACKED_SIZE, WheelCache
+from asynclink._helpers import UNPACKER_MIN_BYTES, HelperPool, Unpacked
 from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
 from tests.wheels import build_wheel
@@ -32,34 +40,33 @@ def big_wheel(
 
 
 async def unpack_in_helpers(
-    scheduler: Scheduler, cache: Path, archives: list[Path]
-) -> list[str | None]:
-    """Unpack ``archives`` with ``scheduler``'s helpers one after another, while another
-    unpack seems to be running (the test holds a CPU slot): that is when one is started."""
-    scheduler.cpu_limiter.total_tokens = 2  # that unpack's slot and one more, even on one core
-
-    async def unpack(archive: Path) -> str | None:
-        limiter = scheduler.cpu_limiter
-        return await scheduler.helpers.unpack(
-            limiter, str(cache), str(archive), DEFAULT_MAX_UNPACKED_SIZE
-        )
-
+    pool: HelperPool, cache: Path, archives: list[Path]
+) -> list[Unpacked | None]:
+    """Unpack ``archives`` with ``pool``'s unpackers one after another, while another unpack
+    is running (the test holds one of the two CPU slots it hands the pool): that is when an
+    unpacker is started."""
+    slots = anyio.CapacityLimiter(2)
     other_unpack = object()
-    await scheduler.cpu_limiter.acquire_on_behalf_of(other_unpack)
+    await slots.acquire_on_behalf_of(other_unpack)
+    pool.open = True
     try:
-        return await scheduler.run_wheels(archives, unpack)
+        return [
+            await pool.unpack(slots, str(cache), str(archive), DEFAULT_MAX_UNPACKED_SIZE)
+            for archive in archives
+        ]
     finally:
-        scheduler.cpu_limiter.release_on_behalf_of(other_unpack)
+        await pool.aclose()
+        slots.release_on_behalf_of(other_unpack)
 
 
 async def test_an_unpacker_fills_the_cache_as_a_thread_would(tmp_path: Path) -> None:
     archives = [big_wheel(tmp_path / "wheels", f"big{n}") for n in range(3)]
-    scheduler = Scheduler(None, jobs=2, helper_processes=1)
+    pool = HelperPool(1)
 
-    done = await unpack_in_helpers(scheduler, tmp_path / "helped", archives)
+    done = await unpack_in_helpers(pool, tmp_path / "helped", archives)
     threaded = await unpack_wheels(archives, cache_dir=tmp_path / "threaded", jobs=1)
 
-    assert done == ["unpacked"] * 3
+    assert done == [Unpacked.NOW] * 3 and pool.started == 1
     for archive, by_thread in zip(archives, threaded, strict=True):
         by_helper = WheelCache(tmp_path / "helped").lookup(str(archive))
         assert by_helper is not None
@@ -77,9 +84,7 @@ async def test_an_archive_an_unpacker_refuses_is_left_to_the_caller(tmp_path: Pa
             for path, digest, size in rows
         ],
     )
-    scheduler = Scheduler(None, jobs=2, helper_processes=1)
-
-    done = await unpack_in_helpers(scheduler, tmp_path / "cache", [archive])
+    done = await unpack_in_helpers(HelperPool(1), tmp_path / "cache", [archive])
 
     assert done == [None]
     assert WheelCache(tmp_path / "cache").lookup(str(archive)) is None
@@ -92,17 +97,30 @@ async def test_an_archive_an_unpacker_refuses_is_left_to_the_caller(tmp_path: Pa
 async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
     tmp_path: Path,
 ) -> None:
-    archive = big_wheel(tmp_path / "wheels", "huge", size=32 << 20)  # long enough to extract
-    scheduler = Scheduler(None, jobs=2, helper_processes=1)
+    """The unpacker is frozen (``SIGSTOP``) the moment its staging directory appears, so the
+    cancellation surely finds it in the middle of its extraction; it goes on only once the
+    ``SIGTERM`` that stops it is waiting for it."""
+    archive = big_wheel(tmp_path / "wheels", "huge")
+    pool = HelperPool(1)
     cache = tmp_path / "cache"
     (cache / "tmp").mkdir(parents=True)
 
+    async def thaw_once_terminated(pid: int) -> None:
+        while not _pending(pid, signal.SIGTERM):
+            await anyio.lowlevel.checkpoint()
+        os.kill(pid, signal.SIGCONT)
+
     with DirectoryWatch(cache / "tmp") as watch, anyio.CancelScope() as scope:
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(unpack_in_helpers, scheduler, cache, [archive])
+            task_group.start_soon(unpack_in_helpers, pool, cache, [archive])
             await anyio.wait_readable(watch.fd)  # the helper has made its staging directory
-            seen = scheduler.helpers.children
-            scope.cancel()
+            (unpacker,) = seen = pool.children
+            os.kill(unpacker.pid, signal.SIGSTOP)
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as thawing:
+                    thawing.start_soon(thaw_once_terminated, unpacker.pid)
+                    scope.cancel()
+                    task_group.cancel_scope.cancel()
 
     assert seen and all(unpacker.returncode is not None for unpacker in seen)
     assert os.listdir(cache / "tmp") == []
@@ -112,23 +130,28 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
 async def test_an_install_reports_what_an_unpacker_unpacked_as_not_cached(
     tmp_path: Path,
 ) -> None:
-    archive = big_wheel(tmp_path / "wheels", "fresh")
-    scheduler = Scheduler(None, jobs=2, helper_processes=1)
-    scheduler.cpu_limiter.total_tokens = 2
-    other_unpack = object()  # another unpack running: when an unpacker is started
+    """However the work was shared, every wheel of a cold install reports ``cached=False``;
+    the events say which were unpacked by a helper."""
+    archives = [big_wheel(tmp_path / "wheels", f"fresh{n}") for n in range(4)]
+    events: list[Event] = []
 
-    async def unpack(source: str) -> UnpackedWheel:
-        return await _unpack(scheduler, WheelCache(tmp_path / "cache"), source, 1 << 30)
+    result = await install_wheels(
+        Scheme.for_directory(tmp_path / "target"),
+        archives,
+        cache_dir=tmp_path / "cache",
+        jobs=4,
+        helper_processes=2,
+        on_event=events.append,
+    )
 
-    await scheduler.cpu_limiter.acquire_on_behalf_of(other_unpack)
-    try:
-        (unpacked,) = await scheduler.run_wheels([str(archive)], unpack)
-    finally:
-        scheduler.cpu_limiter.release_on_behalf_of(other_unpack)
-
-    assert scheduler.helpers.started == 1
-    assert not unpacked.cached  # though the thread found it in the cache after the helper
-    assert (Path(unpacked.tree) / "fresh/blob.bin").stat().st_size == UNPACKER_MIN_BYTES + 4096
+    unpacking = [e for e in events if isinstance(e, WheelUnpacking)]
+    assert sorted(e.archive for e in unpacking) == sorted(map(str, archives))
+    assert [w.cached for w in result.wheels] == [False] * 4
+    finished = [e.result for e in events if isinstance(e, WheelFinished)]
+    assert [w.cached for w in finished] == [False] * 4
+    for n in range(4):
+        blob = tmp_path / f"target/fresh{n}/blob.bin"
+        assert blob.stat().st_size == UNPACKER_MIN_BYTES + 4096
 
 
 async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: Path) -> None:
@@ -137,8 +160,15 @@ async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: 
     elsewhere = tmp_path / "there" / archive.name
     elsewhere.parent.mkdir()
     shutil.copyfile(archive, elsewhere)
-    scheduler = Scheduler(None, jobs=2, helper_processes=1)
+    done = await unpack_in_helpers(HelperPool(1), tmp_path / "cache", [elsewhere])
 
-    done = await unpack_in_helpers(scheduler, tmp_path / "cache", [elsewhere])
+    assert done == [Unpacked.ALREADY]
 
-    assert done == ["cached"]
+
+def _pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` waits to be delivered to the (stopped) process ``pid``."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("ShdPnd:"):
+                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asynclink import unpack_wheels
-from asynclink._unpack import UnpackedWheel
+from asynclink import UnpackedWheel, unpack_wheels
 
 DEFAULT = object()
 

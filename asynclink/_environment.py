@@ -1,4 +1,4 @@
-"""Upgrades: the files of versions being replaced leave as part of the same transaction.
+"""What is installed in an environment, and the upgrades that replace it in a transaction.
 
 Old files are removed after every new file is in place, so a file the new version also has is
 replaced (atomically, stashed) rather than deleted and recreated, and a file that moves from
@@ -16,7 +16,6 @@ pointed to is left alone, as pip leaves it. Files below any other symlink are le
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import stat
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 from ._confinement import Confinement
 from ._fsutil import canonical_name
+from ._record import read_installed
 from ._scheme import Scheme
 from ._transaction import Transaction
 
@@ -66,17 +66,7 @@ def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
 def read_distribution(dist_info: str) -> InstalledDistribution:
     """What the distribution at ``dist_info`` owns; blocking. Reading follows a symlinked
     ``.dist-info`` (reading changes nothing); walking it for files to remove does not."""
-    site = os.path.dirname(dist_info)
-    owned: dict[str, None] = {}
-    try:
-        with open(os.path.join(dist_info, "RECORD"), newline="", encoding="utf-8") as handle:
-            for row in csv.reader(handle):
-                if row:
-                    owned[os.path.normpath(os.path.join(site, row[0]))] = None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        logger.warning(
-            "cannot read the RECORD of %s (%s); removing its .dist-info only", dist_info, error
-        )
+    owned = dict.fromkeys(read_installed(dist_info))
     if not os.path.islink(dist_info):
         for directory, dirnames, files in os.walk(dist_info):
             # A symlink among the directories is not walked into: it goes as a link.

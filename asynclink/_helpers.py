@@ -4,12 +4,16 @@ Two Python threads cannot place files in parallel (every ``linkat`` releases and
 GIL, and they take turns), nor unpack archives at full speed (the Python around each member's
 ``zlib`` and ``hashlib`` calls holds it); two processes can. The benchmark's ``bounds`` rows
 measure it. So an install with enough of such work starts helpers, each a child interpreter
-that takes requests on a pipe (8-byte length, then the bytes; answers alike, see ``_bulk``):
+that takes requests on a pipe (the children's side, the loops and the messages are
+``_child``'s):
 
 * a :class:`Helper` places the bulk of a wheel's files: a bare interpreter (``-I -S``) running
-  :mod:`asynclink._bulk`, about 10 ms to start;
-* an :class:`Unpacker` unpacks an archive into the cache with :class:`~._unpack.WheelCache`,
+  :func:`asynclink._child.file_helper`, about 10 ms to start;
+* an :class:`Unpacker` unpacks an archive into the cache with :class:`~._cache.WheelCache`,
   which processes may share; it imports what unpacking needs, about 50 ms to start.
+
+This module also holds the policy: how many helpers an install may start, and from how much
+work on a helper pays for its round trip.
 
 A helper is only ever an accelerator. What a file helper cannot do (a file in the way, a tree
 it cannot open) it reports, and the scheduler does that part itself, the careful way; after an
@@ -21,6 +25,7 @@ waiting for it, and rolling back as usual.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -28,40 +33,50 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._bulk import decode_answer, encode_job, framed
+from ._child import CACHED, UNPACKED, TreeAnswer, TreeJob, decode_answer, encode_job, framed
 
 __all__ = [
     "HELPER_MIN_COPIES",
     "HELPER_MIN_FILES",
+    "HELPER_PROCESSES",
     "LINK_HELPERS",
     "UNPACKER_MIN_BYTES",
     "Child",
     "Helper",
     "HelperPool",
+    "Unpacked",
     "Unpacker",
 ]
 
 logger = logging.getLogger("asynclink")
 
-#: Where ``_bulk.py`` is; its parent is where ``asynclink`` itself is imported from.
+#: Where ``_child.py`` is; its parent is where ``asynclink`` itself is imported from.
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
-#: Puts the directory of ``_bulk.py`` on the path (``-S``: no site-packages, ``-I``: nothing
-#: from the environment) and serves. ``_bulk`` is imported, not run, so its ``.pyc`` is used.
-_HELPER_BOOT = "import sys; sys.path[:0] = [sys.argv[1]]; import _bulk; _bulk.main()"
+#: Puts the directory of ``_child.py`` on the path (``-S``: no site-packages, ``-I``: nothing
+#: from the environment) and serves. ``_child`` is imported, not run, so its ``.pyc`` is used.
+_HELPER_BOOT = "import sys; sys.path[:0] = [sys.argv[1]]; import _child; _child.file_helper()"
 #: Imports this very asynclink (the environment's packages too) and serves unpacks.
 _UNPACKER_BOOT = (
     "import sys; sys.path[:0] = [sys.argv[1]]; "
-    "from asynclink._unpack import serve_unpacks; serve_unpacks(sys.argv[2])"
+    "from asynclink._child import unpacker; unpacker(sys.argv[2])"
 )
 #: How long a stopped unpacker may take to clean up its staging directory before it is killed.
 _STOP_GRACE = 5.0
+
+#: Helper processes of each kind (placing files, unpacking archives) an install may start, by
+#: default: one per core (up to four), none with one core. Unlike threads, processes do place
+#: files in parallel. The benchmark's ``bounds`` rows (README, Performance; 2 cores, tmpfs)
+#: have link-only copy at 255 ms with no helper, 329 ms with a second thread instead, 232 ms
+#: with one helper and 179 ms with two. Helpers start only when there is work for them (see
+#: :data:`HELPER_MIN_FILES` and :data:`UNPACKER_MIN_BYTES`), each when the others are busy.
+HELPER_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 #: A wheel (or copy chunk) with fewer files than this is placed in the filesystem thread: the
 #: round trip to a helper costs about as much as linking a hundred files.
@@ -80,6 +95,13 @@ LINK_HELPERS = 1
 #: An archive smaller than this is unpacked in a CPU thread unless an unpacking helper is idle:
 #: starting one (about 50 ms of imports) pays only for big archives.
 UNPACKER_MIN_BYTES = 1 << 20
+
+
+class Unpacked(enum.Enum):
+    """Where an unpacker left an archive: unpacked by it just now, or already in the cache."""
+
+    NOW = "unpacked"
+    ALREADY = "cached"
 
 
 class Child:
@@ -172,7 +194,7 @@ class Child:
 
 
 class Helper(Child):
-    """A file helper: places trees' files for one scheduler (see ``_bulk``)."""
+    """A file helper: places trees' files for one scheduler (see ``_child``)."""
 
     @classmethod
     async def start(cls, held_fds: Sequence[int] = ()) -> Helper | None:
@@ -184,14 +206,10 @@ class Helper(Child):
         """
         return await cls._spawn(["-I", "-S", "-c", _HELPER_BOOT, _PACKAGE], held_fds)
 
-    async def place(
-        self, mode: str, trees: Sequence[tuple[str, str, Sequence[str]]]
-    ) -> list[tuple[int, str, int]] | None:
-        """Have the helper place ``trees`` of (source root, target root, files) with ``mode``.
-
-        Returns (tree index, name, errno) of each file it did not place, or ``None`` if the
-        helper failed (then the caller does the job itself).
-        """
+    async def place(self, mode: str, trees: Sequence[TreeJob]) -> list[TreeAnswer] | None:
+        """Have the helper place ``trees`` with ``mode``; what it has to report of them (see
+        :class:`~._child.TreeAnswer`), or ``None`` if the helper failed (then the caller does
+        the job itself)."""
         answer = await self._call(encode_job(mode, trees))
         return None if answer is None else decode_answer(answer)
 
@@ -208,11 +226,13 @@ class Unpacker(Child):
         package_parent = os.path.dirname(_PACKAGE)
         return await cls._spawn(["-c", _UNPACKER_BOOT, package_parent, cache_root])
 
-    async def unpack(self, archive: str, max_unpacked_size: int) -> str | None:
-        """``"unpacked"`` or ``"cached"`` once ``archive`` is in the cache; ``None`` if the
-        unpacker failed (the caller unpacks it itself: to report why, or as the helper died)."""
+    async def unpack(self, archive: str, max_unpacked_size: int) -> Unpacked | None:
+        """Where ``archive`` is now that it is in the cache; ``None`` if the unpacker failed
+        (the caller unpacks it itself: to report why, or as the helper died)."""
         answer = await self._call(json.dumps([archive, max_unpacked_size]).encode())
-        return answer.decode() if answer in (b"unpacked", b"cached") else None
+        if answer == UNPACKED:
+            return Unpacked.NOW
+        return Unpacked.ALREADY if answer == CACHED else None
 
 
 class HelperPool:
@@ -249,8 +269,8 @@ class HelperPool:
         return self.usable and files >= (HELPER_MIN_COPIES if copies else HELPER_MIN_FILES)
 
     async def place(
-        self, mode: str, trees: Sequence[tuple[str, str, Sequence[str]]], held_fds: Sequence[int]
-    ) -> list[tuple[int, str, int]] | None:
+        self, mode: str, trees: Sequence[TreeJob], held_fds: Sequence[int]
+    ) -> list[TreeAnswer] | None:
         """What a helper did not place of ``trees`` (see :meth:`Helper.place`), or ``None`` if
         no helper did the job. Links take :data:`LINK_HELPERS` at once, copies and clones all;
         a job waits for a helper of its own."""
@@ -269,11 +289,16 @@ class HelperPool:
             return answer
 
     async def unpack(
-        self, limiter: anyio.CapacityLimiter, cache_root: str, archive: str, max_size: int
-    ) -> str | None:
-        """``"unpacked"`` or ``"cached"`` once an unpacker has put ``archive`` into the cache
-        at ``cache_root``, or ``None`` to leave it to the caller's CPU thread (which raises any
-        error with all its detail).
+        self,
+        limiter: anyio.CapacityLimiter,
+        cache_root: str,
+        archive: str,
+        max_size: int,
+        on_start: Callable[[], object] | None = None,
+    ) -> Unpacked | None:
+        """Where ``archive`` is once an unpacker has put it into the cache at ``cache_root``,
+        or ``None`` to leave it to the caller's CPU thread (which raises any error with all
+        its detail). ``on_start`` is called as an unpacker takes the archive.
 
         Unpackers share ``limiter`` with the CPU threads: at most as many archives at once
         either way. A new one is started only for a big archive while another unpack runs;
@@ -294,6 +319,8 @@ class HelperPool:
                 self._add(unpacker, self._unpackers)
                 if unpacker is None:
                     return None
+            if on_start is not None:
+                on_start()
             answer = await unpacker.unpack(archive, max_size)
             self._failed = self._failed or unpacker.broken
             return answer

@@ -1,0 +1,370 @@
+"""What runs in a helper process: the hot loops, both helpers' mains, the pipe and its messages.
+
+Two kinds of helper (started and fed by ``_helpers``) answer framed requests on stdin/stdout,
+one at a time:
+
+* the **file helper** (:func:`file_helper`) places many files of a few trees in one mode with
+  the loops below: a bare interpreter (``python -I -S``, about 10 ms to start) that imports
+  this module and nothing of asynclink, so that a second core places files while the first
+  one plans. Threads cannot do that: every ``linkat`` releases and retakes the GIL, and two
+  threads doing so take turns (see ``_scheduler.FILESYSTEM_THREADS``). The filesystem thread
+  runs the very same loops for the files it places itself.
+* the **unpacker** (:func:`unpacker`) unpacks an archive into the cache; it imports asynclink's
+  cache lazily, so this module still loads with nothing but the standard library.
+
+A loop creates files that must not exist yet and leaves everything else to its caller: a file
+that exists, a source with too many links, a clone refused for now are reported and skipped;
+any other error is reported and ends the loop. The caller (``_placing``) handles each report
+the careful way, with the journal: an atomic replacement, a copy, or an error naming the wheel
+and the path. The helper works on ``bytes`` paths, as they come off the pipe; the thread on
+``str`` ones; the loops take either.
+
+A message is an 8-byte little-endian length and that many bytes. A file helper's request is
+NUL-separated fields: the mode, then per tree (a :class:`TreeJob`) its source root, target
+root, file count and files. Its answer has, per tree with something to report (a
+:class:`TreeAnswer`), the tree's index, whether its roots could be opened, and each file it
+did not place with the ``errno``; an empty answer means every file is in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+TYPE_CHECKING = False  # not typing's: the helper imports neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import AnyStr, TypeVar
+
+    T = TypeVar("T")
+
+
+class TreeJob:
+    """Files of one tree for a file helper: the same relative names below both roots."""
+
+    __slots__ = ("files", "source", "target")
+
+    def __init__(self, source: str, target: str, files: Sequence[str]) -> None:
+        self.source, self.target, self.files = source, target, files
+
+
+class TreeAnswer:
+    """What a file helper reports of one tree of a job (the ``index``-th): when not
+    ``opened``, it placed nothing of the tree (its roots could not be opened: the caller places
+    it itself, to report the error properly); otherwise the files it did not place, each with
+    the ``errno`` that says why, as :func:`place_files` reports them."""
+
+    __slots__ = ("failures", "index", "opened")
+
+    def __init__(self, index: int, opened: bool, failures: list[tuple[str, int]]) -> None:
+        self.index, self.opened, self.failures = index, opened, failures
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | _O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
+DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC
+_COPY_CHUNK = 1 << 20
+#: ``_IOW(0x94, 9, int)`` from ``linux/fs.h``: clone all of one file's extents into another.
+FICLONE = 0x40049409
+#: How many files a loop places between two looks at the cancellation state.
+CHECK_EVERY = 256
+#: Errors a loop reports and goes on after: the caller deals with those files one by one (a
+#: file in the way, too many links to a source, a clone the filesystem refused for now).
+SKIPPED = frozenset({errno.EEXIST, errno.EMLINK, errno.EAGAIN})
+#: The modes the loops (and so the helper) do themselves: clones only through Linux's ioctl.
+LOOP_MODES = frozenset(
+    {"hardlink", "copy", "symlink"} | ({"clone"} if sys.platform.startswith("linux") else set())
+)
+
+
+def _nothing() -> None:
+    pass
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file(
+    dst_fd: int | None,
+    destination: AnyStr,
+    perms: int,
+    umask: int,
+    fill: Callable[[int, T], object],
+    what: T,
+) -> None:
+    """Create ``destination`` (it must not exist) with exactly ``perms`` (not what the umask
+    leaves of them), let ``fill(fd, what)`` put the bytes in, and remove it again if that
+    fails."""
+    fout = os.open(destination, _CREATE_FLAGS, perms, dir_fd=dst_fd)
+    try:
+        fill(fout, what)
+        if perms & umask:
+            os.fchmod(fout, perms)
+    except BaseException:
+        os.close(fout)
+        unlink_quietly(destination, dst_fd)
+        raise
+    os.close(fout)
+
+
+def copy_file(
+    src_fd: int | None,
+    source: AnyStr,
+    dst_fd: int | None,
+    destination: AnyStr,
+    umask: int,
+    clone: bool = False,
+) -> None:
+    """A full copy (or, with ``clone``, a copy-on-write clone) of ``source`` into the new file
+    ``destination``, with the source's permission bits."""
+    fin = os.open(source, _READ_FLAGS, dir_fd=src_fd)
+    try:
+        info = os.fstat(fin)
+        fill = _clone_data if clone else _copy_data
+        new_file(dst_fd, destination, info.st_mode & 0o7777, umask, fill, (fin, info.st_size))
+    finally:
+        os.close(fin)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _copy_data(fout: int, source: tuple[int, int]) -> None:
+    """Copy ``size`` bytes in the kernel where it can (``sendfile``), else through a buffer."""
+    fin, size = source
+    if not size:
+        return
+    offset = 0
+    try:
+        while offset < size:
+            sent = os.sendfile(fout, fin, offset, size - offset)
+            if sent == 0:
+                break
+            offset += sent
+        return
+    except OSError as error:
+        if offset or error.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise
+    while chunk := os.read(fin, _COPY_CHUNK):
+        write_all(fout, chunk)
+
+
+def _clone_data(fout: int, source: tuple[int, int]) -> None:
+    import fcntl
+
+    fcntl.ioctl(fout, FICLONE, source[0])
+
+
+def unlink_quietly(path: AnyStr, dir_fd: int | None = None) -> None:
+    try:  # noqa: SIM105 - contextlib is one more import for the helper
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def place_files(
+    mode: str,
+    link_prefix: AnyStr,
+    src_fd: int,
+    dst_fd: int,
+    files: Sequence[AnyStr],
+    umask: int,
+    checkpoint: Callable[[], None] = _nothing,
+    create: Callable[[int, AnyStr, int, AnyStr], None] | None = None,
+) -> list[tuple[AnyStr, int]]:
+    """Create ``files`` below ``dst_fd`` from the same names below ``src_fd`` with ``mode``
+    (a :class:`~asynclink.LinkMode` value; ``clone`` is Linux's ``FICLONE``), or with
+    ``create(src_fd, name, dst_fd, name)`` if given (a clone elsewhere).
+
+    A symlink's text is ``link_prefix`` and the name (the source root and a separator).
+    Returns ``(name, errno)`` for each file not created (see the module docstring), in order;
+    ``checkpoint`` is called every :data:`CHECK_EVERY` files and may raise to stop.
+    """
+    failures: list[tuple[AnyStr, int]] = []
+    total = len(files)
+    if mode == "hardlink" and create is None:  # the hottest loop: nothing but the linkat call
+        link = os.link
+        for start in range(0, total, CHECK_EVERY):
+            checkpoint()
+            for name in files[start : start + CHECK_EVERY]:
+                try:
+                    link(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                except OSError as error:
+                    failures.append((name, error.errno or 0))
+                    if error.errno not in SKIPPED:
+                        return failures
+        return failures
+    for start in range(0, total, CHECK_EVERY):
+        checkpoint()
+        for name in files[start : start + CHECK_EVERY]:
+            try:
+                if create is not None:
+                    create(src_fd, name, dst_fd, name)
+                elif mode == "symlink":
+                    os.symlink(link_prefix + name, name, dir_fd=dst_fd)
+                else:
+                    copy_file(src_fd, name, dst_fd, name, umask, mode == "clone")
+            except OSError as error:
+                failures.append((name, error.errno or 0))
+                if error.errno not in SKIPPED:
+                    return failures
+    return failures
+
+
+# -- the pipe and its messages -----------------------------------------------------------------
+
+
+def framed(payload: bytes) -> bytes:
+    """``payload`` with the 8-byte length in front that both ends of a helper's pipe use."""
+    return len(payload).to_bytes(8, "little") + payload
+
+
+def encode_job(mode: str, trees: Sequence[TreeJob]) -> bytes:
+    """A file helper's request (unframed) to place ``trees`` with ``mode``."""
+    fields = [mode]
+    for tree in trees:
+        fields += (tree.source, tree.target, str(len(tree.files)))
+        fields += tree.files
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
+
+
+def decode_answer(payload: bytes) -> list[TreeAnswer]:
+    """A file helper's answer: the trees it has something to report of."""
+    if not payload:
+        return []
+    fields = payload.decode("utf-8", "surrogateescape").split("\0")
+    answers: list[TreeAnswer] = []
+    position = 0
+    while position < len(fields):
+        index, opened = int(fields[position]), fields[position + 1] == "1"
+        count = int(fields[position + 2])
+        pairs = fields[position + 3 : position + 3 + 2 * count]
+        failures = [(pairs[i], int(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+        answers.append(TreeAnswer(index, opened, failures))
+        position += 3 + 2 * count
+    return answers
+
+
+def _encode_answer(answers: list[tuple[int, bool, list[tuple[bytes, int]]]]) -> bytes:
+    fields: list[bytes] = []
+    for index, opened, failures in answers:
+        fields += (b"%d" % index, b"1" if opened else b"0", b"%d" % len(failures))
+        for name, code in failures:
+            fields += (name, b"%d" % code)
+    return b"\0".join(fields)
+
+
+def serve(answer: Callable[[bytes], bytes]) -> None:
+    """A helper's main loop: read framed requests from stdin until it closes, and write the
+    framed ``answer`` to each."""
+    read, write = sys.stdin.buffer.read, sys.stdout.buffer
+    while header := read(8):
+        write.write(framed(answer(read(int.from_bytes(header, "little")))))
+        write.flush()
+
+
+# -- the file helper ---------------------------------------------------------------------------
+
+
+def _run_job(payload: bytes, umask: int) -> bytes:
+    fields = payload.split(b"\0")
+    mode = fields[0].decode()
+    answers: list[tuple[int, bool, list[tuple[bytes, int]]]] = []
+    position, index = 1, 0
+    while position < len(fields):
+        source, target, count = fields[position], fields[position + 1], int(fields[position + 2])
+        files = fields[position + 3 : position + 3 + count]
+        position += 3 + count
+        opened, failures = _place_tree(mode, source, target, files, umask)
+        if failures or not opened:
+            answers.append((index, opened, failures))
+        index += 1
+    return _encode_answer(answers)
+
+
+def _place_tree(
+    mode: str, source: bytes, target: bytes, files: list[bytes], umask: int
+) -> tuple[bool, list[tuple[bytes, int]]]:
+    """:func:`place_files` for one tree given by its roots; whether they could be opened."""
+    src_fd = dst_fd = -1
+    try:
+        src_fd = os.open(source, DIRECTORY_FLAGS)
+        dst_fd = os.open(target, DIRECTORY_FLAGS)
+        return True, place_files(mode, source + b"/", src_fd, dst_fd, files, umask)
+    except OSError:
+        return False, []
+    finally:
+        for fd in (src_fd, dst_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def file_helper() -> None:
+    """The file helper's main: place the trees of each request (see the module docstring)."""
+    umask = current_umask()
+    serve(lambda payload: _run_job(payload, umask))
+
+
+# -- the unpacker --------------------------------------------------------------------------------
+
+#: An unpacker's answers: the archive is in the cache now, or was already; or it could not
+#: unpack it, and the caller unpacks it itself, which raises the error in full.
+UNPACKED, CACHED, FAILED = b"unpacked", b"cached", b"failed"
+
+
+def unpacker(root: str) -> None:
+    """The unpacker's main: unpack the archive each request names (JSON: path, size limit)
+    into the cache at ``root``; answer :data:`UNPACKED`, :data:`CACHED` or :data:`FAILED`.
+
+    ``SIGTERM`` (a cancelled install) stops an extraction at its next member, inside the
+    extraction's own clean-up, so that its staging directory goes too; an idle helper exits.
+    """
+    import json
+    import signal
+
+    from ._cache import WheelCache
+
+    extracting = stopping = False
+
+    def stop(_signal: int, _frame: object) -> None:
+        nonlocal stopping
+        if not extracting:
+            raise SystemExit(1)
+        stopping = True
+
+    def checkpoint() -> None:
+        if stopping:
+            raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    cache = WheelCache(root)
+
+    def answer(request: bytes) -> bytes:
+        nonlocal extracting
+        archive, max_unpacked_size = json.loads(request)
+        extracting = True
+        try:
+            unpacked = cache.unpack(
+                archive, max_unpacked_size=max_unpacked_size, checkpoint=checkpoint
+            )
+        except Exception:
+            return FAILED
+        finally:
+            extracting = False
+            checkpoint()  # stopped after the last member: the entry is whole, and stays
+        return CACHED if unpacked.cached else UNPACKED
+
+    serve(answer)
+
+
+if __name__ == "__main__":
+    file_helper()

@@ -1,0 +1,238 @@
+"""What the cache knows of an unpacked wheel: its manifest, read instead of walking the tree.
+
+A cache entry (``_cache``) is an unpacked tree beside its ``manifest.json``: the wheel's name,
+version, dist-info, tags, entry points, and every file with its RECORD entry, checked once when
+the archive was unpacked (``_archive``). A warm install reads the manifest and nothing else of
+the wheel. :func:`manifest_for_tree` makes one for a wheel that someone else unpacked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._confinement import normalise_member
+from ._errors import InvalidWheelError
+from ._fsutil import add_parent_dirs, canonical_name
+from ._record import RecordEntry, format_row, hash_file
+from ._scripts import EntryPoint
+
+__all__ = ["MANIFEST_FORMAT", "Manifest", "data_dir_of", "load_manifest", "manifest_for_tree"]
+
+#: The layout of ``manifest.json``; the cache keeps entries of each format apart, so that a
+#: newer asynclink unpacks again rather than misread an entry.
+MANIFEST_FORMAT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What an install needs to know about an unpacked wheel, checked once.
+
+    Laid out for a warm install that reads it instead of walking the tree: the files outside
+    ``.data`` come as one sorted list with their RECORD rows beside them, stored as single
+    newline-joined strings, so loading 3,000 files is one JSON string and one ``split``.
+    """
+
+    filename: str
+    """The archive's file name (for an unpacked tree: its directory name)."""
+    name: str
+    """The distribution name as METADATA spells it."""
+    version: str
+    dist_info: str
+    root_is_purelib: bool
+    tags: tuple[str, ...]
+    entry_points: tuple[EntryPoint, ...]
+    files: list[str]
+    """Files outside ``<name>.data/``, relative with ``/``, sorted; not the dist-info RECORD."""
+    record: str
+    """RECORD rows of ``files``, in the same order, one per line (see :meth:`rows`)."""
+    dirs: list[str]
+    """Their directories, parents first."""
+    data: tuple[RecordEntry, ...]
+    """The RECORD entries of the files under ``<name>.data/``."""
+    size: int
+    """Bytes of all files."""
+    top: tuple[str, ...]
+    """Top-level names outside ``<name>.data/``."""
+
+    @property
+    def data_dir(self) -> str:
+        return data_dir_of(self.dist_info)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files) + len(self.data)
+
+    def rows(self) -> list[str]:
+        """RECORD rows of ``files``; split on demand, as a link-only install never needs them."""
+        return _lines(self.record)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        filename: str,
+        name: str,
+        version: str,
+        dist_info: str,
+        root_is_purelib: bool,
+        tags: tuple[str, ...],
+        entry_points: tuple[EntryPoint, ...],
+        files: Iterable[RecordEntry],
+    ) -> Manifest:
+        """From the RECORD entry of every file of the wheel."""
+        data_prefix = data_dir_of(dist_info) + "/"
+        record = f"{dist_info}/RECORD"
+        root: list[RecordEntry] = []
+        data: list[RecordEntry] = []
+        size = 0
+        for entry in files:
+            if entry.path == record:
+                continue  # installs write their own
+            size += entry.size
+            (data if entry.path.startswith(data_prefix) else root).append(entry)
+        root.sort()
+        dirs: dict[str, None] = {}
+        for entry in root:
+            add_parent_dirs(dirs, entry.path)
+        return cls(
+            filename=filename,
+            name=name,
+            version=version,
+            dist_info=dist_info,
+            root_is_purelib=root_is_purelib,
+            tags=tags,
+            entry_points=entry_points,
+            files=[entry.path for entry in root],
+            record="\n".join(format_row(entry) for entry in root),
+            dirs=sorted(dirs),
+            data=tuple(sorted(data)),
+            size=size,
+            top=tuple(sorted({entry.path.partition("/")[0] for entry in root})),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": MANIFEST_FORMAT,
+                "filename": self.filename,
+                "name": self.name,
+                "version": self.version,
+                "dist_info": self.dist_info,
+                "root_is_purelib": self.root_is_purelib,
+                "tags": self.tags,
+                "entry_points": [[e.name, e.module, e.attr, e.section] for e in self.entry_points],
+                "files": "\n".join(self.files),
+                "record": self.record,
+                "dirs": "\n".join(self.dirs),
+                "data": self.data,
+                "size": self.size,
+                "top": self.top,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        raw = json.loads(text)
+        if raw.get("format") != MANIFEST_FORMAT:
+            raise ValueError("unknown manifest format")
+        return cls(
+            filename=raw["filename"],
+            name=raw["name"],
+            version=raw["version"],
+            dist_info=raw["dist_info"],
+            root_is_purelib=raw["root_is_purelib"],
+            tags=tuple(raw["tags"]),
+            entry_points=tuple(EntryPoint(*e) for e in raw["entry_points"]),
+            files=_lines(raw["files"]),
+            record=raw["record"],
+            dirs=_lines(raw["dirs"]),
+            data=tuple(RecordEntry(*entry) for entry in raw["data"]),
+            size=raw["size"],
+            top=tuple(raw["top"]),
+        )
+
+
+def data_dir_of(dist_info: str) -> str:
+    """``<name>-<version>.data``, the data directory beside ``<name>-<version>.dist-info``."""
+    return dist_info[: -len(".dist-info")] + ".data"
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n") if text else []
+
+
+def load_manifest(entry: str) -> Manifest | None:
+    """The manifest of a cache entry (the directory holding ``tree`` and ``manifest.json``);
+    ``None`` if it is missing or unreadable, so the caller unpacks again."""
+    try:
+        with open(os.path.join(entry, "manifest.json"), "rb") as handle:
+            return Manifest.from_json(handle.read())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def manifest_for_tree(tree: str) -> Manifest:
+    """The manifest of a wheel unpacked by someone else; blocking.
+
+    Hashes and sizes come from the tree's RECORD (it is not re-verified: that is the job of
+    whoever unpacked it); files it does not list are hashed here.
+    """
+    tree = os.path.abspath(tree)
+    label = os.path.basename(tree)
+    try:
+        top = set(os.listdir(tree))
+    except OSError as error:
+        raise InvalidWheelError(label, f"cannot read the unpacked wheel: {error}") from None
+    infos = sorted(name for name in top if name.endswith(".dist-info"))
+    if len(infos) != 1:
+        raise InvalidWheelError(label, f"expected one .dist-info directory, found {infos}")
+    dist_info = infos[0]
+    from ._wheelinfo import WheelName, check_metadata_name, read_dist_info
+
+    def text(relative: str) -> str | None:
+        try:
+            with open(os.path.join(tree, dist_info, relative), encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    info = read_dist_info(label, dist_info, text)
+    named, _, version = dist_info[: -len(".dist-info")].rpartition("-")
+    wheel = WheelName(label, canonical_name(named), version, ())
+    check_metadata_name(wheel, info.name, info.version, f"{dist_info}/METADATA")
+    record = info.record
+    real_root = os.path.realpath(tree)
+    files: list[RecordEntry] = []
+    for directory, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        relative_dir = os.path.relpath(directory, tree).replace(os.sep, "/")
+        prefix = "" if relative_dir == "." else relative_dir + "/"
+        for file_name in sorted(filenames):
+            relative = normalise_member(label, prefix + file_name)
+            path = os.path.join(directory, file_name)
+            if os.path.islink(path):
+                resolved = os.path.realpath(path)
+                if not resolved.startswith(real_root + os.sep):
+                    raise InvalidWheelError(
+                        label, f"symlink {relative} points outside the unpacked wheel", relative
+                    )
+            if relative == f"{dist_info}/RECORD":
+                continue
+            files.append(record.get(relative) or hash_file(path, relative))
+    missing = set(record) - {entry.path for entry in files}
+    if missing:
+        raise InvalidWheelError(label, f"RECORD lists files that are not there: {sorted(missing)}")
+    return Manifest.build(
+        filename=label,
+        name=info.name,
+        version=info.version,
+        dist_info=dist_info,
+        root_is_purelib=info.root_is_purelib,
+        tags=(),
+        entry_points=info.entry_points,
+        files=files,
+    )
