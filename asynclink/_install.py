@@ -443,9 +443,7 @@ class _Lookup(NamedTuple):
     tree: bool = False
 
 
-def _lookup_and_plan(
-    cache: WheelCache, source: str, scheme: Scheme, options: Options
-) -> _Lookup:
+def _lookup_and_plan(cache: WheelCache, source: str, scheme: Scheme, options: Options) -> _Lookup:
     """The cached unpacked wheel of an archive and its plan, if the cache already has it."""
     if os.path.isdir(source):
         return _Lookup(tree=True)

@@ -209,81 +209,110 @@ def undo(
     Files are undone newest first; the directories the install created go last, outermost
     first and whole, because two wheels may share one: the first to make it need not be the
     last to leave a file in it. Nothing is done through a symlink that leads out of
-    ``confinement``: such a path is reported as a problem and left alone.
+    ``confinement``: such a path is reported as a problem and left alone. ``temporary_prefix``
+    names the temporary files a crashed process may have left beside its destinations.
     """
-    removed = restored = removed_dirs = recreated = 0
-    problems: list[str] = []
-    created: set[str] = set()
-
-    def inside(path: str) -> bool:
-        if confinement.resolves_inside(os.path.dirname(path)):
-            return True
-        problems.append(f"{path}: the way there leaves the environment; left alone")
-        return False
-
-    gone: list[str] = []
-
-    def remove_created(path: str) -> None:
-        """Remove the directory ``path`` that the install created, whole."""
-        nonlocal removed, removed_dirs
-        if not os.path.lexists(path) or not inside(path):
-            return
-        try:
-            removed += remove_tree(path)
-        except OSError as error:
-            if error.errno not in _NOT_THERE:
-                problems.append(f"remove directory {path}: {error.strerror}")
-            return
-        removed_dirs += 1
-        gone.append(path)
-
+    undoing = _Undo(stash_dir, temporary_prefix, confinement)
     for record in reversed(records):
         kind = record[0]
         if kind in ("R", "X"):
-            path, name = str(record[1]), str(record[2])
-            stash = os.path.join(stash_dir, name)
-            if not os.path.lexists(stash) or not inside(path):
-                continue
-            if path in created:  # a directory made where a link was detached: it goes first
-                remove_created(path)
-            try:
-                os.replace(stash, path)
-                restored += 1
-            except OSError as error:
-                problems.append(f"restore {path}: {error.strerror}")
+            undoing.restore(str(record[1]), str(record[2]))
         elif kind == "D":
-            path, mode = str(record[1]), int(str(record[2]), 8)
-            if not inside(path):
+            undoing.recreate(str(record[1]), int(str(record[2]), 8))
+        elif kind == "W":
+            undoing.remove_wheel(
+                cast(list[str], record[2]), cast(list[str], record[3]), cast(list[str], record[4])
+            )
+    return undoing.finish()
+
+
+class _Undo:
+    """The state of one :func:`undo`: what it did, what it could not, what is left to do."""
+
+    def __init__(
+        self, stash_dir: str, temporary_prefix: str | None, confinement: Confinement
+    ) -> None:
+        self.stash_dir = stash_dir
+        self.temporary_prefix = temporary_prefix
+        self.confinement = confinement
+        self.removed = self.restored = self.removed_dirs = self.recreated = 0
+        self.problems: list[str] = []
+        self.created: set[str] = set()
+        """Directories the install made (from its ``W`` records), removed last."""
+        self.gone: list[str] = []
+
+    def inside(self, path: str) -> bool:
+        if self.confinement.resolves_inside(os.path.dirname(path)):
+            return True
+        self.problems.append(f"{path}: the way there leaves the environment; left alone")
+        return False
+
+    def restore(self, path: str, name: str) -> None:
+        """An ``R`` or ``X`` record: the stashed file goes back to ``path``."""
+        stash = os.path.join(self.stash_dir, name)
+        if not os.path.lexists(stash) or not self.inside(path):
+            return
+        if path in self.created:  # a directory made where a link was detached: it goes first
+            self.remove_created(path)
+        try:
+            os.replace(stash, path)
+            self.restored += 1
+        except OSError as error:
+            self.problems.append(f"restore {path}: {error.strerror}")
+
+    def recreate(self, path: str, mode: int) -> None:
+        """A ``D`` record: the emptied directory of an older version comes back."""
+        if not self.inside(path):
+            return
+        try:
+            os.mkdir(path, mode)
+            os.chmod(path, mode)
+            self.recreated += 1
+        except FileExistsError:
+            pass
+        except OSError as error:
+            self.problems.append(f"recreate {path}: {error.strerror}")
+
+    def remove_wheel(self, dirs: list[str], loose: list[str], existing: list[str]) -> None:
+        """A ``W`` record: the wheel's files outside its new directories go (not those that
+        were there before: an ``R`` record restored them); its directories go at the end."""
+        kept = set(existing)
+        for path in loose:
+            if path in kept or not os.path.lexists(path) or not self.inside(path):
                 continue
             try:
-                os.mkdir(path, mode)
-                os.chmod(path, mode)
-                recreated += 1
-            except FileExistsError:
-                pass
+                os.unlink(path)
+                self.removed += 1
             except OSError as error:
-                problems.append(f"recreate {path}: {error.strerror}")
-        elif kind == "W":
-            loose = cast(list[str], record[3])
-            kept = set(cast(list[str], record[4]))
-            for path in loose:
-                if path in kept or not os.path.lexists(path) or not inside(path):
-                    continue
-                try:
-                    os.unlink(path)
-                    removed += 1
-                except OSError as error:
-                    if error.errno not in _NOT_THERE:
-                        problems.append(f"remove {path}: {error.strerror}")
-            if temporary_prefix is not None:
-                _remove_temporaries(loose, temporary_prefix, confinement)
-            created.update(cast(list[str], record[2]))
-    # Directories the install made go last, outermost first and whole: what is in them (files
-    # of any wheel of the install, or a temporary a crash left) came with the install.
-    for path in sorted(created, key=len):
-        if path not in gone and not any(path.startswith(parent + os.sep) for parent in gone):
-            remove_created(path)
-    return RollbackReport(removed, restored, removed_dirs, recreated, tuple(problems))
+                if error.errno not in _NOT_THERE:
+                    self.problems.append(f"remove {path}: {error.strerror}")
+        if self.temporary_prefix is not None:
+            _remove_temporaries(loose, self.temporary_prefix, self.confinement)
+        self.created.update(dirs)
+
+    def remove_created(self, path: str) -> None:
+        """Remove the directory ``path`` that the install created, whole."""
+        if not os.path.lexists(path) or not self.inside(path):
+            return
+        try:
+            self.removed += remove_tree(path)
+        except OSError as error:
+            if error.errno not in _NOT_THERE:
+                self.problems.append(f"remove directory {path}: {error.strerror}")
+            return
+        self.removed_dirs += 1
+        self.gone.append(path)
+
+    def finish(self) -> RollbackReport:
+        # Directories the install made go last, outermost first and whole: what is in them
+        # (files of any wheel of the install, or a temporary a crash left) came with it.
+        for path in sorted(self.created, key=len):
+            gone = self.gone
+            if path not in gone and not any(path.startswith(parent + os.sep) for parent in gone):
+                self.remove_created(path)
+        return RollbackReport(
+            self.removed, self.restored, self.removed_dirs, self.recreated, tuple(self.problems)
+        )
 
 
 def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport]:

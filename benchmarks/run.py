@@ -376,119 +376,139 @@ def can_clone(root: Path) -> bool:
 def contestants(
     root: Path, wheels: list[Path], groups: set[str], notes: list[str]
 ) -> list[Contestant]:
-    cache, uv_cache = root / "cache", root / "uv-cache"
+    cache = root / "cache"
     trees = sorted(str(p) for p in cache.glob("wheels-v*/*/tree"))
     files = int((root / "files").read_text())
-    uv, cli = tool("uv"), asynclink_cli()
     wheel_args = [str(w) for w in wheels]
-    venv, python = "{scratch}/venv", "{scratch}/venv/bin/python"
-    uv_install = [str(uv), *UV_INSTALL, python, "--link-mode"]
-    asynclink_install = [*cli, "install", "--quiet", "--venv", venv, "--cache-dir"]
+    uv = tool("uv")
     found: list[Contestant] = []
-
     if "link" in groups:
-        modes = ["hardlink", "copy", "symlink"] + (["clone"] if can_clone(root) else [])
-        if "clone" not in modes:
-            notes.append(
-                f"clone: {root} cannot clone (no reflink); cp --reflink and asynclink clone skipped"
-            )
-        copies_of = {
-            "hardlink": "-al",
-            "copy": "-a",
-            "symlink": "-as",
-            "clone": "-a --reflink=always",
-        }
-        sources = " ".join(tree + "/." for tree in trees)
-        for mode in modes:
-            name = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
-            command = f"cp {copies_of[mode]} {sources} {{scratch}}/target"
-            found.append(Contestant("link", name, ["sh", "-c", command], setup="target"))
-        for mode in modes:
-            reference = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
-            for concurrency in ("0", "1"):
-                found.append(
-                    Contestant(
-                        "link",
-                        f"asynclink link {mode}" + (" --jobs 1" if concurrency == "1" else ""),
-                        [
-                            *[PYTHON, "-c", LINK_DRIVER, "{scratch}/target"],
-                            *[mode, concurrency, "1", "default", *trees],
-                        ],
-                        setup="target",
-                        reference=reference,
-                    )
-                )
+        found += link_rows(root, trees, notes)
     if "install" in groups:
-        for mode in ("hardlink", "copy"):
-            if uv:
-                found.append(
-                    Contestant(
-                        "install",
-                        f"uv {mode}",
-                        [*uv_install, mode, *wheel_args],
-                        env={"UV_CACHE_DIR": str(uv_cache)},
-                    )
-                )
-            for jobs in ([], ["--jobs", "1"]):
-                found.append(
-                    Contestant(
-                        "install",
-                        f"asynclink {mode}" + (" --jobs 1" if jobs else ""),
-                        [*asynclink_install, str(cache), "--link-mode", mode, *jobs, *wheel_args],
-                        reference=f"uv {mode}" if uv else None,
-                    )
-                )
-        if not uv:
-            notes.append("uv: not installed (pip install uv); uv rows and ratios skipped")
-        pip = [PYTHON, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps"]
-        found.append(
-            Contestant(
-                "install",
-                "pip",
-                [*pip, "--no-index", "--no-compile", *wheel_args],
-                env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-                reference="uv hardlink" if uv else None,
-            )
-        )
-        if importlib.util.find_spec("installer") is not None:
-            found.append(
-                Contestant(
-                    "install",
-                    "installer (loop)",
-                    [PYTHON, "-c", INSTALLER_LOOP, python, *wheel_args],
-                    reference="uv hardlink" if uv else None,
-                )
-            )
-        else:
-            notes.append("installer: not installed (pip install installer); skipped")
+        found += install_rows(root, uv, wheel_args, notes)
     if "cold" in groups:
-        if uv:
-            found.append(
-                Contestant(
-                    "cold",
-                    "uv cold",
-                    [*uv_install, "hardlink", *wheel_args],
-                    env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
-                )
-            )
-        found.append(
-            Contestant(
-                "cold",
-                "asynclink cold",
-                [
-                    *asynclink_install,
-                    "{scratch}/cold-cache",
-                    "--link-mode",
-                    "hardlink",
-                    *wheel_args,
-                ],
-                reference="uv cold" if uv else None,
-            )
-        )
+        found += cold_rows(uv, wheel_args)
     for contestant in found:
         contestant.files = files
     if "bounds" in groups:  # parts of an install, not installs: no files per second
         found.extend(bounds(trees, wheel_args))
+    return found
+
+
+VENV, VENV_PYTHON = "{scratch}/venv", "{scratch}/venv/bin/python"
+
+
+def asynclink_install() -> list[str]:
+    return [*asynclink_cli(), "install", "--quiet", "--venv", VENV, "--cache-dir"]
+
+
+def uv_install(uv: str) -> list[str]:
+    return [str(uv), *UV_INSTALL, VENV_PYTHON, "--link-mode"]
+
+
+def link_rows(root: Path, trees: list[str], notes: list[str]) -> list[Contestant]:
+    """Link only: cp against asynclink's engine on the cache's trees."""
+    found: list[Contestant] = []
+    modes = ["hardlink", "copy", "symlink"] + (["clone"] if can_clone(root) else [])
+    if "clone" not in modes:
+        notes.append(
+            f"clone: {root} cannot clone (no reflink); cp --reflink and asynclink clone skipped"
+        )
+    copies_of = {"hardlink": "-al", "copy": "-a", "symlink": "-as", "clone": "-a --reflink=always"}
+    sources = " ".join(tree + "/." for tree in trees)
+    for mode in modes:
+        name = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
+        command = f"cp {copies_of[mode]} {sources} {{scratch}}/target"
+        found.append(Contestant("link", name, ["sh", "-c", command], setup="target"))
+    for mode in modes:
+        reference = "cp --reflink" if mode == "clone" else f"cp {copies_of[mode]}"
+        for concurrency in ("0", "1"):
+            found.append(
+                Contestant(
+                    "link",
+                    f"asynclink link {mode}" + (" --jobs 1" if concurrency == "1" else ""),
+                    [
+                        *[PYTHON, "-c", LINK_DRIVER, "{scratch}/target"],
+                        *[mode, concurrency, "1", "default", *trees],
+                    ],
+                    setup="target",
+                    reference=reference,
+                )
+            )
+    return found
+
+
+def install_rows(
+    root: Path, uv: str | None, wheel_args: list[str], notes: list[str]
+) -> list[Contestant]:
+    """Warm installs through each tool's command line."""
+    found: list[Contestant] = []
+    cache, uv_cache = root / "cache", root / "uv-cache"
+    for mode in ("hardlink", "copy"):
+        if uv:
+            found.append(
+                Contestant(
+                    "install",
+                    f"uv {mode}",
+                    [*uv_install(uv), mode, *wheel_args],
+                    env={"UV_CACHE_DIR": str(uv_cache)},
+                )
+            )
+        for jobs in ([], ["--jobs", "1"]):
+            found.append(
+                Contestant(
+                    "install",
+                    f"asynclink {mode}" + (" --jobs 1" if jobs else ""),
+                    [*asynclink_install(), str(cache), "--link-mode", mode, *jobs, *wheel_args],
+                    reference=f"uv {mode}" if uv else None,
+                )
+            )
+    if not uv:
+        notes.append("uv: not installed (pip install uv); uv rows and ratios skipped")
+    pip = [PYTHON, "-m", "pip", "--python", VENV_PYTHON, "install", "--quiet", "--no-deps"]
+    found.append(
+        Contestant(
+            "install",
+            "pip",
+            [*pip, "--no-index", "--no-compile", *wheel_args],
+            env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            reference="uv hardlink" if uv else None,
+        )
+    )
+    if importlib.util.find_spec("installer") is not None:
+        found.append(
+            Contestant(
+                "install",
+                "installer (loop)",
+                [PYTHON, "-c", INSTALLER_LOOP, VENV_PYTHON, *wheel_args],
+                reference="uv hardlink" if uv else None,
+            )
+        )
+    else:
+        notes.append("installer: not installed (pip install installer); skipped")
+    return found
+
+
+def cold_rows(uv: str | None, wheel_args: list[str]) -> list[Contestant]:
+    """Installs from empty caches."""
+    found: list[Contestant] = []
+    if uv:
+        found.append(
+            Contestant(
+                "cold",
+                "uv cold",
+                [*uv_install(uv), "hardlink", *wheel_args],
+                env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
+            )
+        )
+    found.append(
+        Contestant(
+            "cold",
+            "asynclink cold",
+            [*asynclink_install(), "{scratch}/cold-cache", "--link-mode", "hardlink", *wheel_args],
+            reference="uv cold" if uv else None,
+        )
+    )
     return found
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -34,3 +38,21 @@ def pip_download(destination: Path, *requirements: str) -> subprocess.CompletedP
         check=False,
         timeout=300,
     )
+
+
+LOCK = ".asynclink-lock"
+JOURNAL = ".asynclink-journal"
+
+
+@contextlib.contextmanager
+def another_installer(site_packages: Path) -> Iterator[None]:
+    """Hold ``site_packages``' lock as a second asynclink would: an exclusive ``flock`` on its
+    ``.asynclink-lock``, whose file the holder removes as it lets go."""
+    path = site_packages / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -27,7 +27,9 @@ from asynclink import (
     link_wheels,
     recover,
 )
-from asynclink._transaction import JOURNAL_NAME, LOCK_NAME, TargetLock
+from tests.environments import JOURNAL as JOURNAL_NAME
+from tests.environments import LOCK as LOCK_NAME
+from tests.environments import another_installer
 from tests.inotify import DirectoryWatch
 from tests.trees import leftovers, make_tree, snapshot, wheel_tree
 from tests.wheels import build_wheel
@@ -321,16 +323,14 @@ def test_two_processes_install_one_after_the_other(tmp_path: Path) -> None:
 
     for wheel in wheels:  # the reference: one after the other, by hand
         subprocess.run([*install_command(sequential, wheel), "-q"], check=True)
-    holder = TargetLock(str(target))
-    assert holder.try_acquire()
-    processes = [
-        subprocess.Popen(install_command(target, wheel), stderr=subprocess.PIPE, text=True)
-        for wheel in wheels
-    ]
-    for process in processes:  # both are waiting for the lock before we let go of it
-        assert process.stderr is not None
-        assert "waiting for another installer" in process.stderr.readline()
-    holder.release()
+    with another_installer(target):
+        processes = [
+            subprocess.Popen(install_command(target, wheel), stderr=subprocess.PIPE, text=True)
+            for wheel in wheels
+        ]
+        for process in processes:  # both are waiting for the lock before we let go of it
+            assert process.stderr is not None
+            assert "waiting for another installer" in process.stderr.readline()
 
     finished = [process.communicate() for process in processes]
     assert [process.returncode for process in processes] == [0, 0], finished
@@ -345,13 +345,11 @@ def test_two_processes_install_one_after_the_other(tmp_path: Path) -> None:
 async def test_a_lock_timeout_gives_up_cleanly(tmp_path: Path) -> None:
     target = existing_target(tmp_path / "sp")
     before = snapshot(target)
-    holder = TargetLock(str(target))
-    assert holder.try_acquire()
-    try:
-        with pytest.raises(LockTimeoutError, match=r"locked for more than 0\.2s"):
-            await link_wheels(target, batch(tmp_path, failing=False), lock_timeout=0.2)
-    finally:
-        holder.release()
+    with (
+        another_installer(target),
+        pytest.raises(LockTimeoutError, match=r"locked for more than 0\.2s"),
+    ):
+        await link_wheels(target, batch(tmp_path, failing=False), lock_timeout=0.2)
 
     assert snapshot(target) == before
 
@@ -363,10 +361,9 @@ async def test_the_lock_is_released_on_every_exit(tmp_path: Path) -> None:
     with pytest.raises(LinkError):
         await link_wheels(target, batch(tmp_path, failing=True), mode="copy")
 
-    lock = TargetLock(str(target))
-    assert lock.try_acquire()
-    lock.release()
     assert not (target / LOCK_NAME).exists()
+    with another_installer(target):  # would wait for ever if the lock were still held
+        pass
 
 
 # -- faults on real filesystems -------------------------------------------------------------
