@@ -15,6 +15,7 @@ import mmap
 import os
 import stat
 import struct
+import time
 import warnings
 import zipfile
 import zlib
@@ -58,7 +59,7 @@ class _Inspection:
     def data_dir(self) -> str:
         return data_dir_of(self.dist_info)
 
-    def manifest(self, files: Iterable[RecordEntry]) -> Manifest:
+    def manifest(self, files: Iterable[RecordEntry], sealed: int = 0) -> Manifest:
         return Manifest.build(
             filename=self.filename,
             name=self.name,
@@ -68,6 +69,7 @@ class _Inspection:
             tags=self.tags,
             entry_points=self.entry_points,
             files=files,
+            sealed=sealed,
         )
 
 
@@ -145,6 +147,7 @@ def _extract_all(
     os.mkdir(tree)
     dirs: dict[str, None] = {}
     files: list[RecordEntry] = []
+    sealed = seal_time()
     for index, (path, info) in enumerate(found.members):
         if not index & 31:
             checkpoint()
@@ -157,7 +160,7 @@ def _extract_all(
             if parent and parent not in dirs:
                 _make_parents(tree, parent, dirs)
             written, size = _extract_member(
-                filename, zip_file, mapped, info, destination, executable, digest
+                filename, zip_file, mapped, info, destination, executable, digest, sealed
             )
         except OSError as error:
             raise LinkError(filename, f"{archive}!{path}", destination, error, "unpack") from error
@@ -167,7 +170,13 @@ def _extract_all(
                 filename, f"the {what} of {path} does not match RECORD", entry=path
             )
         files.append(RecordEntry(path, written, size))
-    return found.manifest(files)
+    return found.manifest(files, sealed)
+
+
+def seal_time() -> int:
+    """A modification time for every file of one extraction, in ns: whole and even seconds,
+    which every filesystem stores as they are (FAT keeps two-second steps)."""
+    return int(time.time()) // 2 * 2 * 1_000_000_000
 
 
 def peek_archive(archive: str, max_size: int) -> tuple[Manifest, dict[str, bytes]]:
@@ -314,13 +323,15 @@ def _extract_member(
     destination: str,
     executable: bool,
     expected_hash: str,
+    sealed: int,
 ) -> tuple[str, int]:
     """Write one member; return its hash (in RECORD's algorithm) and its size.
 
     Deflated and stored members are read straight from the mapped archive and inflated in
     bounded chunks by one ``zlib`` call each (``zipfile``'s per-read machinery cost a third of
     the time of a cold install). The RECORD hash stands in for the CRC, except for the files
-    RECORD cannot hash (RECORD itself and its signatures), whose CRC is checked.
+    RECORD cannot hash (RECORD itself and its signatures), whose CRC is checked. The file is
+    given the ``sealed`` modification time, by which the cache tells it was not written since.
     """
     algorithm = expected_hash.partition("=")[0] or "sha256"
     hasher = hashlib.new(algorithm)
@@ -353,6 +364,7 @@ def _extract_member(
                     sink(chunk)
         if check_crc and crc != info.CRC:
             raise zipfile.BadZipFile("CRC does not match")
+        os.utime(fd, ns=(sealed, sealed))
     except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
         raise InvalidWheelError(wheel, f"corrupt entry: {error}", entry=info.filename) from None
     finally:

@@ -4,8 +4,9 @@ Layout of a cache directory::
 
     wheels-v<N>/<sha256 of the archive>/tree/          the unpacked wheel
     wheels-v<N>/<sha256 of the archive>/manifest.json  what install needs, read instead of a walk
-    archives-v2/<device-inode-size-mtime>             that archive's sha256, so a warm lookup
-                                                      costs a stat and a read, not a hash
+    archives-v2/<device-inode-size-mtime>             that archive's sha256 and path, so a
+                                                      warm lookup costs a stat and a read, not
+                                                      a hash (and ``prune`` knows what is used)
     tmp/                                              extractions in progress
 
 ``N`` is the manifest's format: a newer asynclink unpacks again rather than misread an entry.
@@ -14,12 +15,23 @@ An entry is extracted into ``tmp/`` and renamed into ``wheels-v<N>/`` whole, man
 a crash or a cancellation never leaves a half wheel that a later run would trust. Every check
 (paths, RECORD hashes and sizes, metadata) runs before or during extraction, once; an install
 from the cache trusts the manifest.
+
+The files of an entry are shared: a hard-linked (or symlinked) install *is* the cache's file,
+so editing it there edits the cache, and every later install would get the edited file.
+Every file of an entry is given one modification time when it is unpacked (the manifest's
+``sealed``); a warm install looks at a few files of each entry it uses (one ``stat`` each:
+the first, and three drawn at random, so that over installs every file is looked at), and an
+entry with a file of another size or time is checked whole against its RECORD hashes and, if
+it was changed, put aside and unpacked again. ``verify`` checks every entry whole. (A ``stat``
+of every file would cost a fifth of a warm hard-link install; the sample costs four per
+wheel.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,8 +40,20 @@ from dataclasses import dataclass
 from ._errors import InvalidWheelError, LinkError
 from ._fsutil import absolute, remove_tree, write_memo
 from ._manifest import MANIFEST_FORMAT, Manifest, load_manifest
+from ._record import hash_file
 
-__all__ = ["DEFAULT_MAX_UNPACKED_SIZE", "UnpackedWheel", "WheelCache", "default_cache_dir"]
+__all__ = [
+    "DEFAULT_MAX_UNPACKED_SIZE",
+    "CacheReport",
+    "UnpackedWheel",
+    "WheelCache",
+    "default_cache_dir",
+]
+
+logger = logging.getLogger("asynclink")
+
+#: Files of an entry a warm install looks at (besides its first), drawn at random.
+_SAMPLE = 3
 
 #: A wheel that would unpack to more than this is refused (the caller can raise it).
 DEFAULT_MAX_UNPACKED_SIZE = 16 << 30
@@ -55,10 +79,27 @@ class UnpackedWheel:
     """The ``.whl`` it came from; ``None`` when the caller handed over an unpacked tree."""
     cached: bool = False
     """Found in the cache rather than extracted by this call."""
+    digest: str = ""
+    """What the wheel is, by content: an archive's sha256 (its key in the cache); for an
+    unpacked tree, the sha256 of its RECORD rows."""
 
     @property
     def size(self) -> int:
         return self.manifest.size
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReport:
+    """What :meth:`WheelCache.verify`, :meth:`~WheelCache.prune` or
+    :meth:`~WheelCache.clean` found and did."""
+
+    root: str
+    entries: int
+    """Unpacked wheels looked at."""
+    damaged: tuple[str, ...] = ()
+    """Entries whose files differ from their RECORD (or that cannot be read), with why."""
+    removed: tuple[str, ...] = ()
+    """What was removed: entries, memos, temporaries."""
 
 
 class WheelCache:
@@ -88,8 +129,14 @@ class WheelCache:
         found = self._load(digest, archive)
         if found is None:
             found = self._extract(archive, digest, max_unpacked_size, checkpoint)
-        write_memo(memo, digest.encode())
+        write_memo(memo, f"{digest}\n{archive}".encode("utf-8", "surrogateescape"))
         return found
+
+    def digest_of(self, archive: str) -> str | None:
+        """The content hash of ``archive`` as its memo remembers it (a stat and a read), or
+        ``None`` if this file was not seen as it is now."""
+        archive = os.path.abspath(archive)
+        return _read_memo(self._memo(archive))
 
     def lookup(self, archive: str, hash_on_miss: bool = True) -> UnpackedWheel | None:
         """The unpacked wheel of ``archive`` if the cache has it; writes nothing.
@@ -122,14 +169,8 @@ class WheelCache:
         return os.path.join(self._archives, key)
 
     def _remembered(self, memo: str, archive: str) -> UnpackedWheel | None:
-        # Binary reads: a warm install makes two per wheel, and a text-mode open (decoder,
-        # buffer, wrapper) costs more than the read itself.
-        try:
-            with open(memo, "rb") as handle:
-                digest = handle.read().strip().decode("ascii")
-        except (OSError, UnicodeDecodeError):
-            return None
-        return self._load(digest, archive)
+        digest = _read_memo(memo)
+        return None if digest is None else self._load(digest, archive)
 
     def _load(self, digest: str, archive: str) -> UnpackedWheel | None:
         if len(digest) != 64 or digest.strip("0123456789abcdef"):
@@ -138,10 +179,123 @@ class WheelCache:
         manifest = load_manifest(entry)
         if manifest is None:
             return None
+        tree = os.path.join(entry, "tree")
+        if not self._intact(entry, tree, manifest):
+            return None
         filename = os.path.basename(archive)
         if manifest.filename != filename:
             manifest = _renamed(manifest, filename)
-        return UnpackedWheel(os.path.join(entry, "tree"), manifest, archive, cached=True)
+        return UnpackedWheel(tree, manifest, archive, cached=True, digest=digest)
+
+    def _intact(self, entry: str, tree: str, manifest: Manifest) -> bool:
+        """Whether a few files of the entry (see the module docstring) still are as unpacked;
+        if one is not, the entry is checked whole, and put aside if it was changed."""
+        if not manifest.sealed or not manifest.files:
+            return True
+        files, rows = manifest.files, manifest.record
+        picks = {0, *(_draw(len(files)) for _ in range(_SAMPLE))}
+        lines = rows.split("\n")
+        for index in picks:
+            size = int(lines[index].rpartition(",")[2])
+            try:
+                info = os.stat(tree + os.sep + files[index])
+            except OSError:
+                break
+            if info.st_size != size or info.st_mtime_ns != manifest.sealed:
+                break
+        else:
+            return True
+        problem = _damage(tree, manifest)
+        if problem is None:
+            return True
+        logger.warning(
+            "the cache's copy of %s was changed (%s); unpacking it again", manifest.filename, problem
+        )
+        self._put_aside(entry)
+        return False
+
+    def _put_aside(self, entry: str) -> None:
+        """Move a damaged entry out of the way and remove it (installs that share its files
+        keep their own links to them)."""
+        import tempfile
+
+        with contextlib.suppress(OSError):
+            os.makedirs(self._tmp, exist_ok=True)
+            aside = tempfile.mkdtemp(prefix="damaged-", dir=self._tmp)
+            os.rename(entry, os.path.join(aside, "entry"))
+            _remove_quietly(aside)
+
+    # -- keeping the cache --------------------------------------------------------------------
+
+    def entries(self) -> list[str]:
+        """The cache's entries (directories holding ``tree`` and ``manifest.json``)."""
+        try:
+            names = sorted(os.listdir(self._wheels))
+        except FileNotFoundError:
+            return []
+        return [os.path.join(self._wheels, name) for name in names]
+
+    def verify(self, remove: bool = False) -> CacheReport:
+        """Check every entry against the RECORD hashes it was checked against when it was
+        unpacked; with ``remove``, remove the damaged ones (the next install unpacks them
+        again). Blocking: it reads every byte of the cache."""
+        damaged: list[str] = []
+        removed: list[str] = []
+        entries = self.entries()
+        for entry in entries:
+            manifest = load_manifest(entry)
+            problem = "no readable manifest" if manifest is None else None
+            if manifest is not None:
+                problem = _damage(os.path.join(entry, "tree"), manifest)
+            if problem is None:
+                continue
+            damaged.append(f"{os.path.basename(entry)}: {problem}")
+            if remove:
+                self._put_aside(entry)
+                removed.append(entry)
+        return CacheReport(self.root, len(entries), tuple(damaged), tuple(removed))
+
+    def prune(self) -> CacheReport:
+        """Remove what no install can use any more: memos of archives that are gone or
+        changed, the entries that no remaining memo leads to, entries and memos of older
+        formats, and extractions a crash left behind.
+
+        Environments installed with ``symlink`` point into the cache: pruning an entry whose
+        archive is gone breaks them (links and copies are their own files)."""
+        removed: list[str] = []
+        used: set[str] = set()
+        for memo in _listing(self._archives):
+            digest, archive = _read_memo_and_path(memo)
+            if digest is not None and (archive is None or _is_memo_of(memo, archive)):
+                used.add(digest)
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(memo)
+                removed.append(memo)
+        entries = self.entries()
+        for entry in entries:
+            if os.path.basename(entry) not in used:
+                _remove_quietly(entry)
+                removed.append(entry)
+        for old in _listing(self.root):
+            name = os.path.basename(old)
+            if _older_format(name):
+                _remove_quietly(old)
+                removed.append(old)
+        for stale in _listing(self._tmp):
+            _remove_quietly(stale)
+            removed.append(stale)
+        return CacheReport(self.root, len(entries), (), tuple(removed))
+
+    def clean(self) -> CacheReport:
+        """Remove the whole cache (the next install unpacks every wheel again)."""
+        entries = self.entries()
+        removed = _listing(self.root)
+        for path in removed:
+            _remove_quietly(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.root)
+        return CacheReport(self.root, len(entries), (), tuple(removed))
 
     def _extract(
         self, archive: str, digest: str, max_size: int, checkpoint: Callable[[], None]
@@ -188,7 +342,9 @@ class WheelCache:
         except BaseException:
             _remove_quietly(staging)
             raise
-        return UnpackedWheel(os.path.join(entry, "tree"), manifest, archive, cached=False)
+        return UnpackedWheel(
+            os.path.join(entry, "tree"), manifest, archive, cached=False, digest=digest
+        )
 
     def _remove_stale_temporaries(self) -> None:
         """Extractions that a crash left behind; live ones are younger than a day."""
@@ -198,6 +354,67 @@ class WheelCache:
                 with contextlib.suppress(OSError):
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         remove_tree(entry.path)
+
+
+def _draw(count: int) -> int:
+    """A random index below ``count`` (``os.urandom``: ``random`` is one more import)."""
+    return int.from_bytes(os.urandom(4), "little") % count
+
+
+def _damage(tree: str, manifest: Manifest) -> str | None:
+    """What differs between ``tree`` and the RECORD entries in ``manifest``, if anything."""
+    for entry in manifest.entries():
+        try:
+            found = hash_file(os.path.join(tree, entry.path), entry.path)
+        except OSError as error:
+            return f"{entry.path}: {error.strerror}"
+        if (found.hash, found.size) != (entry.hash, entry.size):
+            return f"{entry.path} does not match its RECORD hash"
+    return None
+
+
+def _read_memo(memo: str) -> str | None:
+    # Binary reads: a warm install makes two per wheel, and a text-mode open (decoder, buffer,
+    # wrapper) costs more than the read itself.
+    return _read_memo_and_path(memo)[0]
+
+
+def _read_memo_and_path(memo: str) -> tuple[str | None, str | None]:
+    """A memo's digest and the archive it was written for (older memos name none)."""
+    try:
+        with open(memo, "rb") as handle:
+            digest, _, path = handle.read().partition(b"\n")
+    except OSError:
+        return None, None
+    try:
+        text = digest.strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None, None
+    return text, path.decode("utf-8", "surrogateescape") or None
+
+
+def _is_memo_of(memo: str, archive: str) -> bool:
+    """Whether ``archive`` still is the file ``memo`` was written for (same identity)."""
+    try:
+        info = os.stat(archive)
+    except OSError:
+        return False
+    key = f"{info.st_dev:x}-{info.st_ino:x}-{info.st_size:x}-{info.st_mtime_ns:x}"
+    return os.path.basename(memo) == key
+
+
+def _listing(directory: str) -> list[str]:
+    try:
+        return [os.path.join(directory, name) for name in sorted(os.listdir(directory))]
+    except OSError:
+        return []
+
+
+def _older_format(name: str) -> bool:
+    """Cache directories of formats this asynclink no longer reads."""
+    current = {f"wheels-v{MANIFEST_FORMAT}", "archives-v2", "interpreters-v3", "tmp"}
+    prefixes = ("wheels-v", "archives-v", "interpreters-v")
+    return name.startswith(prefixes) and name not in current
 
 
 def _remove_quietly(path: str) -> None:

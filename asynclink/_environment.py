@@ -1,4 +1,10 @@
-"""What is installed in an environment, and the upgrades that replace it in a transaction.
+"""What is installed in an environment; the upgrades, uninstalls and syncs that change it.
+
+Each distribution asynclink installs records where it came from, in its ``.dist-info``:
+``asynclink.json`` names the wheel and its content hash (as uv keeps ``uv_cache.json``), so a
+second install of the same wheel finds it there and touches nothing (:func:`installed_as`),
+and :func:`list_installed` can say which wheel each distribution is. A directory scan does
+the listing: METADATA's first lines, INSTALLER, that file; no ``importlib.metadata``.
 
 Old files are removed after every new file is in place, so a file the new version also has is
 replaced (atomically, stashed) rather than deleted and recreated, and a file that moves from
@@ -16,6 +22,7 @@ pointed to is left alone, as pip leaves it. Files below any other symlink are le
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -23,18 +30,26 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ._confinement import Confinement
+from ._errors import TargetError
 from ._fsutil import canonical_name
+from ._plan import SOURCE_FILE
 from ._record import read_installed
+from ._results import Distribution
 from ._scheme import Scheme
 from ._transaction import Transaction
 
 __all__ = [
     "InstalledDistribution",
     "detach_symlinks",
+    "installed_as",
     "installed_distributions",
+    "list_installed",
     "read_distribution",
-    "remove_old_versions",
+    "refuse_unrecorded",
+    "remove_distributions",
 ]
+
+
 
 logger = logging.getLogger("asynclink")
 
@@ -47,6 +62,16 @@ class InstalledDistribution:
     """Its ``.dist-info`` directory (which may be a symlink)."""
     owned: tuple[str, ...]
     """Absolute, normalised paths: its RECORD rows and the files of a real ``.dist-info``."""
+    recorded: bool = True
+    """It has a RECORD (without one, what it owns beyond its ``.dist-info`` is not known)."""
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.dist_info)[: -len(".dist-info")].rpartition("-")[0]
+
+    @property
+    def version(self) -> str:
+        return os.path.basename(self.dist_info)[: -len(".dist-info")].rpartition("-")[2]
 
 
 def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
@@ -66,13 +91,14 @@ def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
 def read_distribution(dist_info: str) -> InstalledDistribution:
     """What the distribution at ``dist_info`` owns; blocking. Reading follows a symlinked
     ``.dist-info`` (reading changes nothing); walking it for files to remove does not."""
-    owned = dict.fromkeys(read_installed(dist_info))
+    recorded = os.path.isfile(os.path.join(dist_info, "RECORD"))
+    owned = dict.fromkeys(read_installed(dist_info) if recorded else ())
     if not os.path.islink(dist_info):
         for directory, dirnames, files in os.walk(dist_info):
             # A symlink among the directories is not walked into: it goes as a link.
             links = [name for name in dirnames if os.path.islink(os.path.join(directory, name))]
             owned.update(dict.fromkeys(os.path.join(directory, name) for name in files + links))
-    return InstalledDistribution(dist_info, tuple(owned))
+    return InstalledDistribution(dist_info, tuple(owned), recorded)
 
 
 def detach_symlinks(
@@ -91,36 +117,24 @@ def detach_symlinks(
             transaction.remove_file(link)
 
 
-def remove_old_versions(
+def remove_distributions(
     transaction: Transaction,
     distributions: Iterable[InstalledDistribution],
     new_destinations: Collection[str],
     confinement: Confinement,
-) -> None:
-    """Remove what the old distributions own and no new file replaced; blocking."""
+) -> list[int]:
+    """Remove what each distribution owns and no new file replaced, and the directories that
+    leaves empty; return how many files each lost. Blocking."""
     roots = set(confinement.roots)
     emptied: set[str] = set()
+    counts: list[int] = []
     for distribution in distributions:
-        name = os.path.basename(distribution.dist_info)
-        for path in distribution.owned:
-            if not confinement.holds(path) or path in roots:
-                logger.warning(
-                    "%s: RECORD lists %s, outside the environment; not removing it", name, path
-                )
-                continue
-            if path in new_destinations:
-                continue
-            for victim in (path, *_compiled(path)):
-                if confinement.symlink_on_the_way(os.path.dirname(victim)) is not None:
-                    logger.info("%s: not removing %s, reached through a symlink", name, victim)
-                    continue
-                try:
-                    if stat.S_ISDIR(os.lstat(victim).st_mode):
-                        continue
-                except OSError:  # already gone
-                    continue
-                transaction.remove_file(victim)
-                emptied.add(os.path.dirname(victim))
+        removed = 0
+        for victim in _victims(distribution, new_destinations, confinement):
+            transaction.remove_file(victim)
+            emptied.add(os.path.dirname(victim))
+            removed += 1
+        counts.append(removed)
     for directory in sorted(emptied, key=len, reverse=True):
         while directory not in roots and confinement.holds(directory):
             try:
@@ -132,6 +146,110 @@ def remove_old_versions(
             if not transaction.remove_dir(directory):
                 break
             directory = os.path.dirname(directory)
+    return counts
+
+
+def _victims(
+    distribution: InstalledDistribution,
+    new_destinations: Collection[str],
+    confinement: Confinement,
+) -> Iterable[str]:
+    """The files (and symlinks) of ``distribution`` to remove, ``.pyc`` files included: inside
+    the environment, not reached through a symlink, not replaced by a new file."""
+    name = os.path.basename(distribution.dist_info)
+    roots = confinement.roots
+    for path in distribution.owned:
+        if not confinement.holds(path) or path in roots:
+            logger.warning(
+                "%s: RECORD lists %s, outside the environment; not removing it", name, path
+            )
+            continue
+        if path in new_destinations:
+            continue
+        for victim in (path, *_compiled(path)):
+            if confinement.symlink_on_the_way(os.path.dirname(victim)) is not None:
+                logger.info("%s: not removing %s, reached through a symlink", name, victim)
+                continue
+            try:
+                if stat.S_ISDIR(os.lstat(victim).st_mode):
+                    continue
+            except OSError:  # already gone
+                continue
+            yield victim
+
+
+def refuse_unrecorded(distribution: InstalledDistribution) -> None:
+    """pip's rule: a distribution without RECORD cannot be uninstalled, as nobody knows which
+    files are its own."""
+    if not distribution.recorded:
+        raise TargetError(
+            f"cannot uninstall {distribution.name} {distribution.version}: "
+            f"{distribution.dist_info} has no RECORD, so which files are its own is not known "
+            "(pip refuses too); remove it by hand"
+        )
+
+
+# -- where a distribution came from ------------------------------------------------------------
+
+
+def _read_source(dist_info: str) -> tuple[str | None, str | None]:
+    try:
+        with open(os.path.join(dist_info, SOURCE_FILE), "rb") as handle:
+            found = json.loads(handle.read())
+        return str(found["wheel"]), str(found["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+
+
+def installed_as(dist_infos: Sequence[str], version: str, digest: str) -> bool:
+    """Whether ``dist_infos`` (one project's) are exactly one distribution of ``version``
+    that asynclink installed from a wheel whose content hash is ``digest``."""
+    if len(dist_infos) != 1:
+        return False
+    dist_info = dist_infos[0]
+    if os.path.basename(dist_info)[: -len(".dist-info")].rpartition("-")[2] != version:
+        return False
+    return _read_source(dist_info)[1] == digest
+
+
+def list_installed(scheme: Scheme) -> list[Distribution]:
+    """Every distribution in the scheme's site-packages, by name; blocking."""
+    found: list[Distribution] = []
+    for dist_infos in installed_distributions(scheme).values():
+        for dist_info in dist_infos:
+            name, version = _name_and_version(dist_info)
+            installer = _first_line(os.path.join(dist_info, "INSTALLER"))
+            wheel, digest = _read_source(dist_info)
+            found.append(Distribution(name, version, dist_info, installer, wheel, digest))
+    return sorted(found, key=lambda d: (canonical_name(d.name), d.version))
+
+
+def _name_and_version(dist_info: str) -> tuple[str, str]:
+    """``Name`` and ``Version`` from METADATA's headers (its first lines only), else from the
+    directory's name."""
+    named, _, version = os.path.basename(dist_info)[: -len(".dist-info")].rpartition("-")
+    found: dict[str, str] = {}
+    try:
+        with open(os.path.join(dist_info, "METADATA"), encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if not line.strip():
+                    break
+                key, sep, value = line.partition(":")
+                if sep and key.lower() in ("name", "version"):
+                    found.setdefault(key.lower(), value.strip())
+                    if len(found) == 2:
+                        break
+    except OSError:
+        pass
+    return found.get("name", named), found.get("version", version)
+
+
+def _first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.readline().strip() or None
+    except OSError:
+        return None
 
 
 def _compiled(path: str) -> Sequence[str]:

@@ -12,15 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._modes import LinkMode
-from ._results import Conflict, WheelResult
+from ._results import Conflict, RemovedDistribution, WheelResult
 
 __all__ = [
     "ConflictFound",
+    "DistributionRemoved",
     "Event",
     "EventCallback",
+    "LockAcquired",
     "ModeFellBack",
+    "WaitingForLock",
     "WheelFinished",
     "WheelLinked",
+    "WheelSkipped",
     "WheelStarted",
     "WheelUnpacked",
     "WheelUnpacking",
@@ -32,6 +36,38 @@ class WheelStarted:
     """A wheel's task got its turn (past the concurrency limit)."""
 
     wheel: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingForLock:
+    """Another installer holds the target; this call waits for it (``lock_timeout`` at most)."""
+
+    target: str
+    """The site-packages whose lock is held."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockAcquired:
+    """The call holds the target's lock: it is the only installer there until it returns."""
+
+    target: str
+    waited: float
+    """Seconds spent waiting for another installer (0 when the lock was free)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WheelSkipped:
+    """The same version of the project, from the same wheel, is installed: nothing to do."""
+
+    wheel: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionRemoved:
+    """An uninstall or a sync removed a distribution (in the same transaction as the rest)."""
+
+    distribution: RemovedDistribution
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +125,16 @@ class ConflictFound:
 
 
 Event = (
-    WheelUnpacking
+    WaitingForLock
+    | LockAcquired
+    | WheelSkipped
+    | WheelUnpacking
     | WheelUnpacked
     | WheelStarted
     | ModeFellBack
     | WheelLinked
     | WheelFinished
     | ConflictFound
+    | DistributionRemoved
 )
 EventCallback = Callable[[Event], object]

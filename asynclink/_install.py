@@ -307,6 +307,7 @@ async def _run_batch(
         confinement=confinement,
         lock_timeout=options.lock_timeout,
         created_roots=created_roots,
+        on_event=options.on_event,
     ) as journal:
         scheduler = Scheduler(options, threads, Placer(confinement, journal))
         batch = _Batch(scheduler, journal, [])

@@ -23,7 +23,7 @@ __all__ = ["MANIFEST_FORMAT", "Manifest", "data_dir_of", "load_manifest", "manif
 
 #: The layout of ``manifest.json``; the cache keeps entries of each format apart, so that a
 #: newer asynclink unpacks again rather than misread an entry.
-MANIFEST_FORMAT = 3
+MANIFEST_FORMAT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,10 @@ class Manifest:
     """Bytes of all files."""
     top: tuple[str, ...]
     """Top-level names outside ``<name>.data/``."""
+    sealed: int = 0
+    """The modification time (ns) every file of the tree was given when it was unpacked: a
+    file whose mtime differs was written to since (see ``_cache``); 0 for a tree unpacked
+    elsewhere."""
 
     @property
     def data_dir(self) -> str:
@@ -64,6 +68,24 @@ class Manifest:
     @property
     def file_count(self) -> int:
         return len(self.files) + len(self.data)
+
+    def entries(self) -> list[RecordEntry]:
+        """The RECORD entry of every file (outside ``.data`` first, then in it)."""
+        entries = [
+            RecordEntry(path, digest, int(size))
+            for path, (digest, size) in zip(
+                self.files, (row.rsplit(",", 2)[1:] for row in self.rows()), strict=True
+            )
+        ]
+        return entries + list(self.data)
+
+    def digest(self) -> str:
+        """A content hash of the wheel from its RECORD rows: what identifies a tree that was
+        unpacked elsewhere (an archive is identified by its own sha256)."""
+        import hashlib
+
+        rows = "\n".join([self.record, *(format_row(entry) for entry in self.data)])
+        return hashlib.sha256(rows.encode("utf-8", "surrogateescape")).hexdigest()
 
     def rows(self) -> list[str]:
         """RECORD rows of ``files``; split on demand, as a link-only install never needs them."""
@@ -81,6 +103,7 @@ class Manifest:
         tags: tuple[str, ...],
         entry_points: tuple[EntryPoint, ...],
         files: Iterable[RecordEntry],
+        sealed: int = 0,
     ) -> Manifest:
         """From the RECORD entry of every file of the wheel."""
         data_prefix = data_dir_of(dist_info) + "/"
@@ -111,6 +134,7 @@ class Manifest:
             data=tuple(sorted(data)),
             size=size,
             top=tuple(sorted({entry.path.partition("/")[0] for entry in root})),
+            sealed=sealed,
         )
 
     def to_json(self) -> str:
@@ -130,6 +154,7 @@ class Manifest:
                 "data": self.data,
                 "size": self.size,
                 "top": self.top,
+                "sealed": self.sealed,
             },
             separators=(",", ":"),
         )
@@ -153,6 +178,7 @@ class Manifest:
             data=tuple(RecordEntry(*entry) for entry in raw["data"]),
             size=raw["size"],
             top=tuple(raw["top"]),
+            sealed=raw["sealed"],
         )
 
 

@@ -59,6 +59,8 @@ class Options:
     check_tags: bool = True
     break_system_packages: bool = False
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE
+    reinstall: bool = False
+    """Install even a wheel that is already installed (the same version, from the same wheel)."""
 
     @classmethod
     def make(

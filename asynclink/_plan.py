@@ -32,6 +32,7 @@ from ._scheme import Scheme
 from ._scripts import launcher, launchers_for, read_script, rewrite_shebang, setuptools_wrappers
 
 __all__ = [
+    "SOURCE_FILE",
     "Tree",
     "WheelPlan",
     "conflict_key",
@@ -42,8 +43,11 @@ __all__ = [
     "site_files",
 ]
 
+#: The file in a ``.dist-info`` where asynclink writes which wheel it installed (as uv keeps
+#: ``uv_cache.json``): the wheel's file name (or an unpacked tree's path) and content hash.
+SOURCE_FILE = "asynclink.json"
 #: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
-_GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")
+_GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", SOURCE_FILE, "RECORD")
 
 #: File name endings of importable modules; the part before the first dot is the module.
 _MODULE_ENDINGS = (".py", ".pyc", ".so", ".pyd")
@@ -303,6 +307,7 @@ class _Planner:
     """The steps of :func:`plan_wheel`, each filling in part of one plan."""
 
     def __init__(self, unpacked: UnpackedWheel, scheme: Scheme) -> None:
+        self.unpacked = unpacked
         manifest = self.manifest = unpacked.manifest
         self.scheme = scheme
         self.root = scheme.purelib if manifest.root_is_purelib else scheme.platlib
@@ -427,6 +432,9 @@ class _Planner:
         direct_url = options.direct_urls.get(manifest.filename)
         if direct_url is not None:
             metadata["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode()
+        if self.unpacked.digest:  # where it came from: a second install of it has nothing to do
+            source = {"wheel": manifest.filename, "sha256": self.unpacked.digest}
+            metadata[SOURCE_FILE] = json.dumps(source, sort_keys=True).encode()
         for name, content in metadata.items():
             destination = info + sep + name
             plan.writes.append((destination, content, 0o644))

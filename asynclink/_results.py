@@ -1,13 +1,44 @@
-"""What an install reports back: per wheel, per conflict, per rollback, and for the batch."""
+"""What the verbs report back: per wheel, per distribution, per conflict, per rollback, and for
+the whole call."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from ._modes import LinkMode
 from ._scheme import Scheme
 
-__all__ = ["Conflict", "Fallback", "InstallResult", "LinkResult", "RollbackReport", "WheelResult"]
+__all__ = [
+    "Action",
+    "Conflict",
+    "Distribution",
+    "Fallback",
+    "InstallResult",
+    "LinkResult",
+    "RemovedDistribution",
+    "RollbackReport",
+    "UninstallResult",
+    "WheelResult",
+]
+
+
+class Action(enum.Enum):
+    """What an install did with one wheel."""
+
+    INSTALLED = "installed"
+    """The project was not installed before."""
+    UPGRADED = "upgraded"
+    """Another, older version of the project was replaced."""
+    DOWNGRADED = "downgraded"
+    """Another, newer version of the project was replaced."""
+    REINSTALLED = "reinstalled"
+    """The same version was replaced: another wheel of it, or the caller asked (``reinstall``)."""
+    SKIPPED = "skipped"
+    """The same version from the same wheel was already installed: nothing was touched."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +83,12 @@ class WheelResult:
     """Launcher scripts written for its entry points (installs only)."""
     dist_info: str | None = None
     """The installed ``.dist-info`` directory (installs only)."""
+    project: str = ""
+    """The project's name as its METADATA spells it (installs only)."""
+    action: Action = Action.INSTALLED
+    replaced: str | None = None
+    """The version that was installed before and was replaced (upgrades, downgrades and
+    reinstalls)."""
 
     @property
     def fell_back(self) -> bool:
@@ -113,22 +150,74 @@ class LinkResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RemovedDistribution:
+    """A distribution an uninstall or a sync removed."""
+
+    name: str
+    version: str
+    dist_info: str
+    files: int
+    """Files (and symlinks) removed, its ``.pyc`` files included."""
+
+
+@dataclass(frozen=True, slots=True)
 class InstallResult:
-    """The outcome of :func:`asynclink.install_wheels`."""
+    """The outcome of :func:`asynclink.install_wheels` and :func:`asynclink.sync_wheels`."""
 
     scheme: Scheme
     wheels: tuple[WheelResult, ...]
+    """One per wheel given, skipped ones included (``action``)."""
     conflicts: tuple[Conflict, ...]
     compiled: int
     """Python files compiled to bytecode (0 unless asked)."""
     elapsed: float
     recovered: tuple[RollbackReport, ...] = ()
     """Crashed earlier installs into the same target, undone before this one began."""
+    removed: tuple[RemovedDistribution, ...] = ()
+    """Distributions a sync removed (not the older versions an upgrade replaced)."""
 
     @property
     def files(self) -> int:
         return sum(wheel.files for wheel in self.wheels)
 
     @property
+    def skipped(self) -> tuple[WheelResult, ...]:
+        return tuple(wheel for wheel in self.wheels if wheel.action is Action.SKIPPED)
+
+    @property
+    def changed(self) -> tuple[WheelResult, ...]:
+        """The wheels that were placed (every one that was not skipped)."""
+        return tuple(wheel for wheel in self.wheels if wheel.action is not Action.SKIPPED)
+
+    @property
     def bytes(self) -> int:
         return sum(wheel.bytes for wheel in self.wheels)
+
+
+@dataclass(frozen=True, slots=True)
+class UninstallResult:
+    """The outcome of :func:`asynclink.uninstall`."""
+
+    scheme: Scheme
+    removed: tuple[RemovedDistribution, ...]
+    missing: tuple[str, ...]
+    """Names asked for that were not installed (with ``missing_ok``)."""
+    elapsed: float
+    recovered: tuple[RollbackReport, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """A distribution installed in an environment, as :func:`asynclink.installed` lists it."""
+
+    name: str
+    """As its METADATA spells it."""
+    version: str
+    dist_info: str
+    installer: str | None
+    """What its ``INSTALLER`` file says (``asynclink``, ``pip``, ``uv``), if it has one."""
+    wheel: str | None = None
+    """The wheel it came from, when asynclink installed it: the file name, or the directory
+    of an unpacked tree."""
+    sha256: str | None = None
+    """That wheel's content hash (an archive's sha256; for an unpacked tree, of its RECORD)."""

@@ -61,6 +61,7 @@ import anyio
 
 from ._confinement import RESERVED_PREFIX, Confinement
 from ._errors import LockTimeoutError, RollbackError, TargetError
+from ._events import EventCallback, LockAcquired, WaitingForLock
 from ._fsutil import absolute, remove_tree
 from ._placing import TEMPORARY_PREFIX, Recorder, write_all
 from ._plan import WheelPlan, single_destinations
@@ -599,15 +600,22 @@ class TargetLock:
         self._fd = None
 
 
-async def wait_for(lock: TargetLock, limiter: anyio.CapacityLimiter) -> None:
+async def wait_for(
+    lock: TargetLock, limiter: anyio.CapacityLimiter, on_event: EventCallback | None
+) -> None:
     """Take ``lock``, waiting (and saying so once) while another installer holds it."""
-    if await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
-        return
-    logger.warning("waiting for another installer to finish with %s", os.path.dirname(lock.path))
-    delay = 0.01
-    while not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
-        await anyio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    root = os.path.dirname(lock.path)
+    started = time.perf_counter()
+    if not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
+        logger.warning("waiting for another installer to finish with %s", root)
+        if on_event is not None:
+            on_event(WaitingForLock(root))
+        delay = 0.01
+        while not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+    if on_event is not None:
+        on_event(LockAcquired(root, time.perf_counter() - started))
 
 
 @contextlib.asynccontextmanager
@@ -616,13 +624,14 @@ async def _locked(
     confinement: Confinement,
     lock_timeout: float | None,
     limiter: anyio.CapacityLimiter,
+    on_event: EventCallback | None = None,
 ) -> AsyncIterator[tuple[TargetLock, list[RollbackReport]]]:
     """Hold ``root``'s lock, having undone what crashed installs left; yield the lock and their
     reports."""
     lock = TargetLock(root)
     try:
         with anyio.fail_after(lock_timeout):
-            await wait_for(lock, limiter)
+            await wait_for(lock, limiter, on_event)
     except TimeoutError:  # before OSError, of which it is a subclass
         raise LockTimeoutError(
             f"another installer kept {lock.path} locked for more than {lock_timeout:g}s"
@@ -646,6 +655,7 @@ async def transaction(
     confinement: Confinement | None = None,
     lock_timeout: float | None = None,
     created_roots: Sequence[str] = (),
+    on_event: EventCallback | None = None,
 ) -> AsyncIterator[Transaction]:
     """Lock ``root``, recover crashed installs, and run the body as one transaction.
 
@@ -660,7 +670,7 @@ async def transaction(
     bounds = confinement or Confinement.of([root])
     rolled_back = False
     try:
-        async with _locked(root, bounds, lock_timeout, limiter) as (lock, recovered):
+        async with _locked(root, bounds, lock_timeout, limiter, on_event) as (lock, recovered):
             journal = await anyio.to_thread.run_sync(Transaction, root, bounds, limiter=limiter)
             journal.recovered = tuple(recovered)
             journal.held_fds = (lock.fd,) if lock.fd is not None else ()
