@@ -76,7 +76,7 @@ class _Inspection:
 def _open_archive(archive: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
+    except (*_READ_ERRORS, zipfile.LargeZipFile) as error:
         raise InvalidWheelError(
             os.path.basename(archive), f"not a readable zip archive: {error}"
         ) from None
@@ -228,6 +228,7 @@ def _check_members(
             continue
         total += info.file_size
         members.append((path, info))
+    _refuse_file_as_directory(wheel, seen)
     if total > max_size:
         raise InvalidWheelError(
             wheel, f"unpacks to {total:,} bytes, over the limit of {max_size:,} (zip bomb?)"
@@ -248,6 +249,23 @@ def _check_members(
         logger.warning(message)
         warnings.warn(message, PycacheSkippedWarning, stacklevel=2)
     return members
+
+
+def _refuse_file_as_directory(wheel: str, paths: dict[str, str]) -> None:
+    """No member may be a file where another needs a directory (``a/b`` and ``a/b/c``); the
+    keys of ``paths`` are the case-folded paths of every member."""
+    directories: set[str] = set()
+    for folded, path in paths.items():
+        parent = folded.rpartition("/")[0]
+        while parent and parent not in directories:  # each directory looked at once
+            if parent in paths:
+                raise InvalidWheelError(
+                    wheel,
+                    f"{paths[parent]} is a file, and {path} needs it to be a directory",
+                    entry=path,
+                )
+            directories.add(parent)
+            parent = parent.rpartition("/")[0]
 
 
 def _member_name(wheel: str, info: zipfile.ZipInfo) -> str:
@@ -311,7 +329,7 @@ def _make_parents(tree: str, parent: str, dirs: dict[str, None]) -> None:
 def _read_member(wheel: str, zip_file: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     try:
         return zip_file.read(info)
-    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
+    except _READ_ERRORS as error:
         raise InvalidWheelError(wheel, f"corrupt entry: {error}", entry=info.filename) from None
 
 
@@ -357,11 +375,7 @@ def _extract_member(
             with _raw_member(mapped, info) as raw:
                 size = _inflate(raw, info, sink)
         else:  # bzip2, lzma: rare in wheels; zipfile knows them
-            size = 0
-            with zip_file.open(info) as source:
-                while chunk := source.read(_CHUNK):
-                    size += len(chunk)
-                    sink(chunk)
+            size = _through_zipfile(zip_file, info, sink)
         if check_crc and crc != info.CRC:
             raise zipfile.BadZipFile("CRC does not match")
         os.utime(fd, ns=(sealed, sealed))
@@ -372,9 +386,44 @@ def _extract_member(
     return record_hash(hasher), size
 
 
+#: What reading a damaged archive raises, from ``zipfile`` (its seeks and reads too: a header
+#: offset past either end is an ``OSError``), ``zlib`` and ``struct``.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    ValueError,
+    struct.error,
+)
+
 _CHUNK = 4 << 20
 _INPUT_SLICE = 1 << 20
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+
+
+def _through_zipfile(
+    zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, sink: Callable[[bytes], None]
+) -> int:
+    """A member in a compression only ``zipfile`` knows (bzip2, lzma: rare in wheels); a
+    failure to read the archive is corruption, not the cache's disk failing."""
+    size = 0
+    try:
+        source = zip_file.open(info)
+    except _READ_ERRORS as error:
+        raise zipfile.BadZipFile(str(error)) from None
+    with source:
+        while True:
+            try:
+                chunk = source.read(_CHUNK)
+            except _READ_ERRORS as error:
+                raise zipfile.BadZipFile(str(error)) from None
+            if not chunk:
+                return size
+            size += len(chunk)
+            sink(chunk)
 
 
 def _raw_member(mapped: memoryview, info: zipfile.ZipInfo) -> memoryview:

@@ -47,6 +47,7 @@ __all__ = [
     "CacheReport",
     "UnpackedWheel",
     "WheelCache",
+    "archive_sha256",
     "default_cache_dir",
 ]
 
@@ -125,7 +126,7 @@ class WheelCache:
         found = self._remembered(memo, archive)
         if found is not None:
             return found
-        digest = _archive_sha256(archive)
+        digest = archive_sha256(archive)
         found = self._load(digest, archive)
         if found is None:
             found = self._extract(archive, digest, max_unpacked_size, checkpoint)
@@ -148,7 +149,7 @@ class WheelCache:
         found = self._remembered(self._memo(archive), archive)
         if found is not None or not hash_on_miss:
             return found
-        return self._load(_archive_sha256(archive), archive)
+        return self._load(archive_sha256(archive), archive)
 
     def _memo(self, archive: str) -> str:
         """Where the archive's content hash is remembered: named by the file's identity (device,
@@ -209,7 +210,9 @@ class WheelCache:
         if problem is None:
             return True
         logger.warning(
-            "the cache's copy of %s was changed (%s); unpacking it again", manifest.filename, problem
+            "the cache's copy of %s was changed (%s); unpacking it again",
+            manifest.filename,
+            problem,
         )
         self._put_aside(entry)
         return False
@@ -438,7 +441,7 @@ def _renamed(manifest: Manifest, filename: str) -> Manifest:
     return replace(manifest, filename=filename, tags=wheel.tags)
 
 
-def _archive_sha256(path: str) -> str:
+def archive_sha256(path: str) -> str:
     """The archive's content hash, its key in the cache."""
     hasher = hashlib.sha256()
     try:
@@ -450,3 +453,30 @@ def _archive_sha256(path: str) -> str:
         raise InvalidWheelError(
             os.path.basename(path), f"cannot read {path}: {error.strerror}"
         ) from None
+
+
+# -- the verbs that keep the cache ----------------------------------------------------------------
+
+
+async def verify_cache(
+    cache_dir: str | os.PathLike[str] | None = None, *, remove: bool = False
+) -> CacheReport:
+    """Check every unpacked wheel of the cache against the RECORD hashes it was checked
+    against when it was unpacked; with ``remove``, remove those that differ."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(WheelCache(cache_dir).verify, remove)
+
+
+async def prune_cache(cache_dir: str | os.PathLike[str] | None = None) -> CacheReport:
+    """Remove what no install can use any more (see :meth:`WheelCache.prune`)."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(WheelCache(cache_dir).prune)
+
+
+async def clean_cache(cache_dir: str | os.PathLike[str] | None = None) -> CacheReport:
+    """Remove the whole cache."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(WheelCache(cache_dir).clean)

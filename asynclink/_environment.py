@@ -22,33 +22,40 @@ pointed to is left alone, as pip leaves it. Files below any other symlink are le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._cache import WheelCache
 from ._confinement import Confinement
-from ._errors import TargetError
+from ._errors import NotInstalledError, TargetError
+from ._events import DistributionRemoved, EventCallback
 from ._fsutil import canonical_name
+from ._options import Options
 from ._plan import SOURCE_FILE
 from ._record import read_installed
-from ._results import Distribution
-from ._scheme import Scheme
-from ._transaction import Transaction
+from ._results import Distribution, RemovedDistribution, UninstallResult
+from ._scheduler import Threads, gather
+from ._scheme import Scheme, refuse_externally_managed, resolve_target
+from ._transaction import Transaction, transaction
 
 __all__ = [
     "InstalledDistribution",
     "detach_symlinks",
+    "installed",
     "installed_as",
     "installed_distributions",
     "list_installed",
     "read_distribution",
     "refuse_unrecorded",
     "remove_distributions",
+    "uninstall",
 ]
-
 
 
 logger = logging.getLogger("asynclink")
@@ -268,3 +275,97 @@ def _compiled(path: str) -> Sequence[str]:
         ]
     except OSError:
         return []
+
+
+# -- the verbs that read or shrink an environment -----------------------------------------------
+
+
+async def installed(
+    target: Scheme | str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> list[Distribution]:
+    """The distributions installed in ``target`` (a :class:`Scheme`, a venv or an
+    interpreter), by name: version, installer, and the wheel asynclink installed each from."""
+    options = Options.make(cache_dir=cache_dir, jobs=1)
+    threads = Threads(options)
+    scheme = await threads.run(resolve_target, target, WheelCache(options.cache_dir).root, True)
+    return await threads.run(list_installed, scheme)
+
+
+async def uninstall(
+    target: Scheme | str | os.PathLike[str],
+    names: Iterable[str],
+    *,
+    missing_ok: bool = False,
+    break_system_packages: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    lock_timeout: float | None = None,
+    on_event: EventCallback | None = None,
+) -> UninstallResult:
+    """Remove the distributions ``names`` from ``target``, several at once, as one transaction.
+
+    Every path its RECORD lists goes, the ``.pyc`` files of its modules (as pip removes them),
+    its scripts, and the directories that leaves empty; never a path outside the environment,
+    nor one reached through a symlink that leads out of it. A distribution without RECORD is
+    refused (pip's rule), and so is a name that is not installed, unless ``missing_ok``.
+    """
+    options = Options.make(
+        cache_dir=cache_dir, jobs=jobs, lock_timeout=lock_timeout, on_event=on_event
+    )
+    started = time.perf_counter()
+    threads = Threads(options)
+    scheme = await threads.run(resolve_target, target, WheelCache(options.cache_dir).root, True)
+    if not break_system_packages:
+        refuse_externally_managed(scheme)
+    confinement = Confinement.of(scheme.roots)
+    wanted = list(dict.fromkeys(canonical_name(name) for name in names))
+    async with transaction(
+        scheme.purelib,
+        threads.filesystem,
+        confinement=confinement,
+        lock_timeout=options.lock_timeout,
+        on_event=options.on_event,
+    ) as journal:
+        found = await threads.run(installed_distributions, scheme)
+        missing = [name for name in wanted if name not in found]
+        if missing and not missing_ok:
+            raise NotInstalledError(
+                f"not installed in {scheme.purelib}: {', '.join(missing)}"
+                " (missing_ok=True, or --missing-ok, to go on without them)"
+            )
+        dist_infos = [path for name in wanted for path in found.get(name, ())]
+        distributions = await threads.run(_readable, dist_infos)
+
+        async def remove(distribution: InstalledDistribution) -> RemovedDistribution:
+            (count,) = await threads.run(_remove_one, journal, distribution, confinement)
+            removed = RemovedDistribution(
+                distribution.name, distribution.version, distribution.dist_info, count
+            )
+            if options.on_event is not None:
+                options.on_event(DistributionRemoved(removed))
+            return removed
+
+        removed = await gather(remove(distribution) for distribution in distributions)
+        if removed:
+            await threads.run(_touch, scheme.purelib)
+    elapsed = time.perf_counter() - started
+    return UninstallResult(scheme, tuple(removed), tuple(missing), elapsed, journal.recovered)
+
+
+def _readable(dist_infos: list[str]) -> list[InstalledDistribution]:
+    distributions = [read_distribution(dist_info) for dist_info in dist_infos]
+    for distribution in distributions:
+        refuse_unrecorded(distribution)
+    return distributions
+
+
+def _remove_one(
+    journal: Transaction, distribution: InstalledDistribution, confinement: Confinement
+) -> list[int]:
+    detach_symlinks(journal, distribution, confinement)
+    return remove_distributions(journal, [distribution], (), confinement)
+
+
+def _touch(site_packages: str) -> None:
+    with contextlib.suppress(OSError):  # imports in a running interpreter see the change
+        os.utime(site_packages)

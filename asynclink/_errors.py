@@ -6,6 +6,7 @@
     ├── LinkError                   a file could not be placed: wheel, source, destination, OS error
     ├── InvalidWheelError           a wheel is malformed or unsafe: wheel, entry, reason
     ├── TargetError                 the target environment cannot be used as asked
+    ├── NotInstalledError           an uninstall names a distribution that is not there
     ├── LockTimeoutError            another installer kept the target locked for too long
     └── RollbackError               a failed install could not put everything back
 
@@ -32,6 +33,7 @@ __all__ = [
     "LinkError",
     "LinkModeFallbackWarning",
     "LockTimeoutError",
+    "NotInstalledError",
     "PycacheSkippedWarning",
     "RollbackError",
     "TargetError",
@@ -73,6 +75,10 @@ class InvalidWheelError(AsyncLinkError):
 
 class TargetError(AsyncLinkError):
     """The target (interpreter, virtual environment or directory) cannot be installed into."""
+
+
+class NotInstalledError(AsyncLinkError):
+    """An uninstall names a distribution that is not installed in the target."""
 
 
 class LockTimeoutError(AsyncLinkError):

@@ -21,18 +21,27 @@ from typing import NamedTuple
 
 from anyio.from_thread import check_cancelled
 
-from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
+from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache, archive_sha256
 from ._compile import compile_bytecode
 from ._confinement import Confinement
 from ._environment import (
     InstalledDistribution,
     detach_symlinks,
+    installed_as,
     installed_distributions,
     read_distribution,
-    remove_old_versions,
+    refuse_unrecorded,
+    remove_distributions,
 )
 from ._errors import AsyncLinkError, InvalidWheelError, TargetError
-from ._events import EventCallback, WheelFinished, WheelUnpacked, WheelUnpacking
+from ._events import (
+    DistributionRemoved,
+    EventCallback,
+    WheelFinished,
+    WheelSkipped,
+    WheelUnpacked,
+    WheelUnpacking,
+)
 from ._fsutil import absolute, canonical_name
 from ._helpers import HELPER_PROCESSES, Unpacked
 from ._manifest import manifest_for_tree
@@ -40,12 +49,21 @@ from ._modes import LinkMode
 from ._options import FILESYSTEM_THREADS, Options
 from ._placing import Placer
 from ._plan import WheelPlan, destinations, plan_unpacked_tree, plan_wheel
-from ._results import Conflict, InstallResult, LinkResult, RollbackReport, WheelResult
+from ._results import (
+    Action,
+    Conflict,
+    InstallResult,
+    LinkResult,
+    RemovedDistribution,
+    RollbackReport,
+    WheelResult,
+)
 from ._scheduler import Scheduler, Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
-from ._transaction import Transaction, transaction
+from ._transaction import JOURNAL_NAME, LOCK_NAME, Transaction, transaction
+from ._wheelinfo import same_version
 
-__all__ = ["install_wheels", "link_wheels", "unpack_wheels"]
+__all__ = ["install_wheels", "link_wheels", "sync_wheels", "unpack_wheels"]
 
 
 async def install_wheels(
@@ -56,6 +74,7 @@ async def install_wheels(
     jobs: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     compile: bool = False,
+    reinstall: bool = False,
     requested: bool | Collection[str] = True,
     direct_urls: Mapping[str, Mapping[str, object]] | None = None,
     installer: str = "asynclink",
@@ -72,10 +91,13 @@ async def install_wheels(
 
     ``target`` is a :class:`Scheme`, a virtual environment directory or an interpreter. Archives
     are unpacked into ``cache_dir`` (reused when already there) and checked; each wheel is
-    linked with ``mode`` as soon as it is unpacked. ``requested`` marks the wheels that get a
-    ``REQUESTED`` file (``True``: all, or a collection of project names); ``direct_urls`` maps
-    a wheel's file name to its PEP 610 ``direct_url.json`` contents. ``compile=True`` compiles
-    the installed Python files to bytecode afterwards, in processes of the target interpreter.
+    linked with ``mode`` as soon as it is unpacked. A wheel already installed (the same
+    version, from the same wheel by content) is skipped without touching a file, unless
+    ``reinstall``; another version of an installed project replaces it. ``requested`` marks
+    the wheels that get a ``REQUESTED`` file (``True``: all, or a collection of project
+    names); ``direct_urls`` maps a wheel's file name to its PEP 610 ``direct_url.json``
+    contents. ``compile=True`` compiles the installed Python files to bytecode afterwards, in
+    processes of the target interpreter.
 
     Wheels the target cannot use (by their tags) are refused unless ``check_tags`` is false;
     an interpreter's environment that its distributor manages (PEP 668) is refused unless
@@ -93,6 +115,7 @@ async def install_wheels(
         jobs=jobs,
         cache_dir=cache_dir,
         compile=compile,
+        reinstall=reinstall,
         requested=requested,
         direct_urls=direct_urls,
         installer=installer,
@@ -105,17 +128,91 @@ async def install_wheels(
         helper_processes=helper_processes,
         on_event=on_event,
     )
+    return await _install(target, wheels, options, keep=None)
+
+
+async def sync_wheels(
+    target: Scheme | str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    *,
+    keep: Collection[str] = ("pip",),
+    mode: LinkMode | str | None = None,
+    jobs: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    compile: bool = False,
+    reinstall: bool = False,
+    requested: bool | Collection[str] = True,
+    direct_urls: Mapping[str, Mapping[str, object]] | None = None,
+    installer: str = "asynclink",
+    check_conflicts: bool = True,
+    check_tags: bool = True,
+    break_system_packages: bool = False,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
+    lock_timeout: float | None = None,
+    filesystem_threads: int = FILESYSTEM_THREADS,
+    helper_processes: int = HELPER_PROCESSES,
+    on_event: EventCallback | None = None,
+) -> InstallResult:
+    """Make ``target`` hold exactly ``wheels``: install what is missing, replace what differs,
+    skip what is the same, and remove every other distribution but those named in ``keep``.
+
+    ``keep`` defaults to pip, the environment's own installer, as pip-tools' ``pip-sync``
+    keeps it (``uv pip sync`` keeps nothing: pass ``keep=()``). Everything else is as for
+    :func:`install_wheels`, and the whole sync is one transaction: a failure anywhere restores
+    every file it removed or replaced. ``InstallResult.removed`` lists what went.
+    """
+    options = Options.make(
+        mode=mode,
+        jobs=jobs,
+        cache_dir=cache_dir,
+        compile=compile,
+        reinstall=reinstall,
+        requested=requested,
+        direct_urls=direct_urls,
+        installer=installer,
+        check_conflicts=check_conflicts,
+        check_tags=check_tags,
+        break_system_packages=break_system_packages,
+        max_unpacked_size=max_unpacked_size,
+        lock_timeout=lock_timeout,
+        filesystem_threads=filesystem_threads,
+        helper_processes=helper_processes,
+        on_event=on_event,
+    )
+    return await _install(target, wheels, options, keep=frozenset(map(canonical_name, keep)))
+
+
+async def _install(
+    target: Scheme | str | os.PathLike[str],
+    wheels: Iterable[str | os.PathLike[str]],
+    options: Options,
+    keep: frozenset[str] | None,
+) -> InstallResult:
+    """:func:`install_wheels`, or with ``keep`` (the projects a sync leaves alone)
+    :func:`sync_wheels`."""
     started = time.perf_counter()
     threads = Threads(options)
     cache = WheelCache(options.cache_dir)
     scheme = await threads.run(resolve_target, target, cache.root, True)
     if not options.break_system_packages:
         refuse_externally_managed(scheme)
-    created_roots = await threads.run(_make_roots, scheme)
-    upgrade = _Upgrade(scheme)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
+    if keep is None and not options.reinstall:
+        done = await threads.run(_nothing_to_do, scheme, cache, sources)
+        if done is not None:  # every wheel is installed already: not even the lock is taken
+            for prepared in done:
+                if options.on_event is not None:
+                    options.on_event(WheelSkipped(prepared.wheel, prepared.version))
+            results = tuple(_skipped_result(prepared, options) for prepared in done)
+            return InstallResult(scheme, results, (), 0, time.perf_counter() - started)
+    created_roots = await threads.run(_make_roots, scheme)
+    environment = _Environment(scheme, cache, options, sources, keep)
 
     async def prepare(batch: _Batch, source: str) -> Prepared:
+        skipped = environment.skipped.get(source)
+        if skipped is not None:
+            batch.scheduler.emit(WheelSkipped(skipped.wheel, skipped.version))
+            return skipped
         # A wheel found in the cache is planned on the filesystem thread (a few reads, some
         # Python); only a real extraction (decompressing and hashing) goes to an unpacking
         # helper or a CPU thread, where it overlaps the linking of other wheels.
@@ -125,29 +222,33 @@ async def install_wheels(
         else:
             unpacked = await _unpack(batch.scheduler, cache, source, found.tree, options)
             plan = await threads.run(plan_wheel, unpacked, scheme, options, None)
-        await upgrade.prepare(batch, source, unpacked)
+        action, replaced = await environment.prepare(batch, source, unpacked)
         manifest = unpacked.manifest
         batch.scheduler.emit(
             WheelUnpacked(plan.wheel, manifest.file_count, unpacked.size, unpacked.cached)
         )
         return Prepared(
             plan,
+            wheel=plan.wheel,
+            project=manifest.name,
             version=manifest.version,
             archive=unpacked.archive,
             cached=unpacked.cached,
             scripts=tuple(plan.scripts),
             dist_info=os.path.join(plan.target, manifest.dist_info),
+            action=action,
+            replaced=replaced,
         )
 
     outcome = await _run_batch(
         options,
         threads,
         scheme.purelib,
-        upgrade.confinement,
+        environment.confinement,
         sources,
         prepare,
-        before=upgrade.start,
-        after=upgrade.finish,
+        before=environment.start,
+        after=environment.finish,
         created_roots=created_roots,
     )
     compiled = 0
@@ -166,6 +267,7 @@ async def install_wheels(
         compiled,
         time.perf_counter() - started,
         outcome.recovered,
+        tuple(environment.removed),
     )
 
 
@@ -259,14 +361,20 @@ async def unpack_wheels(
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A wheel ready to place: its plan, and what its result says beyond how it was placed."""
+    """A wheel ready to place (its ``plan``), or skipped (no plan), and what its result says
+    beyond how it was placed."""
 
-    plan: WheelPlan
+    plan: WheelPlan | None
+    wheel: str = ""
+    project: str = ""
     version: str = ""
     archive: str | None = None
     cached: bool = False
     scripts: tuple[str, ...] = ()
     dist_info: str | None = None
+    action: Action = Action.INSTALLED
+    replaced: str | None = None
+    source: str = ""
 
 
 @dataclass(slots=True)
@@ -276,6 +384,31 @@ class _Batch:
     scheduler: Scheduler
     journal: Transaction
     plans: list[WheelPlan]
+    removed_any: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """Whether the batch placed or removed anything (a batch that only skipped leaves the
+        target untouched, its mtime included)."""
+        return bool(self.plans) or self.removed_any
+
+
+def _skipped_result(prepared: Prepared, options: Options) -> WheelResult:
+    return WheelResult(
+        wheel=prepared.wheel,
+        source=prepared.source,
+        files=0,
+        requested_mode=options.mode,
+        mode=options.mode,
+        fallbacks=(),
+        copied=0,
+        version=prepared.version,
+        archive=prepared.archive,
+        cached=True,
+        dist_info=prepared.dist_info,
+        project=prepared.project,
+        action=Action.SKIPPED,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +449,8 @@ async def _run_batch(
 
         async def one(source: str) -> WheelResult:
             prepared = await prepare(batch, source)
+            if prepared.plan is None:
+                return _skipped_result(prepared, options)
             batch.plans.append(prepared.plan)
             placed = await scheduler.place(prepared.plan)
             result = replace(
@@ -325,6 +460,9 @@ async def _run_batch(
                 cached=prepared.cached,
                 scripts=prepared.scripts,
                 dist_info=prepared.dist_info,
+                project=prepared.project,
+                action=prepared.action,
+                replaced=prepared.replaced,
             )
             scheduler.emit(WheelFinished(prepared.plan.wheel, result))
             return result
@@ -332,29 +470,51 @@ async def _run_batch(
         results = await scheduler.run_wheels(sources, one)
         if after is not None:
             await after(batch)
-        conflicts = await scheduler.finish(root, batch.plans)
+        conflicts = await scheduler.finish(root, batch.plans, touched=batch.changed)
     return _Outcome(tuple(results), conflicts, journal.recovered, batch.plans)
 
 
-class _Upgrade:
-    """What an install does beyond placing wheels: one wheel per project, and the old versions
-    of the projects it installs, detached first and removed last, in the same transaction."""
+class _Environment:
+    """What an install does beyond placing wheels: one wheel per project, the wheels already
+    installed (skipped), the versions it replaces (detached first, removed last) and, for a
+    sync, every other distribution (removed last), all in the same transaction."""
 
-    def __init__(self, scheme: Scheme) -> None:
+    def __init__(
+        self,
+        scheme: Scheme,
+        cache: WheelCache,
+        options: Options,
+        sources: list[str],
+        keep: frozenset[str] | None,
+    ) -> None:
         self.scheme = scheme
+        self.cache = cache
+        self.options = options
+        self.sources = sources
+        self.keep = keep
         self.confinement = Confinement.of(scheme.roots)
+        self.skipped: dict[str, Prepared] = {}
+        self.removed: list[RemovedDistribution] = []
         self._owners: dict[str, str] = {}  # project -> the wheel that installs it
         self._installed: dict[str, list[str]] = {}
         self._replaced: dict[str, list[InstalledDistribution]] = {}
 
     async def start(self, batch: _Batch) -> None:
-        """Before any wheel is placed: what is installed."""
-        self._installed = await batch.scheduler.threads.run(installed_distributions, self.scheme)
+        """Before any wheel is placed: what is installed, and which wheels it already is."""
+        self._installed, self.skipped = await batch.scheduler.threads.run(
+            _survey, self.scheme, self.cache, self.sources, self.options.reinstall
+        )
+        for source, prepared in self.skipped.items():
+            self._owners[canonical_name(prepared.project)] = source
 
-    async def prepare(self, batch: _Batch, source: str, unpacked: UnpackedWheel) -> None:
+    async def prepare(
+        self, batch: _Batch, source: str, unpacked: UnpackedWheel
+    ) -> tuple[Action, str | None]:
         """Refuse a second wheel of one project (as pip and uv do); if the project is
-        installed, read what its old versions own and detach the symlinks on the way."""
-        project = canonical_name(unpacked.manifest.name)
+        installed, read what its old versions own and detach the symlinks on the way. Returns
+        what the install does to the project, and the version it replaces."""
+        manifest = unpacked.manifest
+        project = canonical_name(manifest.name)
         owner = self._owners.setdefault(project, source)
         if owner != source:
             both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
@@ -362,22 +522,143 @@ class _Upgrade:
                 os.path.basename(source), f"{both} both install {project}; give only one"
             )
         old = self._installed.get(project)
-        if old:
-            self._replaced[project] = await batch.scheduler.threads.run(
-                _detached, batch.journal, old, self.confinement
-            )
+        if not old:
+            return Action.INSTALLED, None
+        self._replaced[project] = distributions = await batch.scheduler.threads.run(
+            _detached, batch.journal, old, self.confinement
+        )
+        replaced = distributions[0].version
+        return _action(replaced, manifest.version), replaced
 
     async def finish(self, batch: _Batch) -> None:
-        """After the last wheel: ``.pth`` files, then the old versions' leftovers."""
+        """After the last wheel: ``.pth`` files, then what the old versions own and the new
+        ones do not, then (a sync) the distributions no wheel is for."""
         scheduler = batch.scheduler
         for plan in batch.plans:  # .pth last: a Python starting now must not run a half package
             await scheduler.place_copies(plan.wheel, copies=plan.late)
-        if self._replaced:
-            old = [distribution for olds in self._replaced.values() for distribution in olds]
-            new = set(destinations(batch.plans))
-            await scheduler.threads.run(
-                remove_old_versions, batch.journal, old, new, self.confinement
+        others = self._others()
+        if not (self._replaced or others):
+            return
+        gone = await scheduler.threads.run(
+            _remove_all,
+            batch.journal,
+            [old for olds in self._replaced.values() for old in olds],
+            others,
+            set(destinations(batch.plans)),
+            self.confinement,
+        )
+        batch.removed_any = True
+        for removed in gone:
+            self.removed.append(removed)
+            scheduler.emit(DistributionRemoved(removed))
+
+    def _others(self) -> list[str]:
+        """The dist-info directories a sync removes: of projects no wheel is for."""
+        if self.keep is None:
+            return []
+        wanted = set(self._owners) | self.keep
+        return [
+            dist_info
+            for project, dist_infos in sorted(self._installed.items())
+            if project not in wanted
+            for dist_info in dist_infos
+        ]
+
+
+def _survey(
+    scheme: Scheme, cache: WheelCache, sources: list[str], reinstall: bool
+) -> tuple[dict[str, list[str]], dict[str, Prepared]]:
+    """What is installed, and which ``sources`` it already is (unless ``reinstall``): the same
+    version from the same wheel by content, found without unpacking or reading a manifest (a
+    memo and the distribution's ``asynclink.json``)."""
+    installed = installed_distributions(scheme)
+    skipped: dict[str, Prepared] = {}
+    if reinstall or not installed:
+        return installed, skipped
+    for source in sources:
+        found = _identify(cache, source)
+        if found is None:
+            continue
+        project, version, digest = found
+        dist_infos = installed.get(canonical_name(project), [])
+        if installed_as(dist_infos, version, digest):
+            skipped[source] = Prepared(
+                None,
+                wheel=f"{project}-{version}",
+                project=project,
+                version=version,
+                archive=None if os.path.isdir(source) else source,
+                dist_info=dist_infos[0],
+                action=Action.SKIPPED,
+                source=source,
             )
+    return installed, skipped
+
+
+def _nothing_to_do(scheme: Scheme, cache: WheelCache, sources: list[str]) -> list[Prepared] | None:
+    """Every source skipped, if each is installed already (see :func:`_survey`) and no
+    other installer is at work or was interrupted (no lock file, no journal): then a second
+    identical install changes nothing at all, the target's own mtime included."""
+    if not sources or any(
+        os.path.lexists(os.path.join(scheme.purelib, name)) for name in (LOCK_NAME, JOURNAL_NAME)
+    ):
+        return None
+    _, skipped = _survey(scheme, cache, sources, False)
+    if len(skipped) != len(sources):
+        return None
+    return [skipped[source] for source in sources]
+
+
+def _identify(cache: WheelCache, source: str) -> tuple[str, str, str] | None:
+    """(project, version, content hash) of a source, as cheaply as can be told: an archive by
+    its file name and its memo (or, not seen before, its hash); a tree by its manifest."""
+    if os.path.isdir(source):
+        try:
+            manifest = manifest_for_tree(source)
+        except AsyncLinkError:
+            return None  # planning it will say why
+        return manifest.name, manifest.version, manifest.digest()
+    name = os.path.basename(source)
+    parts = name[: -len(".whl")].split("-") if name.endswith(".whl") else []
+    if len(parts) < 5:
+        return None
+    try:
+        digest = cache.digest_of(source) or archive_sha256(source)
+    except AsyncLinkError:
+        return None
+    return parts[0], parts[1], digest
+
+
+def _action(old: str, new: str) -> Action:
+    """What replacing version ``old`` with ``new`` is."""
+    from packaging.version import Version
+
+    if same_version(old, new):
+        return Action.REINSTALLED
+    try:
+        return Action.UPGRADED if Version(new) > Version(old) else Action.DOWNGRADED
+    except ValueError:  # not a version PEP 440 can order
+        return Action.UPGRADED
+
+
+def _remove_all(
+    journal: Transaction,
+    replaced: list[InstalledDistribution],
+    others: list[str],
+    new: set[str],
+    confinement: Confinement,
+) -> list[RemovedDistribution]:
+    """Remove the old versions of what was installed, and the ``others`` (a sync's), keeping
+    every new file; return what the others were."""
+    removing = [read_distribution(dist_info) for dist_info in others]
+    for distribution in removing:
+        refuse_unrecorded(distribution)
+        detach_symlinks(journal, distribution, confinement)
+    counts = remove_distributions(journal, [*replaced, *removing], new, confinement)
+    return [
+        RemovedDistribution(d.name, d.version, d.dist_info, count)
+        for d, count in zip(removing, counts[len(replaced) :], strict=True)
+    ]
 
 
 def _detached(
@@ -431,7 +712,8 @@ async def _unpack(
 
 def _unpack_one(cache: WheelCache, source: str, max_unpacked_size: int) -> UnpackedWheel:
     if os.path.isdir(source):
-        return UnpackedWheel(source, manifest_for_tree(source))
+        manifest = manifest_for_tree(source)
+        return UnpackedWheel(source, manifest, digest=manifest.digest())
     return cache.unpack(source, max_unpacked_size=max_unpacked_size, checkpoint=check_cancelled)
 
 

@@ -103,7 +103,7 @@ def _checked_hash(wheel: str, path: str, digest: str) -> str:
 
 
 def _size(wheel: str, path: str, size: str) -> int:
-    if not size.isascii() or not size.isdigit():
+    if not size.isascii() or not size.isdigit() or len(size) > 20:  # 2**64 has 20 digits
         raise InvalidWheelError(
             wheel, f"RECORD lists {path} without a valid size ({size!r})", entry=path
         )

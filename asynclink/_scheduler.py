@@ -253,10 +253,15 @@ class Scheduler:
         else:
             logger.info(message)
 
-    async def finish(self, target: str, plans: Sequence[WheelPlan]) -> tuple[Conflict, ...]:
-        """After every wheel: the site-packages mtime bump, then the conflict scan."""
+    async def finish(
+        self, target: str, plans: Sequence[WheelPlan], touched: bool = True
+    ) -> tuple[Conflict, ...]:
+        """After every wheel: the site-packages mtime bump (if anything changed), then the
+        conflict scan."""
         check = self.options.check_conflicts
-        conflicts = await self.threads.run(_scan_and_touch, target, plans, check)
+        if not (touched or check):
+            return ()
+        conflicts = await self.threads.run(_scan_and_touch, target, plans, check, touched)
         for conflict in conflicts:
             logger.warning(
                 "%s is provided by more than one wheel (%s): %s; whichever was placed last won, "
@@ -315,12 +320,15 @@ async def gather(work: Iterable[Awaitable[T]]) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-def _scan_and_touch(target: str, plans: Sequence[WheelPlan], check: bool) -> list[Conflict]:
+def _scan_and_touch(
+    target: str, plans: Sequence[WheelPlan], check: bool, touch: bool
+) -> list[Conflict]:
     # CPython's FileFinder caches a directory's listing until its mtime changes; a clone (and a
     # whole-directory clone on macOS in particular) may not change it, so new packages would
     # not be importable in a running interpreter without importlib.invalidate_caches().
-    try:
-        os.utime(target)
-    except OSError as error:
-        logger.debug("cannot update the mtime of %s: %s", target, error)
-    return find_conflicts(plans) if check else []
+    if touch:
+        try:
+            os.utime(target)
+        except OSError as error:
+            logger.debug("cannot update the mtime of %s: %s", target, error)
+    return find_conflicts(plans) if check and plans else []

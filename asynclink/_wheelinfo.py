@@ -82,11 +82,11 @@ def check_dist_info_name(wheel: WheelName, top_level: set[str]) -> str:
 
 def same_version(one: str, other: str) -> bool:
     """Whether two spellings name one version (``2.0-1`` is ``2.0.post1``)."""
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import Version
 
     try:
         return Version(one) == Version(other)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number too long for int() (4,300 digits)
         return one == other
 
 

@@ -15,6 +15,7 @@ from asynclink import (
     Scheme,
     WheelFinished,
     WheelLinked,
+    WheelStarted,
     WheelUnpacked,
     WheelUnpacking,
     install_wheels,
@@ -25,13 +26,16 @@ from tests.wheels import build_wheel
 pytestmark = pytest.mark.anyio
 
 
+WheelEvent = WheelUnpacked | WheelStarted | ModeFellBack | WheelLinked | WheelFinished
+
+
 def per_wheel(events: list[Event]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for event in events:
         if isinstance(event, WheelUnpacking):  # before its name is read: only the file's
             wheel = "-".join(Path(event.archive).name.split("-")[:2])
             found.setdefault(wheel, []).append(type(event).__name__)
-        elif not isinstance(event, ConflictFound):
+        elif isinstance(event, WheelEvent):  # not the batch's own (the lock, conflicts)
             found.setdefault(event.wheel, []).append(type(event).__name__)
     return found
 
@@ -67,7 +71,9 @@ async def test_a_second_install_reports_cached_wheels(tmp_path: Path) -> None:
     await install_wheels(target, [path], cache_dir=tmp_path / "cache")
     events: list[Event] = []
 
-    await install_wheels(target, [path], cache_dir=tmp_path / "cache", on_event=events.append)
+    await install_wheels(
+        target, [path], cache_dir=tmp_path / "cache", reinstall=True, on_event=events.append
+    )
 
     (unpacked,) = [e for e in events if isinstance(e, WheelUnpacked)]
     assert unpacked.cached

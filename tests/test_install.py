@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -76,9 +77,17 @@ async def test_a_pure_wheel_lands_in_purelib_with_an_exact_record(
     assert (purelib / "demo/__init__.py").read_text() == "VALUE = 1\n"
     metadata = (purelib / "demo-1.0.dist-info/METADATA").read_bytes()
     wheel = (purelib / "demo-1.0.dist-info/WHEEL").read_bytes()
+    archive = hashlib.sha256((tmp_path / "dist/demo-1.0-py3-none-any.whl").read_bytes())
+    source = json.dumps(
+        {"sha256": archive.hexdigest(), "wheel": "demo-1.0-py3-none-any.whl"}, sort_keys=True
+    ).encode()
+    assert json.loads(source) == json.loads(
+        (purelib / "demo-1.0.dist-info/asynclink.json").read_text()
+    )
     assert record_rows(scheme.purelib) == sorted(
         [
             ["demo-1.0.dist-info/INSTALLER", record_hash(b"asynclink\n"), "10"],
+            ["demo-1.0.dist-info/asynclink.json", record_hash(source), str(len(source))],
             ["demo-1.0.dist-info/METADATA", record_hash(metadata), str(len(metadata))],
             ["demo-1.0.dist-info/RECORD", "", ""],
             ["demo-1.0.dist-info/REQUESTED", record_hash(b""), "0"],

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 PIP_WHEELS = Path(__file__).resolve().parents[2] / "shared/testdata/pip-wheels"
 WHEELS = sorted(PIP_WHEELS.glob("*.whl")) if PIP_WHEELS.is_dir() else []
 #: What an installer writes for itself (uv also leaves its own ``.lock`` in the venv).
-OWN = ("INSTALLER", "RECORD", "REQUESTED", "direct_url.json", "uv_cache.json")
+OWN = ("INSTALLER", "RECORD", "REQUESTED", "direct_url.json", "uv_cache.json", "asynclink.json")
 
 
 @pytest.fixture

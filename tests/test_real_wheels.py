@@ -128,7 +128,15 @@ def expected_difference(path: str) -> bool:
     in_dist_info = ".dist-info/" in path
     return (
         in_dist_info
-        and name in {"INSTALLER", "RECORD", "REQUESTED", "direct_url.json", "uv_cache.json"}
+        and name
+        in {
+            "INSTALLER",
+            "RECORD",
+            "REQUESTED",
+            "direct_url.json",
+            "uv_cache.json",
+            "asynclink.json",
+        }
     ) or "__pycache__" in path
 
 
