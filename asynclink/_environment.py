@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ._cache import WheelCache
 from ._confinement import Confinement
-from ._errors import NotInstalledError, TargetError
+from ._errors import LinkError, NotInstalledError, TargetError
 from ._events import DistributionRemoved, EventCallback
 from ._fsutil import canonical_name
 from ._options import Options
@@ -117,11 +117,11 @@ def detach_symlinks(
     Each is kept in the stash (a rollback puts it back) and nothing it points to is touched.
     """
     if os.path.islink(distribution.dist_info):
-        transaction.remove_file(distribution.dist_info)
+        _remove(transaction, distribution, distribution.dist_info)
     directories = dict.fromkeys(os.path.dirname(path) for path in distribution.owned)
     for link in dict.fromkeys(confinement.symlink_on_the_way(path) for path in directories):
         if link is not None and confinement.root_of(link) != link and os.path.islink(link):
-            transaction.remove_file(link)
+            _remove(transaction, distribution, link)
 
 
 def remove_distributions(
@@ -138,7 +138,7 @@ def remove_distributions(
     for distribution in distributions:
         removed = 0
         for victim in _victims(distribution, new_destinations, confinement):
-            transaction.remove_file(victim)
+            _remove(transaction, distribution, victim)
             emptied.add(os.path.dirname(victim))
             removed += 1
         counts.append(removed)
@@ -154,6 +154,14 @@ def remove_distributions(
                 break
             directory = os.path.dirname(directory)
     return counts
+
+
+def _remove(transaction: Transaction, distribution: InstalledDistribution, path: str) -> None:
+    try:
+        transaction.remove_file(path)
+    except OSError as error:
+        name = f"{distribution.name}-{distribution.version}"
+        raise LinkError(name, None, path, error, "remove") from error
 
 
 def _victims(

@@ -217,7 +217,7 @@ def undo(
     for record in reversed(records):
         kind = record[0]
         if kind in ("R", "X"):
-            undoing.restore(str(record[1]), str(record[2]))
+            undoing.restore(str(record[1]), str(record[2]), replaced=kind == "R")
         elif kind == "D":
             undoing.recreate(str(record[1]), int(str(record[2]), 8))
         elif kind == "W":
@@ -248,15 +248,18 @@ class _Undo:
         self.problems.append(f"{path}: the way there leaves the environment; left alone")
         return False
 
-    def restore(self, path: str, name: str) -> None:
-        """An ``R`` or ``X`` record: the stashed file goes back to ``path``."""
+    def restore(self, path: str, name: str, replaced: bool) -> None:
+        """An ``R`` record (``replaced``) or an ``X`` one: the stashed file goes back to
+        ``path``. A removal (``X``) whose file is still there never happened: nothing to do."""
         stash = os.path.join(self.stash_dir, name)
         if not os.path.lexists(stash) or not self.inside(path):
             return
         if path in self.created:  # a directory made where a link was detached: it goes first
             self.remove_created(path)
+        elif not replaced and os.path.lexists(path):
+            return
         try:
-            os.replace(stash, path)
+            _put_back(stash, path)
             self.restored += 1
         except OSError as error:
             self.problems.append(f"restore {path}: {error.strerror}")
@@ -314,6 +317,19 @@ class _Undo:
         return RollbackReport(
             self.removed, self.restored, self.removed_dirs, self.recreated, tuple(self.problems)
         )
+
+
+def _put_back(stash: str, path: str) -> None:
+    """Move ``stash`` to ``path`` atomically; across filesystems (a stash kept as a copy,
+    for a file on another mount), by a copy beside ``path`` renamed over it."""
+    try:
+        os.replace(stash, path)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        temporary = f"{path}.{TEMPORARY_PREFIX}restore"
+        shutil.copy2(stash, temporary, follow_symlinks=False)
+        os.replace(temporary, path)
 
 
 def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport]:

@@ -1,0 +1,384 @@
+"""An environment's whole life: install, skip what is there, upgrade, downgrade, reinstall,
+sync to a set of wheels, uninstall, list; each one transaction, each on asyncio and trio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asynclink import (
+    Action,
+    DistributionRemoved,
+    Event,
+    LinkError,
+    LockAcquired,
+    NotInstalledError,
+    Scheme,
+    TargetError,
+    WaitingForLock,
+    WheelSkipped,
+    install_wheels,
+    installed,
+    sync_wheels,
+    uninstall,
+)
+from tests.environments import another_installer
+from tests.trees import make_tree, snapshot
+from tests.wheels import build_wheel
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def scheme(tmp_path: Path) -> Scheme:
+    return Scheme.for_directory(tmp_path / "env")
+
+
+def wheel(tmp_path: Path, name: str = "demo", version: str = "1.0", **spec: object) -> Path:
+    files = spec.pop("files", None) or {f"{name}/__init__.py": f"VERSION = {version!r}\n"}
+    return build_wheel(
+        tmp_path / f"dist-{name}-{version}", name=name, version=version, files=files, **spec
+    )  # type: ignore[arg-type]
+
+
+def identities(root: Path) -> dict[str, tuple[int, int]]:
+    """Every entry's inode and mtime: what "touching nothing" leaves as it was."""
+    found: dict[str, tuple[int, int]] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames, ""]:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            found[os.path.relpath(path, root)] = (info.st_ino, info.st_mtime_ns)
+    return found
+
+
+# -- skip, reinstall, upgrade, downgrade ---------------------------------------------------------
+
+
+async def test_a_second_identical_install_touches_nothing(tmp_path: Path, scheme: Scheme) -> None:
+    wheels = [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")]
+    await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
+    before = identities(tmp_path / "env")
+    events: list[Event] = []
+
+    result = await install_wheels(
+        scheme, wheels, cache_dir=tmp_path / "cache", on_event=events.append
+    )
+
+    assert [w.action for w in result.wheels] == [Action.SKIPPED] * 2
+    assert result.files == 0 and result.changed == ()
+    assert identities(tmp_path / "env") == before  # inodes and mtimes, directories included
+    assert sorted(e.wheel for e in events if isinstance(e, WheelSkipped)) == [
+        "alpha-1.0",
+        "beta-1.0",
+    ]
+
+
+async def test_reinstall_installs_anyway(tmp_path: Path, scheme: Scheme) -> None:
+    path = wheel(tmp_path)
+    await install_wheels(scheme, [path], cache_dir=tmp_path / "cache")
+
+    result = await install_wheels(scheme, [path], cache_dir=tmp_path / "cache", reinstall=True)
+
+    (done,) = result.wheels
+    assert (done.action, done.replaced, done.files) == (Action.REINSTALLED, "1.0", done.files)
+    assert done.files > 0
+
+
+async def test_another_wheel_of_the_same_version_is_reinstalled(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """A rebuilt wheel (other bytes, same name and version) is not the wheel installed."""
+    first = wheel(tmp_path, files={"demo/__init__.py": "BUILD = 1\n"})
+    await install_wheels(scheme, [first], cache_dir=tmp_path / "cache")
+    rebuilt = build_wheel(tmp_path / "rebuilt", files={"demo/__init__.py": "BUILD = 2\n"})
+
+    result = await install_wheels(scheme, [rebuilt], cache_dir=tmp_path / "cache")
+
+    assert result.wheels[0].action is Action.REINSTALLED
+    assert (Path(scheme.purelib) / "demo/__init__.py").read_text() == "BUILD = 2\n"
+
+
+async def test_another_platform_tag_of_the_same_version_is_reinstalled(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    first = wheel(tmp_path, tag="py3-none-any")
+    await install_wheels(scheme, [first], cache_dir=tmp_path / "cache")
+    tagged = build_wheel(
+        tmp_path / "tagged",
+        files={"demo/__init__.py": "VERSION = '1.0'\n"},
+        tag="py311-none-any",
+    )
+
+    result = await install_wheels(scheme, [tagged], cache_dir=tmp_path / "cache", check_tags=False)
+
+    assert result.wheels[0].action is Action.REINSTALLED
+
+
+async def test_upgrades_and_downgrades_say_what_they_replaced(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    await install_wheels(scheme, [wheel(tmp_path, version="1.0")], cache_dir=tmp_path / "c")
+
+    up = await install_wheels(scheme, [wheel(tmp_path, version="2.0")], cache_dir=tmp_path / "c")
+    down = await install_wheels(scheme, [wheel(tmp_path, version="1.5")], cache_dir=tmp_path / "c")
+
+    assert (up.wheels[0].action, up.wheels[0].replaced) == (Action.UPGRADED, "1.0")
+    assert (down.wheels[0].action, down.wheels[0].replaced) == (Action.DOWNGRADED, "2.0")
+    assert [d.version for d in await installed(scheme)] == ["1.5"]
+
+
+async def test_a_skipped_wheel_is_still_reported_with_its_project(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    path = wheel(tmp_path, "Mixed_Case")
+    await install_wheels(scheme, [path], cache_dir=tmp_path / "cache")
+
+    result = await install_wheels(scheme, [path], cache_dir=tmp_path / "cache")
+
+    (done,) = result.wheels
+    assert (done.project, done.version, done.action) == ("Mixed_Case", "1.0", Action.SKIPPED)
+    assert done.dist_info is not None and done.dist_info.endswith("Mixed_Case-1.0.dist-info")
+
+
+# -- installed ------------------------------------------------------------------------------------
+
+
+async def test_installed_lists_name_version_installer_and_wheel(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    path = wheel(tmp_path, "alpha", "2.1")
+    await install_wheels(scheme, [path], cache_dir=tmp_path / "cache")
+    make_tree(  # a distribution another tool installed
+        Path(scheme.purelib),
+        {
+            "other-0.5.dist-info/METADATA": "Metadata-Version: 2.1\nName: Other\nVersion: 0.5\n",
+            "other-0.5.dist-info/INSTALLER": "pip\n",
+            "other-0.5.dist-info/RECORD": "",
+        },
+    )
+
+    found = await installed(scheme)
+
+    assert [(d.name, d.version, d.installer) for d in found] == [
+        ("alpha", "2.1", "asynclink"),
+        ("Other", "0.5", "pip"),
+    ]
+    assert found[0].wheel == path.name and found[0].sha256 is not None
+    assert found[1].wheel is None
+
+
+# -- uninstall ------------------------------------------------------------------------------------
+
+
+async def test_uninstall_removes_every_file_scripts_and_pyc_and_empty_directories(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    path = wheel(
+        tmp_path,
+        files={"demo/__init__.py": "def main(): pass\n", "demo/sub/mod.py": ""},
+        entry_points="[console_scripts]\ndemo-tool = demo:main\n",
+    )
+    before = snapshot(tmp_path / "env") if (tmp_path / "env").exists() else {}
+    await install_wheels(scheme, [path], cache_dir=tmp_path / "cache", compile=True)
+    assert list((Path(scheme.purelib) / "demo/__pycache__").iterdir())
+    events: list[Event] = []
+
+    result = await uninstall(scheme, ["DEMO"], on_event=events.append)
+
+    (removed,) = result.removed
+    assert (removed.name, removed.version) == ("demo", "1.0")
+    assert removed.files >= 6  # two modules, their .pyc, a launcher, the dist-info's files
+    assert not (Path(scheme.purelib) / "demo").exists()
+    assert not (Path(scheme.scripts) / "demo-tool").exists()
+    assert not list(Path(scheme.purelib).glob("demo-*.dist-info"))
+    leftover = {k: v for k, v in snapshot(tmp_path / "env").items() if v[0] != "dir"}
+    assert leftover == {k: v for k, v in before.items() if v[0] != "dir"}
+    assert [e.distribution for e in events if isinstance(e, DistributionRemoved)] == [removed]
+
+
+async def test_uninstall_of_several_removes_them_all_in_one_transaction(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    names = [f"p{n}" for n in range(5)]
+    await install_wheels(
+        scheme, [wheel(tmp_path, name) for name in names], cache_dir=tmp_path / "cache"
+    )
+
+    result = await uninstall(scheme, names)
+
+    assert sorted(r.name for r in result.removed) == names
+    assert await installed(scheme) == []
+
+
+async def test_a_missing_name_is_an_error_unless_it_may_be_absent(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(NotInstalledError, match="not installed in .*: ghost"):
+        await uninstall(scheme, ["demo", "ghost"])
+    assert snapshot(tmp_path / "env") == before  # nothing removed, demo included
+
+    result = await uninstall(scheme, ["demo", "ghost"], missing_ok=True)
+    assert result.missing == ("ghost",) and [r.name for r in result.removed] == ["demo"]
+
+
+async def test_a_distribution_without_record_is_refused(tmp_path: Path, scheme: Scheme) -> None:
+    make_tree(
+        Path(scheme.purelib),
+        {
+            "legacy/__init__.py": "",
+            "legacy-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: legacy\nVersion: 1.0\n",
+        },
+    )
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(TargetError, match="legacy 1.0: .* has no RECORD"):
+        await uninstall(scheme, ["legacy"])
+
+    assert snapshot(tmp_path / "env") == before
+
+
+async def test_uninstall_never_removes_outside_the_environment(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    outside = make_tree(tmp_path / "outside", {"precious.txt": "keep\n", "pkg/x.py": "keep\n"})
+    site = Path(scheme.purelib)
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "../outside/precious.txt,,\n")
+    (site / "linked").symlink_to(outside / "pkg")
+    record.write_text(record.read_text() + "linked/x.py,,\n")
+    before = snapshot(outside)
+
+    await uninstall(scheme, ["demo"])
+
+    assert snapshot(outside) == before
+
+
+async def test_a_failed_uninstall_puts_everything_back(tmp_path: Path, scheme: Scheme) -> None:
+    await install_wheels(
+        scheme, [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")], cache_dir=tmp_path / "c"
+    )
+    before = snapshot(tmp_path / "env")
+    site = Path(scheme.purelib)
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a read-only bind mount")
+    import subprocess
+
+    subprocess.run(["mount", "--bind", str(site / "beta"), str(site / "beta")], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(site / "beta")], check=True)
+    try:
+        with pytest.raises(LinkError, match="beta-1.0: cannot remove .*Read-only file system"):
+            await uninstall(scheme, ["alpha", "beta"])
+    finally:
+        subprocess.run(["umount", str(site / "beta")], check=True)
+
+    assert snapshot(tmp_path / "env") == before
+
+
+# -- sync -----------------------------------------------------------------------------------------
+
+
+async def test_sync_installs_upgrades_skips_and_removes_in_one_go(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    same = wheel(tmp_path, "same")
+    await install_wheels(
+        scheme,
+        [same, wheel(tmp_path, "old", "1.0"), wheel(tmp_path, "extra"), wheel(tmp_path, "pip")],
+        cache_dir=tmp_path / "cache",
+    )
+
+    result = await sync_wheels(
+        scheme,
+        [same, wheel(tmp_path, "old", "2.0"), wheel(tmp_path, "new")],
+        cache_dir=tmp_path / "cache",
+    )
+
+    actions = {w.project: (w.action, w.replaced) for w in result.wheels}
+    assert actions == {
+        "same": (Action.SKIPPED, None),
+        "old": (Action.UPGRADED, "1.0"),
+        "new": (Action.INSTALLED, None),
+    }
+    assert [r.name for r in result.removed] == ["extra"]  # pip is kept, as pip-sync keeps it
+    assert [(d.name, d.version) for d in await installed(scheme)] == [
+        ("new", "1.0"),
+        ("old", "2.0"),
+        ("pip", "1.0"),
+        ("same", "1.0"),
+    ]
+
+
+async def test_sync_with_nothing_kept_removes_pip_too(tmp_path: Path, scheme: Scheme) -> None:
+    await install_wheels(
+        scheme, [wheel(tmp_path, "pip"), wheel(tmp_path, "a")], cache_dir=tmp_path / "c"
+    )
+
+    result = await sync_wheels(scheme, [wheel(tmp_path, "a")], cache_dir=tmp_path / "c", keep=())
+
+    assert [r.name for r in result.removed] == ["pip"]
+
+
+async def test_a_failed_sync_restores_every_removed_and_replaced_file(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    await install_wheels(
+        scheme, [wheel(tmp_path, "old", "1.0"), wheel(tmp_path, "extra")], cache_dir=tmp_path / "c"
+    )
+    broken = wheel(tmp_path, "broken")
+    make_tree(Path(scheme.purelib), {"broken/__init__.py/in-the-way": ""})
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(LinkError):
+        await sync_wheels(
+            scheme, [wheel(tmp_path, "old", "2.0"), broken], cache_dir=tmp_path / "c", jobs=1
+        )
+
+    assert snapshot(tmp_path / "env") == before
+
+
+# -- one installer at a time, and the events that say so -------------------------------------------
+
+
+async def test_waiting_for_the_lock_is_an_event_and_so_is_getting_it(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    site = Path(scheme.purelib)
+    site.mkdir(parents=True)
+    events: list[Event] = []
+    released = anyio.Event()
+
+    def release_once_waiting(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, WaitingForLock):
+            released.set()
+
+    with another_installer(site):
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                lambda: install_wheels(
+                    scheme,
+                    [wheel(tmp_path)],
+                    cache_dir=tmp_path / "cache",
+                    on_event=release_once_waiting,
+                )
+            )
+            await released.wait()
+            group.cancel_scope.cancel()  # let the other installer go on holding it
+
+    assert [type(e) for e in events if isinstance(e, WaitingForLock | LockAcquired)] == [
+        WaitingForLock
+    ]
+    events.clear()
+    await install_wheels(
+        scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache", on_event=events.append
+    )
+    (acquired,) = [e for e in events if isinstance(e, LockAcquired)]
+    assert acquired.target == str(site) and acquired.waited >= 0
