@@ -39,9 +39,8 @@ def scheme(tmp_path: Path) -> Scheme:
 
 def wheel(tmp_path: Path, name: str = "demo", version: str = "1.0", **spec: object) -> Path:
     files = spec.pop("files", None) or {f"{name}/__init__.py": f"VERSION = {version!r}\n"}
-    return build_wheel(
-        tmp_path / f"dist-{name}-{version}", name=name, version=version, files=files, **spec
-    )  # type: ignore[arg-type]
+    directory = tmp_path / f"dist-{name}-{version}"
+    return build_wheel(directory, name=name, version=version, files=files, **spec)
 
 
 def identities(root: Path) -> dict[str, tuple[int, int]]:
@@ -220,7 +219,7 @@ async def test_a_missing_name_is_an_error_unless_it_may_be_absent(
     await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
     before = snapshot(tmp_path / "env")
 
-    with pytest.raises(NotInstalledError, match="not installed in .*: ghost"):
+    with pytest.raises(NotInstalledError, match=r"not installed in .*: ghost"):
         await uninstall(scheme, ["demo", "ghost"])
     assert snapshot(tmp_path / "env") == before  # nothing removed, demo included
 
@@ -238,7 +237,7 @@ async def test_a_distribution_without_record_is_refused(tmp_path: Path, scheme: 
     )
     before = snapshot(tmp_path / "env")
 
-    with pytest.raises(TargetError, match="legacy 1.0: .* has no RECORD"):
+    with pytest.raises(TargetError, match=r"legacy 1\.0: .* has no RECORD"):
         await uninstall(scheme, ["legacy"])
 
     assert snapshot(tmp_path / "env") == before
@@ -274,7 +273,7 @@ async def test_a_failed_uninstall_puts_everything_back(tmp_path: Path, scheme: S
     subprocess.run(["mount", "--bind", str(site / "beta"), str(site / "beta")], check=True)
     subprocess.run(["mount", "-o", "remount,ro,bind", str(site / "beta")], check=True)
     try:
-        with pytest.raises(LinkError, match="beta-1.0: cannot remove .*Read-only file system"):
+        with pytest.raises(LinkError, match=r"beta-1\.0: cannot remove .*Read-only file system"):
             await uninstall(scheme, ["alpha", "beta"])
     finally:
         subprocess.run(["umount", str(site / "beta")], check=True)
