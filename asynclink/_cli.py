@@ -1,12 +1,14 @@
-"""The ``asynclink`` command: ``asynclink install WHEEL_OR_DIR...``.
+"""The ``asynclink`` command: ``install``, ``sync``, ``uninstall``, ``list`` and ``cache``.
 
-Exit codes: 0 success, 1 the install failed (the message names the wheel and the path), 2 the
-command line was wrong (argparse's own convention), 128 + the signal's number when ``SIGINT``
-(130), ``SIGTERM`` (143) or ``SIGHUP`` (129) stopped it: the install rolled back first.
+Exit codes: 0 success, 1 the command failed (the message names the wheel and the path), 2 the
+command line was wrong (argparse's own convention) or the target cannot be used, 128 + the
+signal's number when ``SIGINT`` (130), ``SIGTERM`` (143) or ``SIGHUP`` (129) stopped it: the
+install rolled back first.
 
 Start-up time counts for a tool that installs fifty wheels in a tenth of a second: this module
-imports only ``argparse``, ``os`` and ``sys`` at the top; the engine, ``anyio`` and (on a
-terminal only) ``rich`` come after the arguments are known to be good.
+imports only ``argparse``, ``os``, ``signal`` and ``sys`` at the top (and what they bring);
+the engine, ``anyio`` and (on a terminal only) ``rich`` come after the arguments are known to
+be good. What each command does is ``_commands``'s.
 """
 
 from __future__ import annotations
@@ -16,16 +18,11 @@ import logging
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
-    from ._dryrun import PlannedWheel
     from ._modes import LinkMode
-    from ._results import InstallResult
-    from ._scheme import Scheme
 
 __all__ = ["main", "run"]
 
@@ -36,13 +33,26 @@ examples:
   asynclink install --venv .venv dist/*.whl
   asynclink install --python /usr/bin/python3.12 --link-mode copy wheelhouse/
   asynclink install --target build/site-packages --dry-run requests-2.32.3-py3-none-any.whl
-  ASYNCLINK_LINK_MODE=hardlink asynclink install --json --venv .venv wheelhouse/ > report.json
+  asynclink sync --venv .venv wheelhouse/          # exactly these wheels, nothing else
+  asynclink uninstall --venv .venv requests idna
+  asynclink list --venv .venv --json
+  asynclink cache verify
 
 environment:
   ASYNCLINK_LINK_MODE   default for --link-mode
   ASYNCLINK_CACHE_DIR   default for --cache-dir
   VIRTUAL_ENV           the target when none of --python, --venv, --target is given
+  NO_COLOR              no colours (unless --color always)
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error prints one line of usage and the error, not the whole
+    usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = self.usage or self.format_usage().split("\n", 1)[0].removeprefix("usage: ")
+        self.exit(2, f"usage: {usage}\n{self.prog}: error: {message}\n")
 
 
 def _positive(text: str) -> int:
@@ -64,125 +74,216 @@ def _link_mode(text: str) -> LinkMode:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The top-level parser and the ``install`` subcommand's (whose errors name it)."""
-    parser = argparse.ArgumentParser(
-        prog="asynclink",
-        description="Install many wheels into one Python environment at once.",
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, read only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("asynclink")
+        except PackageNotFoundError:
+            found = "(not installed)"
+        print(f"asynclink {found}")
+        parser.exit(0)
+
+
+def _output_options(suppress: bool) -> _Parser:
+    """-v, -q and --color, given before or after the command (after it, ``suppress`` keeps
+    the command's copy from overwriting what was given before it)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more detail in the log (-vv: all of it)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    install = commands.add_parser(
-        "install",
-        help="install wheels (.whl files, directories of them, or unpacked wheels)",
-        description=(
-            "Install .whl files (or every .whl in a directory, or an unpacked wheel directory) "
-            "into a virtual environment, an interpreter's environment or a plain directory. "
-            "Archives are unpacked into a cache once and linked from there."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    options.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="print errors only"
     )
-    install.add_argument("wheels", nargs="+", metavar="WHEEL_OR_DIR")
-    where = install.add_mutually_exclusive_group()
-    where.add_argument("--python", metavar="PATH", help="install for this interpreter")
-    where.add_argument("--venv", metavar="DIR", help="install into this virtual environment")
+    options.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default=default("auto"),
+        help="colour on a terminal (default: auto, and never when NO_COLOR is set)",
+    )
+    return options
+
+
+def _target_options() -> _Parser:
+    options = _Parser(add_help=False)
+    where = options.add_mutually_exclusive_group()
+    where.add_argument("--python", metavar="PATH", help="the environment of this interpreter")
+    where.add_argument("--venv", metavar="DIR", help="this virtual environment")
     where.add_argument(
-        "--target", metavar="DIR", help="install straight into this directory (scripts in DIR/bin)"
+        "--target", metavar="DIR", help="straight into this directory (scripts in DIR/bin)"
     )
-    install.add_argument(
+    options.add_argument(
+        "--prefix",
+        metavar="DIR",
+        help="the interpreter's layout below DIR (DIR/lib/pythonX.Y/site-packages, DIR/bin)",
+    )
+    options.add_argument(
+        "--root", metavar="DIR", help="every directory of the target moved below DIR"
+    )
+    options.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where unpacked wheels are kept (default: $ASYNCLINK_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/asynclink, else ~/.cache/asynclink)",
+    )
+    options.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up if another installer holds the target longer (default: wait)",
+    )
+    options.add_argument(
+        "--break-system-packages",
+        action="store_true",
+        help="change an interpreter's environment even if its distributor manages it "
+        "(PEP 668's EXTERNALLY-MANAGED marker)",
+    )
+    options.add_argument(
+        "--json", action="store_true", help="print a machine-readable report on stdout"
+    )
+    return options
+
+
+def _install_options() -> _Parser:
+    options = _Parser(add_help=False)
+    options.add_argument("wheels", nargs="+", metavar="WHEEL_OR_DIR")
+    options.add_argument(
         "--link-mode",
         type=_link_mode,
         metavar="MODE",
         help="clone (reflink), hardlink, copy or symlink; default: $ASYNCLINK_LINK_MODE, else "
         "clone on Linux and macOS (falling back to hardlink, then copy), hardlink elsewhere",
     )
-    install.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where unpacked wheels are kept (default: $ASYNCLINK_CACHE_DIR, else "
-        "$XDG_CACHE_HOME/asynclink, else ~/.cache/asynclink)",
-    )
-    install.add_argument(
+    options.add_argument(
         "-j", "--jobs", type=_positive, metavar="N", help="wheels installed at once"
     )
-    install.add_argument(
+    options.add_argument(
         "--compile", action="store_true", help="compile the installed Python files to bytecode"
     )
-    install.add_argument(
-        "--lock-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="give up if another installer holds the target longer (default: wait)",
-    )
-    install.add_argument(
-        "--break-system-packages",
+    options.add_argument(
+        "--reinstall",
         action="store_true",
-        help="install into an interpreter's environment even if its distributor manages it "
-        "(PEP 668's EXTERNALLY-MANAGED marker)",
+        help="install even the wheels that are installed already (same version, same wheel)",
     )
-    install.add_argument(
+    options.add_argument(
+        "--no-direct-url",
+        action="store_true",
+        help="do not record the wheel files as direct URLs (direct_url.json, PEP 610)",
+    )
+    options.add_argument(
         "--no-tag-check",
         action="store_true",
         help="install wheels whose tags the target interpreter does not accept",
     )
-    install.add_argument(
+    options.add_argument(
         "--no-conflict-check",
         action="store_true",
         help="skip the scan for files that two wheels provide differently",
     )
-    install.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    install.add_argument(
-        "--json", action="store_true", help="print a machine-readable report on stdout"
-    )
-    install.add_argument(
+    options.add_argument(
         "--dry-run",
         action="store_true",
         help="show what would be placed and where; write nothing (not even the cache)",
     )
-    return parser, install
+    return options
 
 
-def _collect_wheels(parser: argparse.ArgumentParser, arguments: list[str]) -> list[str]:
-    """``.whl`` files as given; a directory is an unpacked wheel, or a folder of ``.whl``s."""
-    found: list[str] = []
-    for argument in arguments:
-        if os.path.isdir(argument):
-            names = os.listdir(argument)
-            if any(name.endswith(".dist-info") for name in names):
-                found.append(argument)
-                continue
-            archives = sorted(name for name in names if name.endswith(".whl"))
-            if not archives:
-                parser.error(f"{argument} holds no .whl files and is not an unpacked wheel")
-            found.extend(os.path.join(argument, name) for name in archives)
-        elif os.path.isfile(argument):
-            found.append(argument)
-        else:
-            parser.error(f"no such file or directory: {argument}")
-    return found
-
-
-def _target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scheme | str:
-    from ._scheme import Scheme
-
-    if args.target:
-        return Scheme.for_directory(args.target)
-    chosen = args.python or args.venv
-    if chosen:
-        if not os.path.exists(chosen):
-            parser.error(f"no such {'interpreter' if args.python else 'directory'}: {chosen}")
-        if args.venv and not os.path.isfile(os.path.join(chosen, "pyvenv.cfg")):
-            parser.error(
-                f"{chosen} is not a virtual environment (it has no pyvenv.cfg); "
-                "--target DIR installs straight into a directory"
-            )
-        return str(chosen)
-    active = os.environ.get("VIRTUAL_ENV")
-    if active:
-        return active
-    if os.path.isfile(os.path.join(".venv", "pyvenv.cfg")):
-        return ".venv"
-    parser.error("name a target: --venv DIR, --python PATH or --target DIR")
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="asynclink",
+        usage="asynclink [--version] [-v] [-q] [--color WHEN] COMMAND ...",
+        description="Install many wheels into one Python environment at once.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_output_options(suppress=False)],
+    )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    output, target, install = _output_options(True), _target_options(), _install_options()
+    install_command = commands.add_parser(
+        "install",
+        prog="asynclink install",
+        parents=[output, target, install],
+        usage="asynclink install [options] WHEEL_OR_DIR...",
+        help="install wheels (.whl files, directories of them, or unpacked wheels)",
+        description="Install .whl files (or every .whl in a directory, or an unpacked wheel "
+        "directory) into a virtual environment, an interpreter's environment or a directory. "
+        "Archives are unpacked into a cache once and linked from there; a wheel already "
+        "installed is skipped.",
+    )
+    install_command.set_defaults(subparser=install_command)
+    sync = commands.add_parser(
+        "sync",
+        prog="asynclink sync",
+        parents=[output, target, install],
+        usage="asynclink sync [options] WHEEL_OR_DIR...",
+        help="make the environment hold exactly these wheels",
+        description="Install what is missing, replace what differs, skip what is the same, "
+        "and remove every other distribution (but pip, or those --keep names).",
+    )
+    sync.add_argument(
+        "--keep",
+        action="append",
+        metavar="NAME",
+        help="a distribution to keep though no wheel is for it (default: pip)",
+    )
+    sync.add_argument("--keep-nothing", action="store_true", help="remove pip too")
+    sync.set_defaults(subparser=sync)
+    uninstall = commands.add_parser(
+        "uninstall",
+        prog="asynclink uninstall",
+        parents=[output, target],
+        usage="asynclink uninstall [options] NAME...",
+        help="remove distributions",
+        description="Remove distributions by name: every file their RECORD lists, their "
+        ".pyc files and scripts, and the directories that leaves empty.",
+    )
+    uninstall.add_argument("names", nargs="+", metavar="NAME")
+    uninstall.add_argument(
+        "--missing-ok", action="store_true", help="a name that is not installed is no error"
+    )
+    uninstall.add_argument(
+        "--dry-run", action="store_true", help="show what would be removed; remove nothing"
+    )
+    uninstall.set_defaults(subparser=uninstall)
+    listing = commands.add_parser(
+        "list",
+        prog="asynclink list",
+        parents=[output, target],
+        usage="asynclink list [options]",
+        help="list the installed distributions",
+    )
+    listing.set_defaults(subparser=listing)
+    cache = commands.add_parser(
+        "cache",
+        prog="asynclink cache",
+        parents=[output],
+        usage="asynclink cache {dir,clean,prune,verify} [options]",
+        help="show, check or empty the cache of unpacked wheels",
+        description="dir: where the cache is; verify: check every unpacked wheel against its "
+        "RECORD hashes; prune: remove what no install can use; clean: remove all of it.",
+    )
+    cache.add_argument("action", choices=("dir", "clean", "prune", "verify"))
+    cache.add_argument("--cache-dir", metavar="DIR", help="the cache (default as for install)")
+    cache.add_argument(
+        "--remove", action="store_true", help="verify: remove the entries that differ"
+    )
+    cache.add_argument("--json", action="store_true", help="print a machine-readable report")
+    cache.set_defaults(subparser=cache)
+    return parser
 
 
 class Interrupted(BaseException):
@@ -249,16 +350,20 @@ class _LogFormatter(logging.Formatter):
         return f"asynclink: {record.levelname.lower()}: {record.getMessage()}"
 
 
-def _configure_logging() -> None:
-    """Show the ``asynclink`` logger's warnings on stderr, one line each; leave out the
-    warnings module's copy of them (with a line of source code under each)."""
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """Show the ``asynclink`` logger on stderr, one line a record: warnings and errors (only
+    errors with ``-q``; information too with ``-v``, everything with ``-vv``). The warnings
+    module's copy of each warning (a line of source code under it) is left out."""
+    import warnings
+
     from ._errors import AsyncLinkWarning
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogFormatter())
     logger = logging.getLogger("asynclink")
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logger.setLevel(logging.ERROR if quiet else levels.get(verbose, logging.DEBUG))
     logger.propagate = False
     warnings.simplefilter("ignore", AsyncLinkWarning)
 
@@ -298,30 +403,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser, install_parser = _parser()
+    parser = _parser()
     args = parser.parse_args(argv)
-    mode = args.link_mode
-    if mode is None and os.environ.get("ASYNCLINK_LINK_MODE"):
-        try:
-            mode = _link_mode(os.environ["ASYNCLINK_LINK_MODE"])
-        except argparse.ArgumentTypeError as error:
-            install_parser.error(f"ASYNCLINK_LINK_MODE: {error}")
-    wheels = _collect_wheels(install_parser, args.wheels)
-    target = _target(install_parser, args)
+    color = args.color == "always" or (args.color == "auto" and not os.environ.get("NO_COLOR"))
+    _configure_logging(args.verbose, args.quiet)
 
     import anyio
 
+    from . import _commands
     from ._errors import AsyncLinkError, TargetError
 
-    _configure_logging()
     try:
-        if args.dry_run:
-            planned = anyio.run(_interruptible, partial(_plan, args, target, wheels))
-            _show_plan(planned, args)
-        else:
-            result = anyio.run(_interruptible, partial(_install, args, target, wheels, mode))
-            if args.json:
-                _print_json(_result_json(result))
+        work = _commands.prepare(args, args.subparser, color)
+        return anyio.run(_interruptible, work)
     except TargetError as error:
         print(f"asynclink: error: {error}", file=sys.stderr)
         return 2
@@ -330,122 +424,3 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     finally:
         _catch_stop_signals()  # the event loop put back the system's defaults
-    return 0
-
-
-async def _install(
-    args: argparse.Namespace, target: Scheme | str, wheels: list[str], mode: LinkMode | None
-) -> InstallResult:
-    from ._install import install_wheels
-    from ._progress import make_reporter
-
-    reporter = make_reporter(args.quiet)
-    reporter.start(len(wheels))
-    try:
-        result = await install_wheels(
-            target,
-            wheels,
-            mode=mode,
-            jobs=args.jobs,
-            cache_dir=args.cache_dir,
-            compile=args.compile,
-            check_conflicts=not args.no_conflict_check,
-            check_tags=not args.no_tag_check,
-            break_system_packages=args.break_system_packages,
-            lock_timeout=args.lock_timeout,
-            on_event=reporter,
-        )
-    finally:
-        reporter.stop()
-    reporter.finish(result)
-    return result
-
-
-async def _plan(
-    args: argparse.Namespace, target: Scheme | str, wheels: list[str]
-) -> list[PlannedWheel]:
-    from ._dryrun import plan_install
-
-    return await plan_install(
-        target,
-        wheels,
-        cache_dir=args.cache_dir,
-        jobs=args.jobs,
-        check_tags=not args.no_tag_check,
-        break_system_packages=args.break_system_packages,
-    )
-
-
-def _show_plan(planned: list[PlannedWheel], args: argparse.Namespace) -> None:
-    if args.json:
-        _print_json(
-            {
-                "dry_run": True,
-                "wheels": [
-                    {
-                        "wheel": wheel.wheel,
-                        "version": wheel.version,
-                        "archive": wheel.archive,
-                        "cached": wheel.cached,
-                        "files": [
-                            {"destination": f.destination, "source": f.source, "action": f.action}
-                            for f in wheel.files
-                        ],
-                    }
-                    for wheel in planned
-                ],
-            }
-        )
-        return
-    if args.quiet:
-        return
-    total = sum(len(wheel.files) for wheel in planned)
-    print(f"Would install {len(planned)} packages ({total:,} files); nothing was written.")
-    for wheel in planned:
-        print(f"  {wheel.wheel}{' (cached)' if wheel.cached else ''}: {len(wheel.files)} files")
-        for planned_file in wheel.files:
-            print(f"    {planned_file.action:5} {planned_file.destination}")
-
-
-def _result_json(result: InstallResult) -> dict[str, Any]:
-    return {
-        "dry_run": False,
-        "target": {
-            "purelib": result.scheme.purelib,
-            "platlib": result.scheme.platlib,
-            "scripts": result.scheme.scripts,
-            "interpreter": result.scheme.interpreter,
-        },
-        "elapsed": round(result.elapsed, 6),
-        "files": result.files,
-        "bytes": result.bytes,
-        "compiled": result.compiled,
-        "wheels": [
-            {
-                "wheel": w.wheel,
-                "version": w.version,
-                "archive": w.archive,
-                "cached": w.cached,
-                "files": w.files,
-                "bytes": w.bytes,
-                "mode": w.mode.value,
-                "requested_mode": w.requested_mode.value,
-                "fallbacks": [
-                    {"from": f.from_mode.value, "to": f.to_mode.value, "reason": f.reason}
-                    for f in w.fallbacks
-                ],
-                "scripts": list(w.scripts),
-            }
-            for w in result.wheels
-        ],
-        "conflicts": [
-            {"path": c.path, "wheels": list(c.wheels), "reason": c.reason} for c in result.conflicts
-        ],
-    }
-
-
-def _print_json(value: object) -> None:
-    import json
-
-    json.dump(value, sys.stdout, indent=2)
-    sys.stdout.write("\n")

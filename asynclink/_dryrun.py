@@ -10,13 +10,15 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
+from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache, archive_sha256
 from ._confinement import Confinement
-from ._fsutil import absolute
+from ._environment import change_for, installed_distributions
+from ._fsutil import absolute, canonical_name
 from ._manifest import manifest_for_tree
 from ._options import Options
 from ._placing import Placer
 from ._plan import plan_wheel
+from ._results import Action
 from ._scheduler import Scheduler, Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
 
@@ -44,6 +46,13 @@ class PlannedWheel:
     archive: str | None
     cached: bool
     files: tuple[PlannedFile, ...]
+    """Nothing when the wheel is installed already (``action`` is ``SKIPPED``)."""
+    project: str
+    """The project's name as its METADATA spells it."""
+    action: Action
+    """What the install would do: as :attr:`WheelResult.action <asynclink.WheelResult.action>`."""
+    replaced: str | None
+    """The version installed now, if there is one."""
 
 
 async def plan_install(
@@ -57,6 +66,7 @@ async def plan_install(
     installer: str = "asynclink",
     check_tags: bool = True,
     break_system_packages: bool = False,
+    reinstall: bool = False,
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
 ) -> list[PlannedWheel]:
     """What :func:`install_wheels` would place and where, writing nothing at all.
@@ -79,6 +89,7 @@ async def plan_install(
     scheme = await threads.run(resolve_target, target, cache.root, False)
     if not break_system_packages:
         refuse_externally_managed(scheme)
+    installed = await threads.run(installed_distributions, scheme)
 
     def plan_one(source: str) -> PlannedWheel:
         if os.path.isdir(source):
@@ -102,12 +113,21 @@ async def plan_install(
             *(PlannedFile(d, s, "copy") for s, d in (*plan.copies, *plan.late)),
             *(PlannedFile(d, None, "write") for d, _, _ in plan.writes),
         ]
+        manifest = unpacked.manifest
+        digest = unpacked.digest or (archive_sha256(source) if unpacked.archive else "")
+        dist_infos = installed.get(canonical_name(manifest.name), [])
+        change = change_for(dist_infos, manifest.version, digest, reinstall)
+        if change.action is Action.SKIPPED:
+            files = []
         return PlannedWheel(
             plan.wheel,
-            unpacked.manifest.version,
+            manifest.version,
             unpacked.archive,
             unpacked.cached,
             tuple(sorted(files, key=lambda f: f.destination)),
+            manifest.name,
+            change.action,
+            change.replaced,
         )
 
     async def one(source: str) -> PlannedWheel:

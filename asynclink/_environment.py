@@ -30,6 +30,7 @@ import stat
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._cache import WheelCache
 from ._confinement import Confinement
@@ -39,10 +40,11 @@ from ._fsutil import canonical_name
 from ._options import Options
 from ._plan import SOURCE_FILE
 from ._record import read_installed
-from ._results import Distribution, RemovedDistribution, UninstallResult
+from ._results import Action, Distribution, RemovedDistribution, UninstallResult
 from ._scheduler import Threads, gather
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
 from ._transaction import Transaction, transaction
+from ._wheelinfo import same_version
 
 __all__ = [
     "InstalledDistribution",
@@ -227,6 +229,37 @@ def installed_as(dist_infos: Sequence[str], version: str, digest: str) -> bool:
     return _read_source(dist_info)[1] == digest
 
 
+def replacing(old: str, new: str) -> Action:
+    """What installing version ``new`` over version ``old`` is."""
+    from packaging.version import Version
+
+    if same_version(old, new):
+        return Action.REINSTALLED
+    try:
+        return Action.UPGRADED if Version(new) > Version(old) else Action.DOWNGRADED
+    except ValueError:  # not a version PEP 440 can order
+        return Action.UPGRADED
+
+
+class Change(NamedTuple):
+    """What installing a wheel would do to the project's installed distribution."""
+
+    action: Action
+    replaced: str | None
+    """The version installed now (``None`` when there is none)."""
+
+
+def change_for(dist_infos: Sequence[str], version: str, digest: str, reinstall: bool) -> Change:
+    """What installing ``version`` of a project (from a wheel whose content hash is
+    ``digest``) would do, given its installed ``dist_infos``."""
+    if not dist_infos:
+        return Change(Action.INSTALLED, None)
+    old = _name_and_version(dist_infos[0])[1]
+    if not reinstall and installed_as(dist_infos, version, digest):
+        return Change(Action.SKIPPED, old)
+    return Change(replacing(old, version), old)
+
+
 def list_installed(scheme: Scheme) -> list[Distribution]:
     """Every distribution in the scheme's site-packages, by name; blocking."""
     found: list[Distribution] = []
@@ -304,6 +337,7 @@ async def uninstall(
     names: Iterable[str],
     *,
     missing_ok: bool = False,
+    dry_run: bool = False,
     break_system_packages: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
@@ -316,17 +350,25 @@ async def uninstall(
     its scripts, and the directories that leaves empty; never a path outside the environment,
     nor one reached through a symlink that leads out of it. A distribution without RECORD is
     refused (pip's rule), and so is a name that is not installed, unless ``missing_ok``.
+    ``dry_run`` says what would go, and removes nothing (it takes no lock either).
     """
     options = Options.make(
         cache_dir=cache_dir, jobs=jobs, lock_timeout=lock_timeout, on_event=on_event
     )
     started = time.perf_counter()
     threads = Threads(options)
-    scheme = await threads.run(resolve_target, target, WheelCache(options.cache_dir).root, True)
+    cache_root = WheelCache(options.cache_dir).root
+    scheme = await threads.run(resolve_target, target, cache_root, not dry_run)
     if not break_system_packages:
         refuse_externally_managed(scheme)
     confinement = Confinement.of(scheme.roots)
     wanted = list(dict.fromkeys(canonical_name(name) for name in names))
+    if dry_run:
+        found = await threads.run(installed_distributions, scheme)
+        missing = _missing(wanted, found, scheme, missing_ok)
+        dist_infos = [path for name in wanted for path in found.get(name, ())]
+        would = await threads.run(_would_remove, dist_infos, confinement)
+        return UninstallResult(scheme, tuple(would), tuple(missing), time.perf_counter() - started)
     async with transaction(
         scheme.purelib,
         threads.filesystem,
@@ -335,12 +377,7 @@ async def uninstall(
         on_event=options.on_event,
     ) as journal:
         found = await threads.run(installed_distributions, scheme)
-        missing = [name for name in wanted if name not in found]
-        if missing and not missing_ok:
-            raise NotInstalledError(
-                f"not installed in {scheme.purelib}: {', '.join(missing)}"
-                " (missing_ok=True, or --missing-ok, to go on without them)"
-            )
+        missing = _missing(wanted, found, scheme, missing_ok)
         dist_infos = [path for name in wanted for path in found.get(name, ())]
         distributions = await threads.run(_readable, dist_infos)
 
@@ -358,6 +395,27 @@ async def uninstall(
             await threads.run(_touch, scheme.purelib)
     elapsed = time.perf_counter() - started
     return UninstallResult(scheme, tuple(removed), tuple(missing), elapsed, journal.recovered)
+
+
+def _missing(
+    wanted: list[str], found: dict[str, list[str]], scheme: Scheme, missing_ok: bool
+) -> list[str]:
+    missing = [name for name in wanted if name not in found]
+    if missing and not missing_ok:
+        raise NotInstalledError(
+            f"not installed in {scheme.purelib}: {', '.join(missing)}"
+            " (missing_ok=True, or --missing-ok, to go on without them)"
+        )
+    return missing
+
+
+def _would_remove(dist_infos: list[str], confinement: Confinement) -> list[RemovedDistribution]:
+    return [
+        RemovedDistribution(
+            d.name, d.version, d.dist_info, sum(1 for _ in _victims(d, (), confinement))
+        )
+        for d in _readable(dist_infos)
+    ]
 
 
 def _readable(dist_infos: list[str]) -> list[InstalledDistribution]:

@@ -32,6 +32,7 @@ from ._environment import (
     read_distribution,
     refuse_unrecorded,
     remove_distributions,
+    replacing,
 )
 from ._errors import AsyncLinkError, InvalidWheelError, TargetError
 from ._events import (
@@ -61,7 +62,6 @@ from ._results import (
 from ._scheduler import Scheduler, Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
 from ._transaction import JOURNAL_NAME, LOCK_NAME, Transaction, transaction
-from ._wheelinfo import same_version
 
 __all__ = ["install_wheels", "link_wheels", "sync_wheels", "unpack_wheels"]
 
@@ -96,7 +96,8 @@ async def install_wheels(
     ``reinstall``; another version of an installed project replaces it. ``requested`` marks
     the wheels that get a ``REQUESTED`` file (``True``: all, or a collection of project
     names); ``direct_urls`` maps a wheel's file name to its PEP 610 ``direct_url.json``
-    contents. ``compile=True`` compiles the installed Python files to bytecode afterwards, in
+    contents (an ``archive_info`` without a hash gets the archive's, as pip and uv record a
+    local file's). ``compile=True`` compiles the installed Python files to bytecode afterwards, in
     processes of the target interpreter.
 
     Wheels the target cannot use (by their tags) are refused unless ``check_tags`` is false;
@@ -528,7 +529,7 @@ class _Environment:
             _detached, batch.journal, old, self.confinement
         )
         replaced = distributions[0].version
-        return _action(replaced, manifest.version), replaced
+        return replacing(replaced, manifest.version), replaced
 
     async def finish(self, batch: _Batch) -> None:
         """After the last wheel: ``.pth`` files, then what the old versions own and the new
@@ -627,18 +628,6 @@ def _identify(cache: WheelCache, source: str) -> tuple[str, str, str] | None:
     except AsyncLinkError:
         return None
     return parts[0], parts[1], digest
-
-
-def _action(old: str, new: str) -> Action:
-    """What replacing version ``old`` with ``new`` is."""
-    from packaging.version import Version
-
-    if same_version(old, new):
-        return Action.REINSTALLED
-    try:
-        return Action.UPGRADED if Version(new) > Version(old) else Action.DOWNGRADED
-    except ValueError:  # not a version PEP 440 can order
-        return Action.UPGRADED
 
 
 def _remove_all(

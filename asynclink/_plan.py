@@ -431,6 +431,7 @@ class _Planner:
             metadata["REQUESTED"] = b""
         direct_url = options.direct_urls.get(manifest.filename)
         if direct_url is not None:
+            direct_url = _with_hash(direct_url, self.unpacked.digest, self.unpacked.archive)
             metadata["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode()
         if self.unpacked.digest:  # where it came from: a second install of it has nothing to do
             source = {"wheel": manifest.filename, "sha256": self.unpacked.digest}
@@ -446,6 +447,18 @@ class _Planner:
         plan.record = "\n".join(rows)
         plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
         plan.dirs = list(self.extra_dirs)
+
+
+def _with_hash(
+    direct_url: Mapping[str, object], digest: str, archive: str | None
+) -> Mapping[str, object]:
+    """PEP 610's ``archive_info`` of a wheel file, with its hash where the caller left it out
+    (as pip and uv record a local archive's)."""
+    info = direct_url.get("archive_info")
+    if archive is None or not digest or not isinstance(info, dict) or "hash" in info:
+        return direct_url
+    hashed = {**info, "hash": f"sha256={digest}", "hashes": {"sha256": digest}}
+    return {**direct_url, "archive_info": hashed}
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import TargetError
@@ -26,8 +26,10 @@ __all__ = [
     "refuse_externally_managed",
     "resolve_target",
     "running_tags",
+    "scheme_for_prefix",
     "scheme_for_python",
     "scheme_for_venv",
+    "with_root",
 ]
 
 #: The directories of a scheme, which are also the keys a wheel's ``.data`` may use.
@@ -51,11 +53,19 @@ import json, os, sys, sysconfig
 sys.path.insert(0, sys.argv[1])
 from packaging.tags import sys_tags
 venv = sys.prefix != sys.base_prefix
-prefix = sys.argv[2] if venv else sys.prefix
-paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix} if venv else None)
+# pip's --prefix: the posix_prefix scheme below another prefix
+chosen = sys.argv[3] if len(sys.argv) > 3 else None
+prefix = chosen or (sys.argv[2] if venv else sys.prefix)
+if chosen:
+    bases = ("base", "platbase", "installed_base", "installed_platbase")
+    paths = sysconfig.get_paths("posix_prefix", vars=dict.fromkeys(bases, prefix))
+else:
+    paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix} if venv else None)
 version = "%d.%d" % sys.version_info[:2]
 # pip's headers location in a venv, not the base Python's include directory
 headers = os.path.join(prefix, "include", "site", "python" + version) if venv else paths["include"]
+if chosen:
+    venv = True  # no PEP 668 marker applies below a prefix of the caller's
 print(json.dumps({
     "purelib": paths["purelib"], "platlib": paths["platlib"], "scripts": paths["scripts"],
     "data": paths["data"], "headers": headers, "version": version,
@@ -243,15 +253,34 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
     return _scheme_from(found, path, directory)
 
 
-def _ask(python: str) -> dict[str, Any]:
+def scheme_for_prefix(python: str | os.PathLike[str], prefix: str | os.PathLike[str]) -> Scheme:
+    """pip's ``--prefix``: the interpreter's ``posix_prefix`` scheme with ``prefix`` for its
+    own (``<prefix>/lib/pythonX.Y/site-packages``, ``<prefix>/bin``); blocking."""
+    path, root = absolute(python), absolute(prefix)
+    return _scheme_from(_ask(path, root), path, root)
+
+
+def with_root(scheme: Scheme, root: str | os.PathLike[str]) -> Scheme:
+    """pip's ``--root``: every directory of ``scheme`` moved below ``root`` (scripts still
+    name the interpreter where it is, as pip's do)."""
+    base = absolute(root)
+    moved = {
+        key: os.path.join(base, os.path.relpath(getattr(scheme, key), os.sep))
+        for key in SCHEME_KEYS
+    }
+    return replace(scheme, externally_managed=None, **moved)  # type: ignore[arg-type]
+
+
+def _ask(python: str, prefix: str | None = None) -> dict[str, Any]:
     import subprocess
 
     import packaging
 
     packaging_parent = os.path.dirname(os.path.dirname(os.path.abspath(packaging.__file__)))
+    chosen = [prefix] if prefix is not None else []
     try:
         done = subprocess.run(
-            [python, "-I", "-c", _QUERY, packaging_parent, PREFIX],
+            [python, "-I", "-c", _QUERY, packaging_parent, PREFIX, *chosen],
             capture_output=True,
             text=True,
             check=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import trio  # noqa: F401  (a missing trio must fail the run, not drop half the tests)
 
 from asynclink import LinkMode
+from tests.environments import REAL_WHEELS, WHEEL_CACHE, pip_download
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -112,3 +114,20 @@ def mode_root(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[LinkMode,
     """Each link mode, with a directory where it works (clones: on the reflink XFS)."""
     mode: LinkMode = request.param
     return mode, request.getfixturevalue("xfs") if mode is LinkMode.CLONE else tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_wheels() -> list[Path]:
+    """The wheels of :data:`~tests.environments.REAL_WHEELS` for the running interpreter,
+    downloaded once; the test is skipped, with the reason, when the registry is unreachable."""
+    directory = WHEEL_CACHE / f"py{sys.version_info[0]}{sys.version_info[1]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        done = pip_download(directory, *REAL_WHEELS)
+    except subprocess.TimeoutExpired as error:
+        pytest.skip(f"cannot download the real wheels from the package registry: {error}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot download the real wheels from the package registry: {done.stderr}")
+    wheels = sorted(directory.glob("*.whl"))
+    assert len(wheels) >= len(REAL_WHEELS)
+    return wheels

@@ -8,42 +8,15 @@ import os
 import pty
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commandline import ASYNCLINK, asynclink, clean_environment, install_into
 from tests.environments import make_venv
 from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
 from tests.wheels import build_wheel
-
-ASYNCLINK = [sys.executable, "-m", "asynclink"]
-
-
-def asynclink(
-    *arguments: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ASYNCLINK, *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        env={**_clean_environment(), **(env or {})},
-        cwd=cwd,
-        check=False,
-    )
-
-
-def install_into(venv: Path, cache: Path, *arguments: str | os.PathLike[str]) -> list[str]:
-    """``install --venv VENV --cache-dir CACHE ARGUMENTS...``, as command-line words."""
-    return ["install", "--venv", str(venv), "--cache-dir", str(cache), *map(str, arguments)]
-
-
-def _clean_environment() -> dict[str, str]:
-    """This process's environment without what would change asynclink's defaults."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCLINK_")}
-    environment.pop("VIRTUAL_ENV", None)
-    return environment
 
 
 @pytest.fixture
@@ -138,19 +111,29 @@ def test_dry_run_writes_nothing(tmp_path: Path, wheels: Path, venv: Path) -> Non
     assert snapshot(tmp_path) == before
     report = json.loads(done.stdout)
     assert report["dry_run"] is True
-    destinations = {f["destination"] for w in report["wheels"] for f in w["files"]}
+    assert report["schema"] == 1 and report["files"] == sum(w["files"] for w in report["wheels"])
+    destinations = {f["destination"] for w in report["wheels"] for f in w["planned"]}
     site = next(venv.glob("lib/python*/site-packages"))
     assert str(site / "alpha/__init__.py") in destinations
     assert str(venv / "bin/alpha") in destinations
     assert str(site / "beta-1.0.dist-info/RECORD") in destinations
 
 
-def test_dry_run_lists_what_would_be_placed(tmp_path: Path, wheels: Path, venv: Path) -> None:
+def test_dry_run_says_what_would_be_installed(tmp_path: Path, wheels: Path, venv: Path) -> None:
     done = asynclink(*install_into(venv, tmp_path / "cache", "--dry-run", wheels))
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Would install 2 packages")
-    assert "link  " in done.stdout and "write " in done.stdout
+    assert done.stderr.startswith("Would install 2 packages")
+    assert "  + alpha 1.0" in done.stderr and "link  " not in done.stderr
+
+
+def test_dry_run_with_verbose_lists_every_file(tmp_path: Path, wheels: Path, venv: Path) -> None:
+    done = asynclink(*install_into(venv, tmp_path / "cache", "--dry-run", "-v", wheels))
+
+    assert done.returncode == 0, done.stderr
+    site = next(venv.glob("lib/python*/site-packages"))
+    assert f"link  {site / 'alpha/__init__.py'}" in done.stderr
+    assert f"write {venv / 'bin/alpha'}" in done.stderr
 
 
 def test_a_reader_that_goes_away_gets_exit_1_without_a_traceback(
@@ -165,7 +148,7 @@ def test_a_reader_that_goes_away_gets_exit_1_without_a_traceback(
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
-            env=_clean_environment(),
+            env=clean_environment(),
             check=False,
         )
     finally:
@@ -211,7 +194,7 @@ def test_a_stop_signal_while_waiting_exits_128_plus_it_and_changes_nothing(
     before = snapshot(venv)
     command = [*ASYNCLINK, *install_into(venv, tmp_path / "cache", wheels)]
     with subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, env=_clean_environment()
+        command, stderr=subprocess.PIPE, text=True, env=clean_environment()
     ) as process:
         assert process.stderr is not None
         try:
@@ -269,7 +252,7 @@ def test_sigterm_while_unpacking_rolls_back_and_leaves_no_staging_lock_or_helper
     with (
         DirectoryWatch(cache / "tmp") as watch,
         subprocess.Popen(
-            command, stderr=subprocess.PIPE, text=True, env=_clean_environment()
+            command, stderr=subprocess.PIPE, text=True, env=clean_environment()
         ) as process,
     ):
         try:
@@ -304,7 +287,8 @@ def test_sigterm_while_unpacking_rolls_back_and_leaves_no_staging_lock_or_helper
         (["install", "--venv", "{tmp}/missing", "{wheels}"], "no such directory"),
         (["install", "--venv", "{tmp}", "{wheels}"], "is not a virtual environment"),
         (["install", "--venv", "{venv}", "{tmp}/empty"], "holds no .whl files"),
-        (["uninstall", "x"], "invalid choice"),
+        (["uninstall", "x"], "name a target"),
+        (["remove", "x"], "invalid choice"),
         ([], "required"),
     ],
 )
@@ -330,7 +314,15 @@ def test_a_bad_link_mode_in_the_environment_exits_2(
     assert "ASYNCLINK_LINK_MODE" in done.stderr
 
 
-def test_help_lists_the_options_and_examples() -> None:
+def test_help_lists_the_commands_and_examples() -> None:
+    done = asynclink("--help")
+
+    assert done.returncode == 0
+    for word in ("install", "sync", "uninstall", "list", "cache", "--version", "examples:"):
+        assert word in done.stdout
+
+
+def test_install_help_lists_the_options() -> None:
     done = asynclink("install", "--help")
 
     assert done.returncode == 0
@@ -345,7 +337,11 @@ def test_help_lists_the_options_and_examples() -> None:
         "--quiet",
         "--json",
         "--dry-run",
-        "examples:",
+        "--reinstall",
+        "--prefix",
+        "--root",
+        "--no-direct-url",
+        "--break-system-packages",
     ):
         assert option in done.stdout
 
@@ -356,7 +352,7 @@ def test_a_terminal_gets_the_live_display(tmp_path: Path, wheels: Path, venv: Pa
         [*ASYNCLINK, *install_into(venv, tmp_path / "cache", wheels)],
         stdout=subprocess.DEVNULL,
         stderr=secondary,
-        env={**_clean_environment(), "COLUMNS": "100"},
+        env={**clean_environment(), "COLUMNS": "100"},
     )
     os.close(secondary)
     output = b""

@@ -265,7 +265,7 @@ async def test_an_entry_point_wins_over_a_data_script_of_the_same_name(
 async def test_requested_and_direct_url_are_written_when_asked(
     tmp_path: Path, scheme: Scheme
 ) -> None:
-    direct_url = {"url": "file:///wheels/demo-1.0-py3-none-any.whl", "archive_info": {}}
+    direct_url = {"url": "file:///wheels/demo-1.0-py3-none-any.whl", "archive_info": {"hash": "x"}}
 
     await install(
         tmp_path,
@@ -282,6 +282,25 @@ async def test_requested_and_direct_url_are_written_when_asked(
     rows = {r[0] for r in record_rows(scheme.purelib)}
     assert "demo-1.0.dist-info/direct_url.json" in rows
     assert "demo-1.0.dist-info/REQUESTED" not in rows
+
+
+async def test_a_direct_url_of_an_archive_gets_its_hash(tmp_path: Path, scheme: Scheme) -> None:
+    direct_url = {"url": "file:///wheels/demo-1.0-py3-none-any.whl", "archive_info": {}}
+
+    await install(
+        tmp_path,
+        scheme,
+        files={"demo/__init__.py": ""},
+        direct_urls={"demo-1.0-py3-none-any.whl": direct_url},
+    )
+
+    info = Path(scheme.purelib) / "demo-1.0.dist-info"
+    digest = hashlib.sha256((tmp_path / "dist/demo-1.0-py3-none-any.whl").read_bytes())
+    recorded = json.loads((info / "direct_url.json").read_text())
+    assert recorded["archive_info"] == {
+        "hash": f"sha256={digest.hexdigest()}",
+        "hashes": {"sha256": digest.hexdigest()},
+    }
 
 
 async def test_requested_can_name_the_projects_that_were_asked_for(

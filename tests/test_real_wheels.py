@@ -16,44 +16,18 @@ from pathlib import Path
 import pytest
 
 from asynclink import install_wheels
-from tests.environments import make_venv, pip_download
+from tests.environments import REAL_WHEELS, make_venv, pip_download
 from tests.trees import snapshot
 
 Completed = subprocess.CompletedProcess[str]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
-#: One pure wheel, one with a compiled extension, one with a console script, one with .data.
-REAL_WHEELS = {
-    "idna==3.10": "idna",
-    "markupsafe==3.0.2": "markupsafe",
-    "pyflakes==3.2.0": "pyflakes",
-    "greenlet==3.1.1": "greenlet",
-}
-WHEEL_CACHE = Path(
-    os.environ.get("ASYNCLINK_TEST_WHEELS", Path.home() / ".cache/asynclink-tests/wheels")
-)
-
 
 def run(*command: str | os.PathLike[str], env: dict[str, str] | None = None) -> Completed:
     return subprocess.run(
         [str(c) for c in command], capture_output=True, text=True, check=True, env=env
     )
-
-
-@pytest.fixture(scope="session")
-def real_wheels() -> list[Path]:
-    directory = WHEEL_CACHE / f"py{sys.version_info[0]}{sys.version_info[1]}"
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        done = pip_download(directory, *REAL_WHEELS)
-    except subprocess.TimeoutExpired as error:
-        pytest.skip(f"cannot download the real wheels from the package registry: {error}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot download the real wheels from the package registry: {done.stderr}")
-    wheels = sorted(directory.glob("*.whl"))
-    assert len(wheels) >= len(REAL_WHEELS)
-    return wheels
 
 
 def site_packages(venv: Path) -> Path:
@@ -193,3 +167,83 @@ async def test_installing_pip_writes_the_targets_versioned_launcher(tmp_path: Pa
     assert ran.stdout.startswith("pip 25.0")
     record = (site_packages(venv) / "pip-25.0.dist-info/RECORD").read_text()
     assert f"../../../bin/{versioned}," in record
+
+
+def listed_by_pip(python: Path) -> set[tuple[str, str]]:
+    shown = json.loads(run(python, "-m", "pip", "list", "--format=json").stdout)
+    return {(canonical(p["name"]), p["version"]) for p in shown}
+
+
+def listed_by_uv(tmp_path: Path, python: Path) -> set[tuple[str, str]]:
+    shown = json.loads(uv_pip(tmp_path, "list", "--format=json", "--python", python).stdout)
+    return {(canonical(p["name"]), p["version"]) for p in shown}
+
+
+def listed_by_asynclink(venv: Path, cache: Path) -> set[tuple[str, str]]:
+    command = ("-m", "asynclink", "list", "--json", "--venv", venv, "--cache-dir", cache)
+    shown = json.loads(run(sys.executable, *command).stdout)
+    return {(canonical(d["project"]), d["version"]) for d in shown["distributions"]}
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+async def test_pip_list_and_uv_pip_list_agree_with_asynclink_list(
+    tmp_path: Path, real_wheels: list[Path]
+) -> None:
+    venv = make_venv(tmp_path / "venv", with_pip=True)
+    python = venv / "bin/python"
+    run(sys.executable, "-m", "asynclink", "install", "--venv", venv, *real_wheels,
+        "--cache-dir", tmp_path / "cache")  # fmt: skip
+
+    ours = listed_by_asynclink(venv, tmp_path / "cache")
+
+    assert {name for name, _ in ours} >= set(REAL_WHEELS.values())
+    assert ours == listed_by_pip(python) == listed_by_uv(tmp_path, python)
+    run(python, "-m", "pip", "check")
+
+
+async def test_asynclink_uninstalls_what_pip_installed(
+    tmp_path: Path, real_wheels: list[Path]
+) -> None:
+    venv = make_venv(tmp_path / "venv", with_pip=True)
+    python = venv / "bin/python"
+    before = snapshot(venv)
+    run(python, "-m", "pip", "install", "--no-deps", "--no-index", *real_wheels)
+
+    run(sys.executable, "-m", "asynclink", "uninstall", "--venv", venv, *REAL_WHEELS.values(),
+        "--cache-dir", tmp_path / "cache")  # fmt: skip
+
+    assert not {name for name, _ in listed_by_pip(python)} & set(REAL_WHEELS.values())
+    left = sorted(set(snapshot(venv)) - set(before))
+    assert set(left) <= set(leftovers_of_pip_itself(tmp_path / "judge", real_wheels))
+    run(python, "-m", "pip", "check")
+
+
+async def test_uv_uninstalls_what_asynclink_installed(
+    tmp_path: Path, real_wheels: list[Path]
+) -> None:
+    venv = make_venv(tmp_path / "venv")
+    before = snapshot(venv)
+    await install_wheels(venv, real_wheels, cache_dir=tmp_path / "cache")
+
+    uv_pip(tmp_path, "uninstall", "--python", venv / "bin/python", *REAL_WHEELS.values())
+
+    left = sorted(set(snapshot(venv)) - set(before))
+    assert left == leftovers_of_uv_itself(tmp_path, real_wheels)
+
+
+def uv_pip(tmp_path: Path, *arguments: str | os.PathLike[str]) -> Completed:
+    env = {**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "UV_NO_PROGRESS": "1"}
+    return run(sys.executable, "-m", "uv", "pip", *arguments, env=env)
+
+
+def leftovers_of_uv_itself(tmp_path: Path, wheels: list[Path]) -> list[str]:
+    """What uv's own install and uninstall of the same wheels leaves behind: its ``.lock``,
+    and the headers' directories, which it does not prune."""
+    venv = make_venv(tmp_path / "uv-judge")
+    before = snapshot(venv)
+    uv_pip(tmp_path, "install", "--no-deps", "--python", venv / "bin/python", *wheels)
+    uv_pip(tmp_path, "uninstall", "--python", venv / "bin/python", *REAL_WHEELS.values())
+    return sorted(set(snapshot(venv)) - set(before))
