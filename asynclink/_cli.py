@@ -408,13 +408,15 @@ def _main(argv: Sequence[str] | None) -> int:
     color = args.color == "always" or (args.color == "auto" and not os.environ.get("NO_COLOR"))
     _configure_logging(args.verbose, args.quiet)
 
-    import anyio
-
     from . import _commands
     from ._errors import AsyncLinkError, TargetError
 
     try:
         work = _commands.prepare(args, args.subparser, color)
+        if isinstance(work, int):  # done before any event loop was needed
+            return work
+        import anyio
+
         return anyio.run(_interruptible, work)
     except TargetError as error:
         print(f"asynclink: error: {error}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 :func:`prepare` checks what the arguments name before the event loop starts (a usage error is
 the parser's, exit 2) and returns the command's work, which the command line runs until it
-ends or a signal stops it. The engine does the work; this module turns arguments into its
+ends or a signal stops it; or, for an install whose every wheel is installed already, its exit
+code: that answer needs neither an event loop nor threads, so it costs little more than the
+interpreter's start-up. The engine does the work; this module turns arguments into its
 calls and its results into lines (``_progress``) or JSON (``_report``).
 """
 
@@ -17,18 +19,18 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
-
 if TYPE_CHECKING:
     from ._modes import LinkMode
     from ._scheme import Scheme
 
-__all__ = ["prepare"]
+__all__ = ["Command", "Work", "prepare"]
 
 Work = Callable[[], Awaitable[int]]
+#: What :func:`prepare` returns: the work to run, or the exit code of a command already done.
+Command = Work | int
 
 
-def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser, color: bool) -> Work:
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser, color: bool) -> Command:
     """The work of the command ``args`` names; a usage error exits through ``parser``."""
     if args.command == "cache":
         return partial(_cache, args)
@@ -48,7 +50,47 @@ def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser, color: bo
             parser.error(f"ASYNCLINK_LINK_MODE: {error}")
     if args.dry_run:
         return partial(_plan, args, target, wheels)
+    if args.command == "install" and not args.reinstall:
+        done = _installed_already(args, target, wheels, mode)
+        if done is not None:
+            return done
     return partial(_install, args, target, wheels, mode, color)
+
+
+def _installed_already(
+    args: argparse.Namespace, target: Scheme | str, wheels: list[str], mode: LinkMode | None
+) -> int | None:
+    """The exit code of an install with nothing to do (every wheel installed already, no
+    other installer at work), found as the engine finds it (``nothing_to_do``), but before
+    an event loop is started; ``None`` if there is work."""
+    import time
+
+    from ._cache import WheelCache
+    from ._fsutil import absolute
+    from ._installed import nothing_to_do, skipped_result
+    from ._modes import default_link_mode
+    from ._results import InstallResult
+    from ._scheme import refuse_externally_managed, resolve_target
+
+    started = time.perf_counter()
+    cache = WheelCache(args.cache_dir)
+    scheme = resolve_target(target, cache.root, True)
+    if not args.break_system_packages:
+        refuse_externally_managed(scheme)
+    found = nothing_to_do(scheme, cache, list(dict.fromkeys(map(absolute, wheels))))
+    if found is None:
+        return None
+    results = tuple(skipped_result(each, mode or default_link_mode()) for each in found)
+    result = InstallResult(scheme, results, (), 0, time.perf_counter() - started)
+    if args.json:
+        from ._report import install_document
+
+        _print_json(install_document(args.command, result))
+    if not args.quiet:
+        from ._progress import summary_lines
+
+        print("\n".join(summary_lines(result)), file=sys.stderr)
+    return 0
 
 
 # -- what the arguments name -----------------------------------------------------------------
@@ -181,9 +223,11 @@ async def _install(
 
 
 async def _plan(args: argparse.Namespace, target: Scheme | str, wheels: list[str]) -> int:
+    import anyio.to_thread
+
     from ._dryrun import plan_install
-    from ._environment import list_installed
     from ._fsutil import canonical_name
+    from ._installed import list_installed
     from ._progress import plan_lines
     from ._report import plan_document
     from ._results import RemovedDistribution
@@ -243,7 +287,9 @@ async def _uninstall(args: argparse.Namespace, target: Scheme | str) -> int:
 
 
 async def _list(args: argparse.Namespace, target: Scheme | str) -> int:
-    from ._environment import list_installed
+    import anyio.to_thread
+
+    from ._installed import list_installed
     from ._report import list_document
 
     scheme = await _resolved(args, target, remember=True)
@@ -292,6 +338,8 @@ async def _cache(args: argparse.Namespace) -> int:
 async def _resolved(args: argparse.Namespace, target: Scheme | str, remember: bool) -> Scheme:
     """The scheme of a venv or interpreter, asked of it (and, if ``remember``, kept in the
     cache for the next command)."""
+    import anyio.to_thread
+
     from ._cache import WheelCache
     from ._scheme import resolve_target
 

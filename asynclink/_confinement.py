@@ -37,6 +37,9 @@ __all__ = [
 #: Names asynclink keeps for itself in an environment (its lock, journal and temporaries): no
 #: wheel may ship a file or directory whose name starts with it, in any scheme.
 RESERVED_PREFIX = ".asynclink-"
+#: The target's lock file and journal directory, in its site-packages.
+LOCK_NAME = RESERVED_PREFIX + "lock"
+JOURNAL_NAME = RESERVED_PREFIX + "journal"
 #: The longest member path accepted, in bytes: a quarter of Linux's ``PATH_MAX``, longer than
 #: any real wheel's, and short enough that the cache's own prefix still fits before it.
 MAX_PATH_BYTES = 1024

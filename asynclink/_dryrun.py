@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache, archive_sha256
 from ._confinement import Confinement
-from ._environment import change_for, installed_distributions
 from ._fsutil import absolute, canonical_name
+from ._installed import change_for, installed_distributions
 from ._manifest import manifest_for_tree
 from ._options import Options
 from ._placing import Placer

@@ -1,10 +1,5 @@
-"""What is installed in an environment; the upgrades, uninstalls and syncs that change it.
-
-Each distribution asynclink installs records where it came from, in its ``.dist-info``:
-``asynclink.json`` names the wheel and its content hash (as uv keeps ``uv_cache.json``), so a
-second install of the same wheel finds it there and touches nothing (:func:`installed_as`),
-and :func:`list_installed` can say which wheel each distribution is. A directory scan does
-the listing: METADATA's first lines, INSTALLER, that file; no ``importlib.metadata``.
+"""The changes to what is installed: the upgrades, uninstalls and syncs (reading what is
+installed is ``_installed``'s).
 
 Old files are removed after every new file is in place, so a file the new version also has is
 replaced (atomically, stashed) rather than deleted and recreated, and a file that moves from
@@ -23,36 +18,30 @@ pointed to is left alone, as pip leaves it. Files below any other symlink are le
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import stat
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ._cache import WheelCache
 from ._confinement import Confinement
 from ._errors import LinkError, NotInstalledError, TargetError
 from ._events import DistributionRemoved, EventCallback
 from ._fsutil import canonical_name
+from ._installed import installed_distributions, list_installed
 from ._options import Options
-from ._plan import SOURCE_FILE
 from ._record import read_installed
-from ._results import Action, Distribution, RemovedDistribution, UninstallResult
+from ._results import Distribution, RemovedDistribution, UninstallResult
 from ._scheduler import Threads, gather
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
 from ._transaction import Transaction, transaction
-from ._wheelinfo import same_version
 
 __all__ = [
     "InstalledDistribution",
     "detach_symlinks",
     "installed",
-    "installed_as",
-    "installed_distributions",
-    "list_installed",
     "read_distribution",
     "refuse_unrecorded",
     "remove_distributions",
@@ -81,20 +70,6 @@ class InstalledDistribution:
     @property
     def version(self) -> str:
         return os.path.basename(self.dist_info)[: -len(".dist-info")].rpartition("-")[2]
-
-
-def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
-    """Canonical project name -> the ``.dist-info`` directories installed in the scheme."""
-    found: dict[str, list[str]] = {}
-    for root in dict.fromkeys((scheme.purelib, scheme.platlib)):
-        try:
-            names = [name for name in os.listdir(root) if name.endswith(".dist-info")]
-        except FileNotFoundError:
-            continue
-        for name in names:
-            project = name[: -len(".dist-info")].rpartition("-")[0]
-            found.setdefault(canonical_name(project), []).append(os.path.join(root, name))
-    return found
 
 
 def read_distribution(dist_info: str) -> InstalledDistribution:
@@ -204,100 +179,6 @@ def refuse_unrecorded(distribution: InstalledDistribution) -> None:
             f"{distribution.dist_info} has no RECORD, so which files are its own is not known "
             "(pip refuses too); remove it by hand"
         )
-
-
-# -- where a distribution came from ------------------------------------------------------------
-
-
-def _read_source(dist_info: str) -> tuple[str | None, str | None]:
-    try:
-        with open(os.path.join(dist_info, SOURCE_FILE), "rb") as handle:
-            found = json.loads(handle.read())
-        return str(found["wheel"]), str(found["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, None
-
-
-def installed_as(dist_infos: Sequence[str], version: str, digest: str) -> bool:
-    """Whether ``dist_infos`` (one project's) are exactly one distribution of ``version``
-    that asynclink installed from a wheel whose content hash is ``digest``."""
-    if len(dist_infos) != 1:
-        return False
-    dist_info = dist_infos[0]
-    if os.path.basename(dist_info)[: -len(".dist-info")].rpartition("-")[2] != version:
-        return False
-    return _read_source(dist_info)[1] == digest
-
-
-def replacing(old: str, new: str) -> Action:
-    """What installing version ``new`` over version ``old`` is."""
-    from packaging.version import Version
-
-    if same_version(old, new):
-        return Action.REINSTALLED
-    try:
-        return Action.UPGRADED if Version(new) > Version(old) else Action.DOWNGRADED
-    except ValueError:  # not a version PEP 440 can order
-        return Action.UPGRADED
-
-
-class Change(NamedTuple):
-    """What installing a wheel would do to the project's installed distribution."""
-
-    action: Action
-    replaced: str | None
-    """The version installed now (``None`` when there is none)."""
-
-
-def change_for(dist_infos: Sequence[str], version: str, digest: str, reinstall: bool) -> Change:
-    """What installing ``version`` of a project (from a wheel whose content hash is
-    ``digest``) would do, given its installed ``dist_infos``."""
-    if not dist_infos:
-        return Change(Action.INSTALLED, None)
-    old = _name_and_version(dist_infos[0])[1]
-    if not reinstall and installed_as(dist_infos, version, digest):
-        return Change(Action.SKIPPED, old)
-    return Change(replacing(old, version), old)
-
-
-def list_installed(scheme: Scheme) -> list[Distribution]:
-    """Every distribution in the scheme's site-packages, by name; blocking."""
-    found: list[Distribution] = []
-    for dist_infos in installed_distributions(scheme).values():
-        for dist_info in dist_infos:
-            name, version = _name_and_version(dist_info)
-            installer = _first_line(os.path.join(dist_info, "INSTALLER"))
-            wheel, digest = _read_source(dist_info)
-            found.append(Distribution(name, version, dist_info, installer, wheel, digest))
-    return sorted(found, key=lambda d: (canonical_name(d.name), d.version))
-
-
-def _name_and_version(dist_info: str) -> tuple[str, str]:
-    """``Name`` and ``Version`` from METADATA's headers (its first lines only), else from the
-    directory's name."""
-    named, _, version = os.path.basename(dist_info)[: -len(".dist-info")].rpartition("-")
-    found: dict[str, str] = {}
-    try:
-        with open(os.path.join(dist_info, "METADATA"), encoding="utf-8", errors="replace") as file:
-            for line in file:
-                if not line.strip():
-                    break
-                key, sep, value = line.partition(":")
-                if sep and key.lower() in ("name", "version"):
-                    found.setdefault(key.lower(), value.strip())
-                    if len(found) == 2:
-                        break
-    except OSError:
-        pass
-    return found.get("name", named), found.get("version", version)
-
-
-def _first_line(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.readline().strip() or None
-    except OSError:
-        return None
 
 
 def _compiled(path: str) -> Sequence[str]:

@@ -21,18 +21,15 @@ from typing import NamedTuple
 
 from anyio.from_thread import check_cancelled
 
-from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache, archive_sha256
+from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
 from ._compile import compile_bytecode
 from ._confinement import Confinement
 from ._environment import (
     InstalledDistribution,
     detach_symlinks,
-    installed_as,
-    installed_distributions,
     read_distribution,
     refuse_unrecorded,
     remove_distributions,
-    replacing,
 )
 from ._errors import AsyncLinkError, InvalidWheelError, TargetError
 from ._events import (
@@ -45,6 +42,7 @@ from ._events import (
 )
 from ._fsutil import absolute, canonical_name
 from ._helpers import HELPER_PROCESSES, Unpacked
+from ._installed import AlreadyInstalled, nothing_to_do, replacing, skipped_result, survey
 from ._manifest import manifest_for_tree
 from ._modes import LinkMode
 from ._options import FILESYSTEM_THREADS, Options
@@ -61,7 +59,7 @@ from ._results import (
 )
 from ._scheduler import Scheduler, Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
-from ._transaction import JOURNAL_NAME, LOCK_NAME, Transaction, transaction
+from ._transaction import Transaction, transaction
 
 __all__ = ["install_wheels", "link_wheels", "sync_wheels", "unpack_wheels"]
 
@@ -199,17 +197,17 @@ async def _install(
         refuse_externally_managed(scheme)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
     if keep is None and not options.reinstall:
-        done = await threads.run(_nothing_to_do, scheme, cache, sources)
+        done = await threads.run(nothing_to_do, scheme, cache, sources)
         if done is not None:  # every wheel is installed already: not even the lock is taken
-            for prepared in done:
+            results = tuple(skipped_result(found, options.mode) for found in done)
+            for result in results:
                 if options.on_event is not None:
-                    options.on_event(WheelSkipped(prepared.wheel, prepared.version))
-            results = tuple(_skipped_result(prepared, options) for prepared in done)
+                    options.on_event(WheelSkipped(result.wheel, result.version))
             return InstallResult(scheme, results, (), 0, time.perf_counter() - started)
     created_roots = await threads.run(_make_roots, scheme)
     environment = _Environment(scheme, cache, options, sources, keep)
 
-    async def prepare(batch: _Batch, source: str) -> Prepared:
+    async def prepare(batch: _Batch, source: str) -> Prepared | AlreadyInstalled:
         skipped = environment.skipped.get(source)
         if skipped is not None:
             batch.scheduler.emit(WheelSkipped(skipped.wheel, skipped.version))
@@ -362,10 +360,10 @@ async def unpack_wheels(
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A wheel ready to place (its ``plan``), or skipped (no plan), and what its result says
-    beyond how it was placed."""
+    """A wheel ready to place (its ``plan``), and what its result says beyond how it was
+    placed."""
 
-    plan: WheelPlan | None
+    plan: WheelPlan
     wheel: str = ""
     project: str = ""
     version: str = ""
@@ -394,24 +392,6 @@ class _Batch:
         return bool(self.plans) or self.removed_any
 
 
-def _skipped_result(prepared: Prepared, options: Options) -> WheelResult:
-    return WheelResult(
-        wheel=prepared.wheel,
-        source=prepared.source,
-        files=0,
-        requested_mode=options.mode,
-        mode=options.mode,
-        fallbacks=(),
-        copied=0,
-        version=prepared.version,
-        archive=prepared.archive,
-        cached=True,
-        dist_info=prepared.dist_info,
-        project=prepared.project,
-        action=Action.SKIPPED,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     wheels: tuple[WheelResult, ...]
@@ -426,7 +406,7 @@ async def _run_batch(
     root: str,
     confinement: Confinement,
     sources: Sequence[str],
-    prepare: Callable[[_Batch, str], Awaitable[Prepared]],
+    prepare: Callable[[_Batch, str], Awaitable[Prepared | AlreadyInstalled]],
     *,
     before: Callable[[_Batch], Awaitable[None]] | None = None,
     after: Callable[[_Batch], Awaitable[None]] | None = None,
@@ -450,8 +430,8 @@ async def _run_batch(
 
         async def one(source: str) -> WheelResult:
             prepared = await prepare(batch, source)
-            if prepared.plan is None:
-                return _skipped_result(prepared, options)
+            if isinstance(prepared, AlreadyInstalled):
+                return skipped_result(prepared, options.mode)
             batch.plans.append(prepared.plan)
             placed = await scheduler.place(prepared.plan)
             result = replace(
@@ -494,7 +474,7 @@ class _Environment:
         self.sources = sources
         self.keep = keep
         self.confinement = Confinement.of(scheme.roots)
-        self.skipped: dict[str, Prepared] = {}
+        self.skipped: dict[str, AlreadyInstalled] = {}
         self.removed: list[RemovedDistribution] = []
         self._owners: dict[str, str] = {}  # project -> the wheel that installs it
         self._installed: dict[str, list[str]] = {}
@@ -503,10 +483,10 @@ class _Environment:
     async def start(self, batch: _Batch) -> None:
         """Before any wheel is placed: what is installed, and which wheels it already is."""
         self._installed, self.skipped = await batch.scheduler.threads.run(
-            _survey, self.scheme, self.cache, self.sources, self.options.reinstall
+            survey, self.scheme, self.cache, self.sources, self.options.reinstall
         )
-        for source, prepared in self.skipped.items():
-            self._owners[canonical_name(prepared.project)] = source
+        for source, found in self.skipped.items():
+            self._owners[canonical_name(found.project)] = source
 
     async def prepare(
         self, batch: _Batch, source: str, unpacked: UnpackedWheel
@@ -564,70 +544,6 @@ class _Environment:
             if project not in wanted
             for dist_info in dist_infos
         ]
-
-
-def _survey(
-    scheme: Scheme, cache: WheelCache, sources: list[str], reinstall: bool
-) -> tuple[dict[str, list[str]], dict[str, Prepared]]:
-    """What is installed, and which ``sources`` it already is (unless ``reinstall``): the same
-    version from the same wheel by content, found without unpacking or reading a manifest (a
-    memo and the distribution's ``asynclink.json``)."""
-    installed = installed_distributions(scheme)
-    skipped: dict[str, Prepared] = {}
-    if reinstall or not installed:
-        return installed, skipped
-    for source in sources:
-        found = _identify(cache, source)
-        if found is None:
-            continue
-        project, version, digest = found
-        dist_infos = installed.get(canonical_name(project), [])
-        if installed_as(dist_infos, version, digest):
-            skipped[source] = Prepared(
-                None,
-                wheel=f"{project}-{version}",
-                project=project,
-                version=version,
-                archive=None if os.path.isdir(source) else source,
-                dist_info=dist_infos[0],
-                action=Action.SKIPPED,
-                source=source,
-            )
-    return installed, skipped
-
-
-def _nothing_to_do(scheme: Scheme, cache: WheelCache, sources: list[str]) -> list[Prepared] | None:
-    """Every source skipped, if each is installed already (see :func:`_survey`) and no
-    other installer is at work or was interrupted (no lock file, no journal): then a second
-    identical install changes nothing at all, the target's own mtime included."""
-    if not sources or any(
-        os.path.lexists(os.path.join(scheme.purelib, name)) for name in (LOCK_NAME, JOURNAL_NAME)
-    ):
-        return None
-    _, skipped = _survey(scheme, cache, sources, False)
-    if len(skipped) != len(sources):
-        return None
-    return [skipped[source] for source in sources]
-
-
-def _identify(cache: WheelCache, source: str) -> tuple[str, str, str] | None:
-    """(project, version, content hash) of a source, as cheaply as can be told: an archive by
-    its file name and its memo (or, not seen before, its hash); a tree by its manifest."""
-    if os.path.isdir(source):
-        try:
-            manifest = manifest_for_tree(source)
-        except AsyncLinkError:
-            return None  # planning it will say why
-        return manifest.name, manifest.version, manifest.digest()
-    name = os.path.basename(source)
-    parts = name[: -len(".whl")].split("-") if name.endswith(".whl") else []
-    if len(parts) < 5:
-        return None
-    try:
-        digest = cache.digest_of(source) or archive_sha256(source)
-    except AsyncLinkError:
-        return None
-    return parts[0], parts[1], digest
 
 
 def _remove_all(

@@ -25,6 +25,7 @@ from ._cache import UnpackedWheel
 from ._confinement import RESERVED_PREFIX, reserved_name_error
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs, canonical_name
+from ._installed import SOURCE_FILE
 from ._manifest import Manifest, load_manifest
 from ._options import Options
 from ._record import RecordEntry, find_row, format_row, row_for, row_path
@@ -32,7 +33,6 @@ from ._scheme import Scheme
 from ._scripts import launcher, launchers_for, read_script, rewrite_shebang, setuptools_wrappers
 
 __all__ = [
-    "SOURCE_FILE",
     "Tree",
     "WheelPlan",
     "conflict_key",
@@ -43,9 +43,6 @@ __all__ = [
     "site_files",
 ]
 
-#: The file in a ``.dist-info`` where asynclink writes which wheel it installed (as uv keeps
-#: ``uv_cache.json``): the wheel's file name (or an unpacked tree's path) and content hash.
-SOURCE_FILE = "asynclink.json"
 #: Files of a dist-info directory that the install writes itself, replacing the wheel's own.
 _GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", SOURCE_FILE, "RECORD")
 

@@ -59,7 +59,7 @@ from typing import cast
 
 import anyio
 
-from ._confinement import RESERVED_PREFIX, Confinement
+from ._confinement import JOURNAL_NAME, LOCK_NAME, Confinement
 from ._errors import LockTimeoutError, RollbackError, TargetError
 from ._events import EventCallback, LockAcquired, WaitingForLock
 from ._fsutil import absolute, remove_tree
@@ -71,8 +71,6 @@ __all__ = ["Transaction", "recover", "recover_journals", "transaction"]
 
 logger = logging.getLogger("asynclink")
 
-LOCK_NAME = RESERVED_PREFIX + "lock"
-JOURNAL_NAME = RESERVED_PREFIX + "journal"
 #: What the first record of every journal starts with, and the format this module writes.
 _MAGIC = "asynclink-journal"
 _FORMAT = "2"

@@ -18,6 +18,9 @@ Groups:
   install  the asynclink CLI from a warm cache into a fresh venv, against uv with a warm cache,
            pip and installer, in hardlink and copy mode; asynclink at --jobs 1 too
   cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
+  life     the rest of an environment's life, each tool on an environment it installed the
+           corpus into (untimed): the same install again (nothing to do), a sync to half of
+           the corpus (the other half removed), an uninstall of every distribution
   bounds   what limits asynclink, each measured on its own: interpreter start-up with and
            without asyncio, anyio and asynclink's modules; bare loops of os.link and of copies
            (small and large files) over the cached trees; link only without helper processes,
@@ -162,6 +165,8 @@ class Contestant:
     """The command; ``{scratch}`` stands for a fresh directory made for each round."""
     setup: str = "venv"
     """Untimed set-up in the scratch directory: ``venv`` or ``target`` (an empty directory)."""
+    before: list[str] | None = None
+    """An untimed command run after the set-up (with ``{scratch}`` and :attr:`env` too)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment, with ``{scratch}`` too."""
     reference: str | None = None
@@ -175,9 +180,11 @@ class Contestant:
         else:
             (scratch / "target").mkdir()
         where = str(scratch)
-        return [part.replace("{scratch}", where) for part in self.command], {
-            key: value.replace("{scratch}", where) for key, value in self.env.items()
-        }
+        env = {key: value.replace("{scratch}", where) for key, value in self.env.items()}
+        if self.before is not None:
+            before = [part.replace("{scratch}", where) for part in self.before]
+            subprocess.run(before, env={**os.environ, **env}, check=True, capture_output=True)
+        return [part.replace("{scratch}", where) for part in self.command], env
 
 
 #: A small process that starts every timed command. A child's peak RSS counts the memory of
@@ -388,6 +395,8 @@ def contestants(
         found += install_rows(root, uv, wheel_args, notes)
     if "cold" in groups:
         found += cold_rows(uv, wheel_args)
+    if "life" in groups:
+        found += life_rows(root, uv, wheel_args, notes)
     for contestant in found:
         contestant.files = files
     if "bounds" in groups:  # parts of an install, not installs: no files per second
@@ -510,6 +519,69 @@ def cold_rows(uv: str | None, wheel_args: list[str]) -> list[Contestant]:
         )
     )
     return found
+
+
+def life_rows(
+    root: Path, uv: str | None, wheel_args: list[str], notes: list[str]
+) -> list[Contestant]:
+    """Installing again, syncing to half of the corpus, uninstalling all of it: each tool on
+    a venv it installed the whole corpus into itself, before the clock starts."""
+    cache, uv_env = str(root / "cache"), {"UV_CACHE_DIR": str(root / "uv-cache")}
+    half = wheel_args[: len(wheel_args) // 2]
+    (root / "half.txt").write_text("".join(f"{wheel}\n" for wheel in half))
+    names = [Path(wheel).name.split("-", 1)[0] for wheel in wheel_args]
+    ours = [*asynclink_install(), cache, "--link-mode", "hardlink", *wheel_args]
+    target = ["--venv", VENV, "--cache-dir", cache]
+    found = [
+        Contestant("life", "asynclink install again", ours, before=ours),
+        Contestant(
+            "life",
+            "asynclink sync to half",
+            [*asynclink_cli(), "sync", "--quiet", *target, "--keep-nothing", *half],
+            before=ours,
+        ),
+        Contestant(
+            "life",
+            "asynclink uninstall all",
+            [*asynclink_cli(), "uninstall", "--quiet", *target, *names],
+            before=ours,
+        ),
+    ]
+    if not uv:
+        notes.append("uv: not installed; the life rows have no reference")
+        return found
+    theirs = [*uv_install(uv), "hardlink", *wheel_args]
+    uv_rows = [
+        Contestant("life", "uv install again", theirs, env=uv_env, before=theirs),
+        Contestant(
+            "life",
+            "uv pip sync to half",
+            [
+                uv,
+                "pip",
+                "sync",
+                "--offline",
+                "--quiet",
+                "--python",
+                VENV_PYTHON,
+                "--link-mode",
+                "hardlink",
+                str(root / "half.txt"),
+            ],
+            env=uv_env,
+            before=theirs,
+        ),
+        Contestant(
+            "life",
+            "uv pip uninstall all",
+            [uv, "pip", "uninstall", "--quiet", "--python", VENV_PYTHON, *names],
+            env=uv_env,
+            before=theirs,
+        ),
+    ]
+    for ours_row, theirs_row in zip(found, uv_rows, strict=True):
+        ours_row.reference = theirs_row.name
+    return [*uv_rows, *found]
 
 
 def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
@@ -742,7 +814,7 @@ def main() -> int:
         help="where caches and targets live (default: /dev/shm/asynclink-bench)",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--groups", default="link,install,cold,bounds")
+    parser.add_argument("--groups", default="link,install,cold,life,bounds")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")

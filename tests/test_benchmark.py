@@ -75,6 +75,11 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
         "bare os.link loop",
         "asynclink link hardlink, no helper",
         "inflate the corpus (CPU, one thread)",
+        "asynclink install again",
+        "asynclink sync to half",
+        "asynclink uninstall all",
+        "uv pip sync to half",
+        "uv pip uninstall all",
     } <= names
     assert results["versions"]["python"] == sys.version.split()[0]
     for row in results["results"]:

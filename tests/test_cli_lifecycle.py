@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.commandline import asynclink, install_into
-from tests.environments import make_venv
+from tests.environments import another_installer, make_venv
 from tests.trees import snapshot
 from tests.wheels import build_wheel
 
@@ -66,6 +66,34 @@ def test_a_second_identical_install_checks_and_changes_nothing(
     assert err.startswith("Checked 2 packages, installed 0 in ")
     assert "+ alpha" not in err
     assert inodes_and_mtimes(venv) == before
+
+
+def test_the_json_of_a_second_install_says_every_wheel_was_skipped(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    ok(*install_into(venv, tmp_path / "cache", wheels))
+
+    out, _ = ok(*install_into(venv, tmp_path / "cache", "--json", wheels))
+
+    report = json.loads(out)
+    assert (report["schema"], report["command"], report["files"]) == (1, "install", 0)
+    assert {(w["project"], w["action"]) for w in report["wheels"]} == {
+        ("alpha", "skipped"),
+        ("beta", "skipped"),
+    }
+
+
+def test_a_second_install_waits_for_another_installer_at_work(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    """Skipping without the lock is only for a target no one else is changing."""
+    ok(*install_into(venv, tmp_path / "cache", wheels))
+
+    with another_installer(site_packages(venv)):
+        done = asynclink(*install_into(venv, tmp_path / "cache", "--lock-timeout", "0", wheels))
+
+    assert done.returncode == 1
+    assert "asynclink: error: " in done.stderr and "lock" in done.stderr
 
 
 def test_reinstall_installs_again(tmp_path: Path, wheels: Path, venv: Path) -> None:
