@@ -21,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import ModuleType
 
 from ._confinement import normalise_member
 from ._errors import InvalidWheelError, LinkError, PycacheSkippedWarning
@@ -33,6 +34,24 @@ from ._wheelinfo import WheelName, check_dist_info_name, check_metadata_name, re
 __all__ = ["PycacheSkippedWarning", "extract_archive", "peek_archive"]
 
 logger = logging.getLogger("asynclink")
+
+
+def _inflater() -> ModuleType:
+    """python-isal's ``isal_zlib`` where it is installed (it inflates the benchmark's corpus
+    in half the CPU time of the standard library's), else ``zlib``; ``ASYNCLINK_INFLATER=zlib``
+    chooses the standard library's anyway (the tests run both)."""
+    if os.environ.get("ASYNCLINK_INFLATER", "").lower() != "zlib":
+        try:
+            from isal import isal_zlib
+        except ImportError:  # not installed, or no wheel for this platform
+            pass
+        else:
+            return isal_zlib
+    return zlib
+
+
+#: What inflates deflated members: ``isal.isal_zlib`` or ``zlib``, with the same interface.
+INFLATER = _inflater()
 
 #: How many skipped ``__pycache__`` files a warning names before it counts the rest.
 _NAMED = 20
@@ -76,7 +95,7 @@ class _Inspection:
 def _open_archive(archive: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(archive)
-    except (*_READ_ERRORS, zipfile.LargeZipFile) as error:
+    except _OPEN_ERRORS as error:
         raise InvalidWheelError(
             os.path.basename(archive), f"not a readable zip archive: {error}"
         ) from None
@@ -379,24 +398,37 @@ def _extract_member(
         if check_crc and crc != info.CRC:
             raise zipfile.BadZipFile("CRC does not match")
         os.utime(fd, ns=(sealed, sealed))
-    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
+    except _CORRUPT as error:
         raise InvalidWheelError(wheel, f"corrupt entry: {error}", entry=info.filename) from None
     finally:
         os.close(fd)
     return record_hash(hasher), size
 
 
+#: What inflating damaged data raises: ``zlib.error``, or python-isal's own error.
+_INFLATE_ERRORS: tuple[type[Exception], ...] = tuple({zlib.error, INFLATER.error})
 #: What reading a damaged archive raises, from ``zipfile`` (its seeks and reads too: a header
-#: offset past either end is an ``OSError``), ``zlib`` and ``struct``.
-_READ_ERRORS = (
+#: offset past either end is an ``OSError``), the inflater and ``struct``.
+_READ_ERRORS: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
     EOFError,
-    zlib.error,
+    *_INFLATE_ERRORS,
     NotImplementedError,
     RuntimeError,
     OSError,
     ValueError,
     struct.error,
+)
+
+#: What opening one raises: the same, or an archive too large for zip without ZIP64.
+_OPEN_ERRORS: tuple[type[Exception], ...] = (*_READ_ERRORS, zipfile.LargeZipFile)
+#: What a member whose data is damaged raises while it is extracted.
+_CORRUPT: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    EOFError,
+    *_INFLATE_ERRORS,
+    NotImplementedError,
+    RuntimeError,
 )
 
 _CHUNK = 4 << 20
@@ -458,7 +490,7 @@ def _inflate(raw: memoryview, info: zipfile.ZipInfo, sink: Callable[[bytes], Non
             sink(bytes(raw[start : start + _CHUNK]))
         size = len(raw)
     else:
-        inflater = zlib.decompressobj(-15)
+        inflater = INFLATER.decompressobj(-15)
         size = 0
         for start in range(0, len(raw), _INPUT_SLICE):
             with raw[start : start + _INPUT_SLICE] as piece:

@@ -41,6 +41,7 @@ examples:
 environment:
   ASYNCLINK_LINK_MODE   default for --link-mode
   ASYNCLINK_CACHE_DIR   default for --cache-dir
+  ASYNCLINK_INFLATER    zlib: inflate with the standard library even where python-isal is
   VIRTUAL_ENV           the target when none of --python, --venv, --target is given
   NO_COLOR              no colours (unless --color always)
 """

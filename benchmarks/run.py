@@ -18,6 +18,10 @@ Groups:
   install  the asynclink CLI from a warm cache into a fresh venv, against uv with a warm cache,
            pip and installer, in hardlink and copy mode; asynclink at --jobs 1 too
   cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
+  process  asynclink awaited inside a running interpreter (imports done and the code warmed
+           by a first install elsewhere), against uv's whole process: warm hardlink and copy,
+           cold, and an install with nothing to do; with the worst lag of a 1 ms ticker
+           running on the same event loop
   life     the rest of an environment's life, each tool on an environment it installed the
            corpus into (untimed): the same install again (nothing to do), a sync to half of
            the corpus (the other half removed), an uninstall of every distribution
@@ -129,6 +133,39 @@ for wheel in wheels:
 print(spent)
 """
 
+#: An install awaited in a running interpreter: a first install into a throwaway venv (from a
+#: throwaway cache when the timed one is cold) loads and warms the code, then the timed one runs
+#: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time.
+IN_PROCESS = """
+import os, subprocess, sys, time, anyio, asynclink
+venv, cache, mode, again, *wheels = sys.argv[1:]
+def make(path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
+async def main():
+    warm_cache = cache if not cache.endswith("cold-cache") else cache + "-warm-up"
+    make(venv + "-warm-up")
+    await asynclink.install_wheels(venv + "-warm-up", wheels[:1], cache_dir=warm_cache, mode=mode)
+    if again == "again":
+        await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
+    worst = 0.0
+    async def ticker():
+        nonlocal worst
+        while True:
+            before = time.perf_counter()
+            await anyio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - before - 0.001)
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        await anyio.sleep(0.01)
+        started = time.perf_counter()
+        await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
+        elapsed = time.perf_counter() - started
+        group.cancel_scope.cancel()
+    print(worst)
+    print(elapsed)
+anyio.run(main)
+"""
+
 INSTALLER_LOOP = """
 import sys, sysconfig
 from installer import install
@@ -155,6 +192,8 @@ class Run:
     rss_mb: float
     engine: float | None = None
     """What the process itself reported as its working time (the link-only driver)."""
+    lag: float | None = None
+    """The worst event-loop lag it reported beside its work (the in-process driver)."""
 
 
 @dataclass
@@ -229,11 +268,13 @@ class Spawner:
         code, wall, cpu, rss, output, error = json.loads(self.process.stdout.readline())
         if code != 0:
             raise RuntimeError(f"{command[0]} exited {code}: {error[-2000:]}")
-        engine = None
-        if output.strip():
+        numbers: list[float] = []
+        for line in output.strip().splitlines()[-2:]:
             with contextlib.suppress(ValueError):
-                engine = float(output.strip().splitlines()[-1])
-        return Run(wall, cpu, rss / 1024, engine)
+                numbers.append(float(line))
+        engine = numbers[-1] if numbers else None
+        lag = numbers[0] if len(numbers) == 2 else None
+        return Run(wall, cpu, rss / 1024, engine, lag)
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -395,6 +436,8 @@ def contestants(
         found += install_rows(root, uv, wheel_args, notes)
     if "cold" in groups:
         found += cold_rows(uv, wheel_args)
+    if "process" in groups:
+        found += in_process_rows(root, uv, wheel_args)
     if "life" in groups:
         found += life_rows(root, uv, wheel_args, notes)
     for contestant in found:
@@ -518,6 +561,41 @@ def cold_rows(uv: str | None, wheel_args: list[str]) -> list[Contestant]:
             reference="uv cold" if uv else None,
         )
     )
+    found.append(  # what python-isal wins: the same, inflating with the standard library
+        Contestant(
+            "cold",
+            "asynclink cold, zlib",
+            [*asynclink_install(), "{scratch}/cold-cache", "--link-mode", "hardlink", *wheel_args],
+            env={"ASYNCLINK_INFLATER": "zlib"},
+            reference="asynclink cold",
+        )
+    )
+    return found
+
+
+def in_process_rows(root: Path, uv: str | None, wheel_args: list[str]) -> list[Contestant]:
+    """``await install_wheels(...)`` in a running interpreter, against uv's whole process
+    (the same rows as the install and cold groups: uv's is the reference)."""
+    found: list[Contestant] = []
+    cache = str(root / "cache")
+    cases = [
+        ("hardlink", cache, "fresh", "uv hardlink"),
+        ("copy", cache, "fresh", "uv copy"),
+        ("hardlink", "{scratch}/cold-cache", "fresh", "uv cold"),
+        ("hardlink", cache, "again", "uv install again"),
+    ]
+    for mode, where, again, reference in cases:
+        what = {"fresh": mode, "again": "nothing to do"}[again]
+        if where != cache:
+            what = "cold"
+        found.append(
+            Contestant(
+                "process",
+                f"asynclink in-process {what}",
+                [PYTHON, "-c", IN_PROCESS, VENV, where, mode, again, *wheel_args],
+                reference=reference if uv else None,
+            )
+        )
     return found
 
 
@@ -749,6 +827,7 @@ def table(field_: list[Contestant]) -> tuple[str, list[dict[str, object]]]:
                 "reference": c.reference,
                 "ratio": ratio,
                 "walls": [r.wall for r in c.runs],
+                "worst_loop_lag": max(lags) if (lags := [r.lag for r in c.runs if r.lag]) else None,
             }
         )
     return "\n".join(lines), rows
@@ -814,7 +893,7 @@ def main() -> int:
         help="where caches and targets live (default: /dev/shm/asynclink-bench)",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--groups", default="link,install,cold,life,bounds")
+    parser.add_argument("--groups", default="link,install,cold,process,life,bounds")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
@@ -842,6 +921,11 @@ def main() -> int:
         f"{os.cpu_count()} cores, {root} ({_filesystem(root)}), medians of {args.rounds} rounds\n"
     )
     print(text)
+    lags = [(row["contestant"], row["worst_loop_lag"]) for row in rows if row["worst_loop_lag"]]
+    if lags:
+        print("\nworst event-loop lag beside the install (1 ms ticker, worst of all rounds):")
+        for name, lag in lags:
+            print(f"  {name}: {1000 * float(lag):.1f} ms")  # type: ignore[arg-type]
     for note in notes:
         print(f"note: {note}")
     result: dict[str, object] = {

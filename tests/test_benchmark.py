@@ -80,7 +80,15 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
         "asynclink uninstall all",
         "uv pip sync to half",
         "uv pip uninstall all",
+        "asynclink in-process hardlink",
+        "asynclink in-process cold",
+        "asynclink in-process nothing to do",
+        "asynclink cold, zlib",
     } <= names
+    in_process = next(
+        r for r in results["results"] if r["contestant"] == "asynclink in-process copy"
+    )
+    assert in_process["engine"] > 0 and in_process["worst_loop_lag"] > 0
     assert results["versions"]["python"] == sys.version.split()[0]
     for row in results["results"]:
         assert row["wall"] > 0 and row["cpu"] >= 0 and row["rss_mb"] > 0
