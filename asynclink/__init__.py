@@ -7,12 +7,13 @@ its core alone, for wheels already unpacked.
 
 The private modules, in the order data flows through them (the README's map has a line each):
 ``_cli``, ``_commands``, ``_progress`` and ``_report`` (the command line); ``_install`` and
-``_dryrun`` (the verbs) with ``_options``; ``_scheme``; ``_cache``, ``_archive``,
-``_wheelinfo``, ``_record``, ``_manifest`` (a wheel into the cache, checked once); ``_plan``
-and ``_scripts`` (a wheel onto the scheme); ``_environment`` (what is installed, uninstall,
-upgrades); ``_transaction``; ``_scheduler`` and ``_locks`` (the event loop's side);
-``_placing`` (the threads' side); ``_helpers`` and ``_child`` (helper processes, both sides);
-``_modes`` and ``_confinement``; ``_conflicts``; ``_events``, ``_results``, ``_errors``.
+``_dryrun`` (the verbs) with ``_options``; ``_scheme``; ``_installed`` (what is there);
+``_cache``, ``_archive``, ``_wheelinfo``, ``_record``, ``_manifest`` (a wheel into the cache,
+checked once); ``_plan`` and ``_scripts`` (a wheel onto the scheme); ``_environment``
+(uninstalls, removals, upgrades); ``_transaction``; ``_scheduler`` and ``_locks`` (the event
+loop's side); ``_placing`` (the threads' side); ``_helpers`` and ``_child`` (helper processes,
+both sides); ``_modes`` and ``_confinement``; ``_conflicts``; ``_events``, ``_results``,
+``_errors``.
 """
 
 import importlib as _importlib
