@@ -124,13 +124,17 @@ class Child:
         if not sys.executable:
             return None
         try:
-            process = await anyio.open_process(
-                [sys.executable, *arguments],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                pass_fds=held_fds,
-            )
+            # Shielded: a cancel while asyncio sets up the pipes would leave a started process
+            # that nobody closes (asyncio warns when it exits after the loop has closed). The
+            # caller's cancellation comes at its next checkpoint, once the pool holds the child.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.open_process(
+                    [sys.executable, *arguments],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=held_fds,
+                )
         except OSError as error:
             logger.debug("no helper process: %s", error)
             return None

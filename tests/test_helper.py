@@ -161,6 +161,21 @@ async def test_cancelling_stops_the_helpers_before_returning(
     assert scheduler.helpers.children == []
 
 
+async def test_a_helper_started_as_its_caller_is_cancelled_is_still_handed_back() -> None:
+    """The cancel arrives while the process is being set up: the caller still gets the child,
+    to stop and wait for, instead of a process nobody holds (on asyncio, one that warns about
+    a closed loop when it exits later)."""
+    helper: Helper | None = None
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        helper = await Helper.start()
+
+    assert helper is not None
+    await helper.aclose()
+    assert helper.returncode == 0
+
+
 async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
     odd = os.fsdecode(b"caf\xe9.py")  # not UTF-8: travels the pipe as the bytes it is
     source = make_tree(tmp_path / "source", {"a.py": "a", "b.py": "b"})

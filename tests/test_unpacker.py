@@ -102,7 +102,7 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
     """The unpacker is frozen (``SIGSTOP``) the moment its staging directory appears, so the
     cancellation surely finds it in the middle of its extraction; it goes on only once the
     ``SIGTERM`` that stops it is waiting for it."""
-    archive = big_wheel(tmp_path / "wheels", "huge")
+    archive = big_wheel(tmp_path / "wheels", "huge", size=8 * UNPACKER_MIN_BYTES)
     pool = HelperPool(1)
     cache = tmp_path / "cache"
     (cache / "tmp").mkdir(parents=True)
@@ -118,6 +118,9 @@ async def test_cancelling_stops_an_unpacker_and_its_staging_directory_goes(
             await anyio.wait_readable(watch.fd)  # the helper has made its staging directory
             (unpacker,) = seen = pool.children
             os.kill(unpacker.pid, signal.SIGSTOP)
+            while not _stopped(unpacker.pid):  # a SIGTERM sent before would be taken first
+                await anyio.lowlevel.checkpoint()
+            assert os.listdir(cache / "tmp"), "the unpacker was stopped after its extraction"
             with anyio.CancelScope(shield=True):
                 async with anyio.create_task_group() as thawing:
                     thawing.start_soon(thaw_once_terminated, unpacker.pid)
@@ -165,6 +168,12 @@ async def test_an_unpacker_finds_an_archive_cached_under_another_path(tmp_path: 
     done = await unpack_in_helpers(HelperPool(1), tmp_path / "cache", [elsewhere])
 
     assert done == [Unpacked.ALREADY]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process ``pid`` has taken its ``SIGSTOP`` (its state is ``T``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0] == "T"
 
 
 def _pending(pid: int, signum: int) -> bool:
