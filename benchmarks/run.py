@@ -22,6 +22,8 @@ Groups:
            by a first install elsewhere), against uv's whole process: warm hardlink and copy,
            cold, and an install with nothing to do; with the worst lag of a 1 ms ticker
            running on the same event loop
+  cancel   an install awaited as above, cancelled at half of its own time: how long until the
+           ``await`` returns with the venv as it was (hardlink and copy)
   life     the rest of an environment's life, each tool on an environment it installed the
            corpus into (untimed): the same install again (nothing to do), a sync to half of
            the corpus (the other half removed), an uninstall of every distribution
@@ -135,18 +137,29 @@ print(spent)
 
 #: An install awaited in a running interpreter: a first install into a throwaway venv (from a
 #: throwaway cache when the timed one is cold) loads and warms the code, then the timed one runs
-#: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time.
+#: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time. For
+#: ``cancel``, an untimed install of the same wheels first measures how long one takes; the
+#: timed one is cancelled at half of that, and the time printed runs from the cancel to the
+#: ``await`` returning, checked to have left the venv exactly as it was.
 IN_PROCESS = """
 import os, subprocess, sys, time, anyio, asynclink
 venv, cache, mode, again, *wheels = sys.argv[1:]
 def make(path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
+def listing(path):
+    return sorted((d, sorted(n), sorted(f)) for d, n, f in os.walk(path))
 async def main():
     warm_cache = cache if not cache.endswith("cold-cache") else cache + "-warm-up"
     make(venv + "-warm-up")
     await asynclink.install_wheels(venv + "-warm-up", wheels[:1], cache_dir=warm_cache, mode=mode)
     if again == "again":
         await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
+    if again == "cancel":
+        make(venv + "-own")
+        started = time.perf_counter()
+        await asynclink.install_wheels(venv + "-own", wheels, cache_dir=cache, mode=mode)
+        own = time.perf_counter() - started
+        before = listing(venv)
     worst = 0.0
     async def ticker():
         nonlocal worst
@@ -158,8 +171,17 @@ async def main():
         group.start_soon(ticker)
         await anyio.sleep(0.01)
         started = time.perf_counter()
-        await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
-        elapsed = time.perf_counter() - started
+        if again == "cancel":
+            with anyio.move_on_after(own / 2) as scope:
+                await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
+            elapsed = anyio.current_time() - scope.deadline
+            if not scope.cancelled_caught:
+                sys.exit("the install ended before the cancel")
+            if listing(venv) != before:
+                sys.exit("a cancelled install did not leave the venv as it was")
+        else:
+            await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
+            elapsed = time.perf_counter() - started
         group.cancel_scope.cancel()
     print(worst)
     print(elapsed)
@@ -442,6 +464,8 @@ def contestants(
         found += life_rows(root, uv, wheel_args, notes)
     for contestant in found:
         contestant.files = files
+    if "cancel" in groups:  # latencies, not installs: no files per second
+        found.extend(cancel_rows(root, wheel_args))
     if "bounds" in groups:  # parts of an install, not installs: no files per second
         found.extend(bounds(trees, wheel_args))
     return found
@@ -597,6 +621,19 @@ def in_process_rows(root: Path, uv: str | None, wheel_args: list[str]) -> list[C
             )
         )
     return found
+
+
+def cancel_rows(root: Path, wheel_args: list[str]) -> list[Contestant]:
+    """In-process installs cancelled at half of their own time: the time from the cancel to
+    the ``await`` returning, the venv put back (a latency: no files per second, no uv)."""
+    return [
+        Contestant(
+            "cancel",
+            f"asynclink in-process {mode}, cancel at half",
+            [PYTHON, "-c", IN_PROCESS, VENV, str(root / "cache"), mode, "cancel", *wheel_args],
+        )
+        for mode in ("hardlink", "copy")
+    ]
 
 
 def life_rows(
@@ -893,7 +930,7 @@ def main() -> int:
         help="where caches and targets live (default: /dev/shm/asynclink-bench)",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--groups", default="link,install,cold,process,life,bounds")
+    parser.add_argument("--groups", default="link,install,cold,process,cancel,life,bounds")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
