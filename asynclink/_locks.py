@@ -27,8 +27,8 @@ class DirectoryLocks:
     and taken per directory cost 5.7 us a directory on the event loop (anyio 4.16, asyncio),
     and a copy phase takes every directory of the wheels' trees: 26 ms of the loop's time
     for the benchmark's corpus (4,585 directories), in stalls of milliseconds a chunk; a
-    dictionary entry costs 0.3 us. The rules are a lock's: one holder per directory, taken in sorted order so that
-    no two holders can wait for each other.
+    dictionary entry costs 0.3 us. The rules are a lock's: one holder per directory, taken
+    in sorted order so that no two holders can wait for each other.
     """
 
     def __init__(self) -> None:
