@@ -34,6 +34,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing's: the helper imports neither typing nor collections
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Sequence
     from typing import AnyStr, TypeVar
 
@@ -264,12 +265,41 @@ def _encode_answer(answers: list[tuple[int, bool, list[tuple[bytes, int]]]]) -> 
 
 
 def serve(answer: Callable[[bytes], bytes]) -> None:
-    """A helper's main loop: read framed requests from stdin until it closes, and write the
-    framed ``answer`` to each."""
-    read, write = sys.stdin.buffer.read, sys.stdout.buffer
-    while header := read(8):
-        write.write(framed(answer(read(int.from_bytes(header, "little")))))
-        write.flush()
+    """A helper's main loop: read framed requests from its socket (stdin and stdout) until
+    the other end closes, and write the framed ``answer`` to each.
+
+    A request may come with descriptors (``SCM_RIGHTS``): the target's lock, held open until
+    the answer is written, so that a helper outliving a killed install keeps the next install
+    (and its recovery) out until it has finished the piece it was given. Helpers outlive one
+    install in a :class:`~asynclink.Session`, so the lock comes with each request rather than
+    with the helper's birth.
+    """
+    import socket
+
+    channel = socket.socket(fileno=0)
+    while True:
+        header, held, _, _ = socket.recv_fds(channel, 8, 16)
+        if not header:
+            return
+        try:
+            header += _receive_exactly(channel, 8 - len(header))
+            payload = _receive_exactly(channel, int.from_bytes(header, "little"))
+            channel.sendall(framed(answer(payload)))
+        finally:
+            for fd in held:
+                os.close(fd)
+
+
+def _receive_exactly(channel: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``channel``; ``EOFError`` if it closes first."""
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        count = channel.recv_into(view[got:])
+        if not count:
+            raise EOFError("the other end closed in the middle of a message")
+        got += count
+    return bytes(buffer)
 
 
 # -- the file helper ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -110,35 +111,40 @@ class Child:
     #: The signal that stops it when its caller is cancelled.
     stop_signal = signal.SIGKILL
 
-    def __init__(self, process: anyio.abc.Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
+    def __init__(self, process: anyio.abc.Process, channel: anyio.abc.UNIXSocketStream) -> None:
         self._process = process
-        self._requests = process.stdin
-        self._answers = BufferedByteReceiveStream(process.stdout)
+        self._channel = channel
+        self._answers = BufferedByteReceiveStream(channel)
         self.busy = False
         self.broken = False
         self._closed = False
 
     @classmethod
-    async def _spawn(cls, arguments: list[str], held_fds: Sequence[int] = ()) -> Self | None:
+    async def _spawn(cls, arguments: list[str]) -> Self | None:
+        """Start ``python arguments`` with one end of a socket pair for its stdin and stdout
+        (a socket, not pipes: requests carry descriptors, see :meth:`_call`)."""
         if not sys.executable:
             return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            # Shielded: a cancel while asyncio sets up the pipes would leave a started process
+            # Shielded: a cancel while asyncio sets up the process would leave a started one
             # that nobody closes (asyncio warns when it exits after the loop has closed). The
             # caller's cancellation comes at its next checkpoint, once the pool holds the child.
             with anyio.CancelScope(shield=True):
                 process = await anyio.open_process(
                     [sys.executable, *arguments],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
+                    stdin=theirs.fileno(),
+                    stdout=theirs.fileno(),
                     stderr=subprocess.DEVNULL,
-                    pass_fds=held_fds,
                 )
+                channel = await anyio.abc.UNIXSocketStream.from_socket(ours)
         except OSError as error:
+            ours.close()
             logger.debug("no helper process: %s", error)
             return None
-        return cls(process)
+        finally:
+            theirs.close()
+        return cls(process, channel)
 
     @property
     def idle(self) -> bool:
@@ -153,13 +159,17 @@ class Child:
         """The exit status once the process has ended, else ``None``."""
         return self._process.returncode
 
-    async def _call(self, request: bytes) -> bytes | None:
-        """Send ``request``, return the answer; ``None`` if the process failed (it is broken
-        then). If the caller is cancelled meanwhile, the process is stopped and waited for
-        before this returns: it does nothing after the install has rolled back."""
+    async def _call(self, request: bytes, held_fds: Sequence[int] = ()) -> bytes | None:
+        """Send ``request`` (with ``held_fds``, which the child holds open until it answers),
+        return the answer; ``None`` if the process failed (it is broken then). If the caller
+        is cancelled meanwhile, the process is stopped and waited for before this returns: it
+        does nothing after the install has rolled back."""
         self.busy = True
         try:
-            await self._requests.send(framed(request))
+            if held_fds:
+                await self._channel.send_fds(framed(request), held_fds)
+            else:
+                await self._channel.send(framed(request))
             size = int.from_bytes(await self._answers.receive_exactly(8), "little")
             return await self._answers.receive_exactly(size) if size else b""
         except (
@@ -178,11 +188,12 @@ class Child:
             self.busy = False
 
     async def aclose(self) -> None:
-        """Let the process finish: it exits when its stdin closes."""
+        """Let the process finish: it exits when its socket closes."""
         if self._closed:
             return
         self._closed = self.broken = True
         with anyio.CancelScope(shield=True):
+            await self._channel.aclose()
             await self._process.aclose()
 
     async def _stop(self) -> None:
@@ -201,20 +212,23 @@ class Helper(Child):
     """A file helper: places trees' files for one scheduler (see ``_child``)."""
 
     @classmethod
-    async def start(cls, held_fds: Sequence[int] = ()) -> Helper | None:
-        """A new helper, or ``None`` where none can be started (it is only an accelerator).
+    async def start(cls) -> Helper | None:
+        """A new helper, or ``None`` where none can be started (it is only an accelerator)."""
+        return await cls._spawn(["-I", "-S", "-c", _HELPER_BOOT, _PACKAGE])
 
-        It inherits ``held_fds`` (the target's lock, see ``Recorder.held_fds``): if this
-        process is killed, the helper finishes its piece, sees its stdin close, and exits,
-        and only then can the next install lock the target and undo this one.
-        """
-        return await cls._spawn(["-I", "-S", "-c", _HELPER_BOOT, _PACKAGE], held_fds)
-
-    async def place(self, mode: str, trees: Sequence[TreeJob]) -> list[TreeAnswer] | None:
+    async def place(
+        self, mode: str, trees: Sequence[TreeJob], held_fds: Sequence[int] = ()
+    ) -> list[TreeAnswer] | None:
         """Have the helper place ``trees`` with ``mode``; what it has to report of them (see
         :class:`~._child.TreeAnswer`), or ``None`` if the helper failed (then the caller does
-        the job itself)."""
-        answer = await self._call(encode_job(mode, trees))
+        the job itself).
+
+        The helper holds ``held_fds`` (the target's lock, see ``Recorder.held_fds``) while it
+        works: if this process is killed, the helper finishes its piece, sees its socket
+        close, and exits, and only then can the next install lock the target and undo this
+        one.
+        """
+        answer = await self._call(encode_job(mode, trees), held_fds)
         return None if answer is None else decode_answer(answer)
 
 
@@ -284,11 +298,11 @@ class HelperPool:
         async with self._link_slots if links else self._copy_slots:
             helper = next((h for h in self._helpers if h.idle), None)
             if helper is None and len(self._helpers) < self.size:
-                helper = await Helper.start(held_fds)
+                helper = await Helper.start()
                 self._add(helper, self._helpers)
             if helper is None:
                 return None
-            answer = await helper.place(mode, trees)
+            answer = await helper.place(mode, trees, held_fds)
             self._failed = self._failed or helper.broken
             return answer
 

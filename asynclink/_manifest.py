@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -240,7 +241,12 @@ def manifest_for_tree(tree: str) -> Manifest:
         for file_name in sorted(filenames):
             relative = normalise_member(label, prefix + file_name)
             path = os.path.join(directory, file_name)
-            if os.path.islink(path):
+            kind = stat.S_IFMT(os.lstat(path).st_mode)
+            if kind not in (stat.S_IFREG, stat.S_IFLNK):  # a FIFO would hang whoever reads it
+                raise InvalidWheelError(
+                    label, f"{relative} is not a regular file or a symlink", relative
+                )
+            if kind == stat.S_IFLNK:
                 resolved = os.path.realpath(path)
                 if not resolved.startswith(real_root + os.sep):
                     raise InvalidWheelError(

@@ -207,6 +207,10 @@ def plan_unpacked_tree(wheel: str | None, source: str, target: str) -> WheelPlan
             elif entry.is_symlink():
                 text = _inside_link(wheel, entry.path, real_root)
                 plan.symlinks.append((text, target + sep + relative))
+            elif not entry.is_file(follow_symlinks=False):  # a FIFO would hang its reader
+                raise InvalidWheelError(
+                    wheel, f"{relative} is not a regular file or a symlink", relative
+                )
             elif entry.name == "RECORD":
                 plan.copies.append((entry.path, target + sep + relative))
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -9,12 +10,13 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import asynclink._child
 import asynclink._placing
 from asynclink import LinkMode, WheelStarted
-from asynclink._child import LOOP_MODES, TreeJob
+from asynclink._child import LOOP_MODES, TreeJob, encode_job, framed
 from asynclink._helpers import HELPER_MIN_COPIES, HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
 from asynclink._placing import TEMPORARY_PREFIX
 from asynclink._plan import WheelPlan, plan_unpacked_tree
@@ -206,43 +208,65 @@ async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
     assert not any(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(target))
 
 
-async def test_a_helper_keeps_the_target_locked_until_it_exits(tmp_path: Path) -> None:
-    # An install killed while a helper works leaves the helper to finish its piece. It holds the
-    # target's lock (inherited), so the next install, and its recovery, wait until it is done.
+async def test_a_helper_holds_the_lock_sent_with_a_request_until_it_is_done_with_it(
+    tmp_path: Path,
+) -> None:
+    # An install killed while a helper works leaves the helper to finish its piece. The piece
+    # came with the target's lock, so the next install, and its recovery, wait until the
+    # helper is done. Here the request's header (and the lock) arrive, the rest never does.
     lock = TargetLock(str(tmp_path))
     assert lock.try_acquire() and lock.fd is not None
-    helper = await Helper.start((lock.fd,))
+    helper = await Helper.start()
     assert helper is not None
+    await helper._channel.send_fds(framed(encode_job("copy", []))[:8], [lock.fd])
     os.close(lock.fd)  # the installer is gone; its lock file stays, as after a kill
     try:
         assert not TargetLock(str(tmp_path)).try_acquire()
     finally:
-        await helper.aclose()
+        await helper.aclose()  # the socket closes: the helper gives up the request and exits
     after = TargetLock(str(tmp_path))
     assert after.try_acquire()
     after.release()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see descriptors")
-async def test_an_install_hands_its_lock_to_its_helpers(
+async def test_an_install_hands_its_lock_to_the_helper_with_each_piece(
     tmp_path: Path, site_packages: Path
 ) -> None:
-    sources = wheels(tmp_path / "wheels", 4)
+    """Once planned, the wheel's last file becomes a FIFO: the helper copying it waits in
+    ``open`` until something opens the other end, and while it waits it holds the lock."""
+    (source,) = wheels(tmp_path / "wheels", 1, files=8 * HELPER_MIN_COPIES)
+    plans = plans_for([source], site_packages)
+    last = max(source.glob("w0/sub*/f*.py"))
+    last.unlink()
+    os.mkfifo(last)
+    lock_file = str(site_packages / ".asynclink-lock")
     held: set[str] = set()
+    writers: list[int] = []
 
-    def look_at_helpers(event: object) -> None:
-        for helper in scheduler.helpers.children:
-            fds = f"/proc/{helper.pid}/fd"
-            held.update(os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
+    async def release_the_fifo_once_a_helper_holds_the_lock() -> None:
+        try:
+            with anyio.fail_after(60):
+                while lock_file not in held:
+                    for helper in scheduler.helpers.children:
+                        fds = f"/proc/{helper.pid}/fd"
+                        with contextlib.suppress(OSError):
+                            held.update(os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds))
+                    await anyio.lowlevel.checkpoint()
+        finally:
+            writers.append(os.open(last, os.O_RDWR))  # never blocks; lets the copy go on
 
-    async with transaction(str(site_packages), anyio.CapacityLimiter(1)) as journal:
-        scheduler = scheduler_for(
-            site_packages, LinkMode.COPY, 2, 1, recorder=journal, on_event=look_at_helpers
-        )
-        await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+    try:
+        async with transaction(str(site_packages), anyio.CapacityLimiter(1)) as journal:
+            scheduler = scheduler_for(site_packages, LinkMode.COPY, 2, 1, recorder=journal)
+            async with anyio.create_task_group() as group:
+                group.start_soon(release_the_fifo_once_a_helper_holds_the_lock)
+                await scheduler.run_wheels(plans, scheduler.place)
+    finally:
+        for fd in writers:
+            os.close(fd)
 
-    assert scheduler.helpers.started == 1
-    assert str(site_packages / ".asynclink-lock") in held
+    assert lock_file in held
 
 
 async def test_clones_without_the_ioctl_stay_in_the_main_process(

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from asynclink import AsyncLinkError, LinkError, Scheme, install_wheels, link_wheels
+from asynclink import (
+    AsyncLinkError,
+    InvalidWheelError,
+    LinkError,
+    Scheme,
+    install_wheels,
+    link_wheels,
+)
 from tests.trees import make_tree, snapshot, wheel_tree
 from tests.wheels import WheelSpec, build_wheel, patch_bytes, set_declared_size
 
@@ -201,6 +208,35 @@ async def test_a_full_cache_disk_is_an_error_naming_the_wheel(
     assert snapshot(target) == before
     assert not list(small_tmpfs.glob("tmp/*"))
     assert not list(small_tmpfs.glob("wheels-v*/*"))
+
+
+async def test_a_fifo_in_an_unpacked_wheel_is_refused_before_anything_reads_it(
+    tmp_path: Path,
+) -> None:
+    hostile = wheel_tree(tmp_path / "evil", "evil", FILES)
+    os.mkfifo(hostile / "evil" / "pipe")  # opening it to read (to hash or copy it) would hang
+    target = make_tree(tmp_path / "sp", {"existing.py": "x\n"})
+    before = snapshot(target)
+
+    with pytest.raises(InvalidWheelError, match="evil/pipe is not a regular file") as caught:
+        await link_wheels(target, [hostile], mode="copy")
+
+    assert caught.value.wheel == "evil-1.0"
+    assert snapshot(target) == before
+
+
+async def test_a_fifo_in_an_unpacked_wheel_given_to_install_is_refused(tmp_path: Path) -> None:
+    hostile = tmp_path / "evil"
+    with zipfile.ZipFile(build_wheel(tmp_path / "wheels", name="evil", files=FILES)) as archive:
+        archive.extractall(hostile)
+    os.mkfifo(hostile / "evil" / "pipe")  # not in RECORD: hashing it would hang
+    target = make_tree(tmp_path / "sp", {"existing.py": "x\n"})
+    before = snapshot(target)
+
+    with pytest.raises(InvalidWheelError, match="evil/pipe is not a regular file"):
+        await install_wheels(Scheme.for_directory(target), [hostile], cache_dir=tmp_path / "c")
+
+    assert snapshot(target) == before
 
 
 async def test_a_symlink_out_of_an_unpacked_wheel_changes_nothing(tmp_path: Path) -> None:
