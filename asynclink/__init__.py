@@ -7,13 +7,13 @@ its core alone, for wheels already unpacked.
 
 The private modules, in the order data flows through them (the README's map has a line each):
 ``_cli``, ``_commands``, ``_progress`` and ``_report`` (the command line); ``_install`` and
-``_dryrun`` (the verbs) with ``_options``; ``_scheme``; ``_installed`` (what is there);
-``_cache``, ``_archive``, ``_wheelinfo``, ``_record``, ``_manifest`` (a wheel into the cache,
-checked once); ``_plan`` and ``_scripts`` (a wheel onto the scheme); ``_environment``
-(uninstalls, removals, upgrades); ``_transaction``; ``_scheduler`` and ``_locks`` (the event
-loop's side); ``_placing`` (the threads' side); ``_helpers`` and ``_child`` (helper processes,
-both sides); ``_modes`` and ``_confinement``; ``_conflicts``; ``_events``, ``_results``,
-``_errors``.
+``_dryrun`` (the verbs) with ``_options`` and ``_session`` (what many calls share);
+``_scheme``; ``_installed`` (what is there); ``_cache``, ``_archive``, ``_wheelinfo``,
+``_record``, ``_manifest`` (a wheel into the cache, checked once); ``_plan`` and ``_scripts``
+(a wheel onto the scheme); ``_environment`` (uninstalls, removals, upgrades);
+``_transaction``; ``_scheduler`` and ``_locks`` (the event loop's side); ``_placing`` (the
+threads' side); ``_helpers`` and ``_child`` (helper processes, both sides); ``_modes`` and
+``_confinement``; ``_conflicts``; ``_events``, ``_results``, ``_errors``.
 """
 
 import importlib as _importlib
@@ -73,6 +73,7 @@ if _typing.TYPE_CHECKING:
     from ._scheme import Scheme as Scheme
     from ._scheme import scheme_for_python as scheme_for_python
     from ._scheme import scheme_for_venv as scheme_for_venv
+    from ._session import Session as Session
     from ._transaction import recover as recover
 
 #: Where each public name lives. Importing ``asynclink`` loads none of it: a name's module is
@@ -130,6 +131,7 @@ _LOCATIONS = {
     "UninstallResult": "._results",
     "WheelResult": "._results",
     "Scheme": "._scheme",
+    "Session": "._session",
     "scheme_for_python": "._scheme",
     "scheme_for_venv": "._scheme",
     "recover": "._transaction",
@@ -163,6 +165,7 @@ __all__ = [
     "RollbackError",
     "RollbackReport",
     "Scheme",
+    "Session",
     "TargetError",
     "UninstallResult",
     "UnpackedWheel",

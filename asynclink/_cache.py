@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from ._errors import InvalidWheelError, LinkError
 from ._fsutil import absolute, remove_tree, write_memo
-from ._manifest import MANIFEST_FORMAT, Manifest, load_manifest
+from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, load_manifest
 from ._record import hash_file
 
 __all__ = [
@@ -106,9 +106,13 @@ class CacheReport:
 class WheelCache:
     """A directory of unpacked wheels keyed by archive content; safe to share between processes."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        """The cache at ``root``; ``None`` is :func:`default_cache_dir`."""
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, manifests: ManifestMemo | None = None
+    ) -> None:
+        """The cache at ``root``; ``None`` is :func:`default_cache_dir`. ``manifests`` (a
+        session's) remembers the manifests read."""
         self.root = absolute(root) if root is not None else default_cache_dir()
+        self._load_manifest = manifests.load if manifests is not None else load_manifest
         self._wheels = os.path.join(self.root, f"wheels-v{MANIFEST_FORMAT}")
         self._archives = os.path.join(self.root, "archives-v2")
         self._tmp = os.path.join(self.root, "tmp")
@@ -177,7 +181,7 @@ class WheelCache:
         if len(digest) != 64 or digest.strip("0123456789abcdef"):
             return None  # not a digest this cache wrote
         entry = os.path.join(self._wheels, digest)
-        manifest = load_manifest(entry)
+        manifest = self._load_manifest(entry)
         if manifest is None:
             return None
         tree = os.path.join(entry, "tree")

@@ -1,7 +1,7 @@
-"""What runs in a helper process: the hot loops, both helpers' mains, the pipe and its messages.
+"""What runs in a helper process: the hot loops, both helpers' mains, the socket and its messages.
 
-Two kinds of helper (started and fed by ``_helpers``) answer framed requests on stdin/stdout,
-one at a time:
+Two kinds of helper (started and fed by ``_helpers``) answer framed requests on a socket (their
+stdin and stdout), one at a time:
 
 * the **file helper** (:func:`file_helper`) places many files of a few trees in one mode with
   the loops below: a bare interpreter (``python -I -S``, about 10 ms to start) that imports
@@ -16,7 +16,7 @@ A loop creates files that must not exist yet and leaves everything else to its c
 that exists, a source with too many links, a clone refused for now are reported and skipped;
 any other error is reported and ends the loop. The caller (``_placing``) handles each report
 the careful way, with the journal: an atomic replacement, a copy, or an error naming the wheel
-and the path. The helper works on ``bytes`` paths, as they come off the pipe; the thread on
+and the path. The helper works on ``bytes`` paths, as they come off the socket; the thread on
 ``str`` ones; the loops take either.
 
 A message is an 8-byte little-endian length and that many bytes. A file helper's request is
@@ -221,11 +221,11 @@ def place_files(
     return failures
 
 
-# -- the pipe and its messages -----------------------------------------------------------------
+# -- the socket and its messages ---------------------------------------------------------------
 
 
 def framed(payload: bytes) -> bytes:
-    """``payload`` with the 8-byte length in front that both ends of a helper's pipe use."""
+    """``payload`` with the 8-byte length in front that both ends of a helper's socket use."""
     return len(payload).to_bytes(8, "little") + payload
 
 

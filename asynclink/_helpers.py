@@ -4,7 +4,7 @@ Two Python threads cannot place files in parallel (every ``linkat`` releases and
 GIL, and they take turns), nor unpack archives at full speed (the Python around each member's
 ``zlib`` and ``hashlib`` calls holds it); two processes can. The benchmark's ``bounds`` rows
 measure it. So an install with enough of such work starts helpers, each a child interpreter
-that takes requests on a pipe (the children's side, the loops and the messages are
+that takes requests on a socket (the children's side, the loops and the messages are
 ``_child``'s):
 
 * a :class:`Helper` places the bulk of a wheel's files: a bare interpreter (``-I -S``) running
@@ -52,6 +52,7 @@ __all__ = [
     "Child",
     "Helper",
     "HelperPool",
+    "HelperStock",
     "Unpacked",
     "Unpacker",
 ]
@@ -238,11 +239,17 @@ class Unpacker(Child):
     #: ``SIGTERM`` lets an extraction remove its staging directory (``serve_unpacks``).
     stop_signal = signal.SIGTERM
 
+    cache_root = ""
+    """The cache it fills."""
+
     @classmethod
     async def start(cls, cache_root: str) -> Unpacker | None:
         """A new unpacker for the cache at ``cache_root``, or ``None`` if none can start."""
         package_parent = os.path.dirname(_PACKAGE)
-        return await cls._spawn(["-c", _UNPACKER_BOOT, package_parent, cache_root])
+        unpacker = await cls._spawn(["-c", _UNPACKER_BOOT, package_parent, cache_root])
+        if unpacker is not None:
+            unpacker.cache_root = cache_root
+        return unpacker
 
     async def unpack(self, archive: str, max_unpacked_size: int) -> Unpacked | None:
         """Where ``archive`` is now that it is in the cache; ``None`` if the unpacker failed
@@ -253,20 +260,66 @@ class Unpacker(Child):
         return Unpacked.ALREADY if answer == CACHED else None
 
 
+class HelperStock:
+    """Idle helpers kept between installs, for a :class:`~asynclink.Session`: each install's
+    :class:`HelperPool` takes its helpers from here before it starts any, and gives back
+    those still fit for work when it closes. Closing the stock closes them all."""
+
+    def __init__(self) -> None:
+        self._helpers: list[Helper] = []
+        self._unpackers: list[Unpacker] = []
+        self.closed = False
+
+    @property
+    def children(self) -> list[Child]:
+        """The helpers kept now, of both kinds."""
+        return [*self._helpers, *self._unpackers]
+
+    def take_helper(self) -> Helper | None:
+        return self._helpers.pop() if self._helpers else None
+
+    def take_unpacker(self, cache_root: str) -> Unpacker | None:
+        for index, unpacker in enumerate(self._unpackers):
+            if unpacker.cache_root == cache_root:
+                return self._unpackers.pop(index)
+        return None
+
+    def keep(self, child: Child) -> bool:
+        """Keep ``child`` for a later install if it is fit for work; say if it was kept."""
+        if self.closed or not child.idle or child.returncode is not None:
+            return False
+        if isinstance(child, Unpacker):
+            self._unpackers.append(child)
+        elif isinstance(child, Helper):
+            self._helpers.append(child)
+        else:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        self.closed = True
+        for child in self.children:
+            await child.aclose()
+        self._helpers.clear()
+        self._unpackers.clear()
+
+
 class HelperPool:
-    """The helpers of one install: started when there is work for them, reused, and closed
-    (:meth:`aclose`) before the install commits or rolls back.
+    """The helpers of one install: started when there is work for them (or taken from a
+    session's :class:`HelperStock`), reused, and closed or given back (:meth:`aclose`) before
+    the install commits or rolls back.
 
     ``size`` is the most helpers of each kind. Helpers are used only while :attr:`open`
     (the scheduler opens the pool for the wheels' tasks); one that dies ends their use for the
     install, and the caller does the work itself.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, stock: HelperStock | None = None) -> None:
         self.size = size
         self.open = False
         self.started = 0
         """How many processes the pool has started (for diagnostics and tests)."""
+        self._stock = stock
         self._helpers: list[Helper] = []
         self._unpackers: list[Unpacker] = []
         self._failed = size == 0
@@ -279,7 +332,7 @@ class HelperPool:
 
     @property
     def children(self) -> list[Child]:
-        """Every helper started, of both kinds."""
+        """Every helper this install used, of both kinds."""
         return [*self._helpers, *self._unpackers]
 
     def takes(self, files: int, copies: bool = False) -> bool:
@@ -298,8 +351,12 @@ class HelperPool:
         async with self._link_slots if links else self._copy_slots:
             helper = next((h for h in self._helpers if h.idle), None)
             if helper is None and len(self._helpers) < self.size:
-                helper = await Helper.start()
-                self._add(helper, self._helpers)
+                kept = self._stock.take_helper() if self._stock is not None else None
+                if kept is not None:
+                    self._helpers.append(helper := kept)
+                else:
+                    helper = await Helper.start()
+                    self._add(helper, self._helpers)
             if helper is None:
                 return None
             answer = await helper.place(mode, trees, held_fds)
@@ -320,13 +377,18 @@ class HelperPool:
 
         Unpackers share ``limiter`` with the CPU threads: at most as many archives at once
         either way. A new one is started only for a big archive while another unpack runs;
-        otherwise the archive is left to the caller, as it is when an unpacker fails.
+        otherwise the archive is left to the caller, as it is when an unpacker fails. One
+        kept from an earlier install of the session is used like one of this install's.
         """
         if not self.usable:
             return None
         others_running = limiter.borrowed_tokens > 0
         async with limiter:
             unpacker = next((u for u in self._unpackers if u.idle), None)
+            if unpacker is None and len(self._unpackers) < self.size and self._stock is not None:
+                unpacker = self._stock.take_unpacker(cache_root)
+                if unpacker is not None:
+                    self._unpackers.append(unpacker)
             if unpacker is None:
                 if not others_running or len(self._unpackers) >= self.size:
                     return None
@@ -351,9 +413,11 @@ class HelperPool:
             self.started += 1
 
     async def aclose(self) -> None:
-        """Close every helper (each exits when its stdin closes) and stop using them."""
+        """Stop using the helpers: give those fit for work back to the stock, if there is
+        one, and close the others (each exits when its socket closes)."""
         self.open = False
         for child in self.children:
-            await child.aclose()
+            if self._stock is None or not self._stock.keep(child):
+                await child.aclose()
         self._helpers.clear()
         self._unpackers.clear()

@@ -43,7 +43,7 @@ from ._events import (
 from ._fsutil import absolute, canonical_name
 from ._helpers import HELPER_PROCESSES, Unpacked
 from ._installed import AlreadyInstalled, nothing_to_do, replacing, skipped_result, survey
-from ._manifest import manifest_for_tree
+from ._manifest import ManifestMemo, manifest_for_tree
 from ._modes import LinkMode
 from ._options import FILESYSTEM_THREADS, Options
 from ._placing import Placer
@@ -59,6 +59,7 @@ from ._results import (
 )
 from ._scheduler import Scheduler, Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
+from ._session import current_session
 from ._transaction import Transaction, transaction
 
 __all__ = ["install_wheels", "link_wheels", "sync_wheels", "unpack_wheels"]
@@ -181,6 +182,12 @@ async def sync_wheels(
     return await _install(target, wheels, options, keep=frozenset(map(canonical_name, keep)))
 
 
+def _session_manifests() -> ManifestMemo | None:
+    """The manifests the calling task's session remembers, if it runs in one."""
+    session = current_session()
+    return session.manifests if session is not None else None
+
+
 async def _install(
     target: Scheme | str | os.PathLike[str],
     wheels: Iterable[str | os.PathLike[str]],
@@ -191,7 +198,7 @@ async def _install(
     :func:`sync_wheels`."""
     started = time.perf_counter()
     threads = Threads(options)
-    cache = WheelCache(options.cache_dir)
+    cache = WheelCache(options.cache_dir, _session_manifests())
     scheme = await threads.run(resolve_target, target, cache.root, True)
     if not options.break_system_packages:
         refuse_externally_managed(scheme)
@@ -333,7 +340,7 @@ async def unpack_wheels(
     options = Options.make(
         jobs=jobs, cache_dir=cache_dir, max_unpacked_size=max_unpacked_size, on_event=on_event
     )
-    cache = WheelCache(options.cache_dir)
+    cache = WheelCache(options.cache_dir, _session_manifests())
     threads = Threads(options)
     scheduler = Scheduler(options, threads, Placer(Confinement.of([])))
 

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._confinement import normalise_member
 from ._errors import InvalidWheelError
@@ -20,7 +20,14 @@ from ._fsutil import add_parent_dirs, canonical_name
 from ._record import RecordEntry, format_row, hash_file
 from ._scripts import EntryPoint
 
-__all__ = ["MANIFEST_FORMAT", "Manifest", "data_dir_of", "load_manifest", "manifest_for_tree"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "Manifest",
+    "ManifestMemo",
+    "data_dir_of",
+    "load_manifest",
+    "manifest_for_tree",
+]
 
 #: The layout of ``manifest.json``; the cache keeps entries of each format apart, so that a
 #: newer asynclink unpacks again rather than misread an entry.
@@ -200,6 +207,32 @@ def load_manifest(entry: str) -> Manifest | None:
             return Manifest.from_json(handle.read())
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+class ManifestMemo:
+    """Manifests already read (a :class:`~asynclink.Session`'s), by cache entry, each with
+    the identity of its file: a stat instead of reading and parsing it again, unless the file
+    was replaced. Each answer has lists of its own, for a caller that changes them."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[tuple[int, int, int], Manifest]] = {}
+
+    def load(self, entry: str) -> Manifest | None:
+        """:func:`load_manifest`, from memory when the file is the one read before."""
+        try:
+            info = os.stat(os.path.join(entry, "manifest.json"))
+        except OSError:
+            return None
+        identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+        known = self._read.get(entry)
+        if known is not None and known[0] == identity:
+            manifest = known[1]
+        else:
+            read = load_manifest(entry)
+            if read is None:
+                return None
+            self._read[entry] = (identity, manifest := read)
+        return replace(manifest, files=list(manifest.files), dirs=list(manifest.dirs))
 
 
 def manifest_for_tree(tree: str) -> Manifest:

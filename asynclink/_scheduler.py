@@ -43,6 +43,7 @@ from ._options import Options
 from ._placing import CopyChunk, CopyWork, ModeState, Placer, TreeFiles, chunk_copies, in_loops
 from ._plan import WheelPlan
 from ._results import Conflict, WheelResult
+from ._session import current_session
 
 __all__ = ["PIECE", "Scheduler", "Threads", "gather"]
 
@@ -86,7 +87,10 @@ class Scheduler:
         self.options = options
         self.threads = threads
         self.placer = placer
-        self.helpers = HelperPool(options.helper_processes)
+        session = current_session()
+        self.helpers = HelperPool(
+            options.helper_processes, session.helpers if session is not None else None
+        )
         self.locks = DirectoryLocks()
         self._wheels = anyio.CapacityLimiter(options.jobs)
         self._warned: set[tuple[LinkMode, LinkMode]] = set()

@@ -137,10 +137,12 @@ print(spent)
 
 #: An install awaited in a running interpreter: a first install into a throwaway venv (from a
 #: throwaway cache when the timed one is cold) loads and warms the code, then the timed one runs
-#: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time. For
-#: ``cancel``, an untimed install of the same wheels first measures how long one takes; the
-#: timed one is cancelled at half of that, and the time printed runs from the cancel to the
-#: ``await`` returning, checked to have left the venv exactly as it was.
+#: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time. With
+#: ``session`` both run in one ``asynclink.Session`` and the first installs every wheel, as a
+#: package manager's earlier call would. For ``cancel``, an untimed install of the same wheels
+#: first measures how long one takes; the timed one is cancelled at half of that, and the time
+#: printed runs from the cancel to the ``await`` returning, checked to have left the venv
+#: exactly as it was.
 IN_PROCESS = """
 import os, subprocess, sys, time, anyio, asynclink
 venv, cache, mode, again, *wheels = sys.argv[1:]
@@ -149,9 +151,16 @@ def make(path):
 def listing(path):
     return sorted((d, sorted(n), sorted(f)) for d, n, f in os.walk(path))
 async def main():
+    if again == "session":  # a package manager's second call: helpers and manifests kept
+        async with asynclink.Session():
+            await measure()
+    else:
+        await measure()
+async def measure():
     warm_cache = cache if not cache.endswith("cold-cache") else cache + "-warm-up"
     make(venv + "-warm-up")
-    await asynclink.install_wheels(venv + "-warm-up", wheels[:1], cache_dir=warm_cache, mode=mode)
+    warm_up = wheels if again == "session" else wheels[:1]
+    await asynclink.install_wheels(venv + "-warm-up", warm_up, cache_dir=warm_cache, mode=mode)
     if again == "again":
         await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
     if again == "cancel":
@@ -607,9 +616,11 @@ def in_process_rows(root: Path, uv: str | None, wheel_args: list[str]) -> list[C
         ("copy", cache, "fresh", "uv copy"),
         ("hardlink", "{scratch}/cold-cache", "fresh", "uv cold"),
         ("hardlink", cache, "again", "uv install again"),
+        ("hardlink", cache, "session", "uv hardlink"),
+        ("copy", cache, "session", "uv copy"),
     ]
     for mode, where, again, reference in cases:
-        what = {"fresh": mode, "again": "nothing to do"}[again]
+        what = {"fresh": mode, "again": "nothing to do", "session": f"{mode}, session"}[again]
         if where != cache:
             what = "cold"
         found.append(

@@ -41,13 +41,20 @@ async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
 
 
 class HeldOpen:
-    """A FIFO among a wheel's files: copying it blocks until :meth:`release` opens its other
-    end, so that wheel cannot finish before the test lets it."""
+    """A file of a wheel that becomes a FIFO once the wheel has started (planning refuses a
+    FIFO): copying it blocks until :meth:`release` opens its other end, so that wheel cannot
+    finish before the test lets it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wheel: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.mkfifo(path)
+        path.write_text("")
         self.path = path
+        self.wheel = wheel
+
+    def arm_on_start(self, event: Event) -> None:
+        if isinstance(event, WheelStarted) and event.wheel == self.wheel:
+            self.path.unlink()
+            os.mkfifo(self.path)
 
     def release(self) -> None:
         def open_the_other_end() -> None:
@@ -61,13 +68,14 @@ async def test_wheels_overlap_one_finishes_while_another_is_held_in_flight(
     tmp_path: Path,
 ) -> None:
     held_source = wheel_tree(tmp_path / "held", "held", {"held/a.py": ""})
-    fifo = HeldOpen(held_source / "held/zz-fifo")
+    fifo = HeldOpen(held_source / "held/zz-fifo", "held-1.0")
     free = wheel_tree(tmp_path / "free", "free", many_files("free", 20))
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
     finished: list[str] = []
 
     def release_when_free_is_done(event: Event) -> None:
+        fifo.arm_on_start(event)
         if isinstance(event, WheelFinished):
             finished.append(event.wheel)
             if event.wheel == "free-1.0":
@@ -126,13 +134,14 @@ async def test_two_wheels_write_one_directory_while_both_are_in_flight(tmp_path:
     """``a`` is held in the middle of copying into ``ns/``; ``b`` writes all of its files
     into ``ns/`` meanwhile; then ``a`` goes on. Both land, and neither is a conflict."""
     a = wheel_tree(tmp_path / "a", "a", many_files("ns/a", 300))
-    fifo = HeldOpen(a / "ns/a/zz-fifo")
+    fifo = HeldOpen(a / "ns/a/zz-fifo", "a-1.0")
     b = wheel_tree(tmp_path / "b", "b", many_files("ns/b", 300))
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
     in_flight: list[int] = []
 
     def release_a_when_b_is_done(event: Event) -> None:
+        fifo.arm_on_start(event)
         if isinstance(event, WheelFinished) and event.wheel == "b-1.0":
             in_flight.append(len(os.listdir(site_packages / "ns/a")))  # a is half there
             fifo.release()
