@@ -610,8 +610,8 @@ class TargetLock:
 
     @property
     def fd(self) -> int | None:
-        """The locked descriptor while the lock is held: processes that inherit it hold the
-        lock until they exit, even if this process dies first."""
+        """The locked descriptor while the lock is held: a process given a copy (a helper,
+        with each request) holds the lock until it closes it, even if this process dies."""
         return self._fd
 
     def release(self) -> None:

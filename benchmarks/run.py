@@ -161,6 +161,7 @@ async def measure():
     make(venv + "-warm-up")
     warm_up = wheels if again == "session" else wheels[:1]
     await asynclink.install_wheels(venv + "-warm-up", warm_up, cache_dir=warm_cache, mode=mode)
+    os.sync()  # on a disk, the warm-up's writes must not be flushed during the timed install
     if again == "again":
         await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
     if again == "cancel":
