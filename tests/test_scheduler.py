@@ -40,27 +40,33 @@ async def test_no_more_than_jobs_wheels_run_at_once(tmp_path: Path) -> None:
     assert len(result.wheels) == 8 and result.files == 8 * 22
 
 
-class HeldOpen:
-    """A file of a wheel that becomes a FIFO once the wheel has started (planning refuses a
-    FIFO): copying it blocks until :meth:`release` opens its other end, so that wheel cannot
-    finish before the test lets it."""
+class Gate:
+    """A file of a wheel that becomes a FIFO when the wheel starts (planning refuses a FIFO):
+    copying it waits until :meth:`open` opens its other end. Opened before its wheel has
+    started, it stays a plain file, and nothing waits."""
 
     def __init__(self, path: Path, wheel: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
-        self.path = path
-        self.wheel = wheel
+        self.path, self.wheel = path, wheel
+        self.armed = self.opened = False
 
-    def arm_on_start(self, event: Event) -> None:
-        if isinstance(event, WheelStarted) and event.wheel == self.wheel:
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, WheelStarted) and event.wheel == self.wheel and not self.opened:
             self.path.unlink()
             os.mkfifo(self.path)
+            self.armed = True
 
-    def release(self) -> None:
-        def open_the_other_end() -> None:
-            os.close(os.open(self.path, os.O_WRONLY))
+    def open(self) -> None:
+        if self.opened:
+            return
+        self.opened = True
+        if self.armed:
 
-        threading.Thread(target=open_the_other_end, daemon=True).start()
+            def open_the_other_end() -> None:
+                os.close(os.open(self.path, os.O_WRONLY))
+
+            threading.Thread(target=open_the_other_end, daemon=True).start()
 
 
 @pytest.mark.timeout(60)  # a serial engine waits for ever: the held wheel never finishes
@@ -68,18 +74,24 @@ async def test_wheels_overlap_one_finishes_while_another_is_held_in_flight(
     tmp_path: Path,
 ) -> None:
     held_source = wheel_tree(tmp_path / "held", "held", {"held/a.py": ""})
-    fifo = HeldOpen(held_source / "held/zz-fifo", "held-1.0")
     free = wheel_tree(tmp_path / "free", "free", many_files("free", 20))
+    # held waits at its last file until free has finished; free waits at its gate until held
+    # has started: so held is surely in flight while free finishes, whatever order they start.
+    held_gate = Gate(held_source / "held/zz-fifo", "held-1.0")
+    free_gate = Gate(free / "free/zz-gate", "free-1.0")
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
     finished: list[str] = []
 
     def release_when_free_is_done(event: Event) -> None:
-        fifo.arm_on_start(event)
+        held_gate.on_event(event)
+        free_gate.on_event(event)
+        if isinstance(event, WheelStarted) and event.wheel == "held-1.0":
+            free_gate.open()
         if isinstance(event, WheelFinished):
             finished.append(event.wheel)
             if event.wheel == "free-1.0":
-                fifo.release()
+                held_gate.open()
 
     await link_wheels(
         site_packages,
@@ -134,17 +146,21 @@ async def test_two_wheels_write_one_directory_while_both_are_in_flight(tmp_path:
     """``a`` is held in the middle of copying into ``ns/``; ``b`` writes all of its files
     into ``ns/`` meanwhile; then ``a`` goes on. Both land, and neither is a conflict."""
     a = wheel_tree(tmp_path / "a", "a", many_files("ns/a", 300))
-    fifo = HeldOpen(a / "ns/a/zz-fifo", "a-1.0")
     b = wheel_tree(tmp_path / "b", "b", many_files("ns/b", 300))
+    a_gate = Gate(a / "ns/a/zz-fifo", "a-1.0")  # a waits here until b has finished
+    b_gate = Gate(b / "b_gate/zz", "b-1.0")  # b waits here until a has started
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
     in_flight: list[int] = []
 
     def release_a_when_b_is_done(event: Event) -> None:
-        fifo.arm_on_start(event)
+        a_gate.on_event(event)
+        b_gate.on_event(event)
+        if isinstance(event, WheelStarted) and event.wheel == "a-1.0":
+            b_gate.open()
         if isinstance(event, WheelFinished) and event.wheel == "b-1.0":
             in_flight.append(len(os.listdir(site_packages / "ns/a")))  # a is half there
-            fifo.release()
+            a_gate.open()
 
     result = await link_wheels(
         site_packages,
