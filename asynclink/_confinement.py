@@ -32,6 +32,7 @@ __all__ = [
     "check_path_length",
     "normalise_member",
     "reserved_name_error",
+    "special_file_error",
 ]
 
 #: Names asynclink keeps for itself in an environment (its lock, journal and temporaries): no
@@ -79,6 +80,12 @@ def normalise_member(wheel: str, name: str) -> str:
     path = "/".join(parts)
     check_path_length(wheel, path)
     return path
+
+
+def special_file_error(wheel: str, entry: str) -> InvalidWheelError:
+    """The refusal of an unpacked wheel's FIFO, socket or device: reading one (to hash or to
+    copy it) would hang the install or read what is not the wheel's."""
+    return InvalidWheelError(wheel, f"{entry} is not a regular file or a symlink", entry=entry)
 
 
 def reserved_name_error(wheel: str, entry: str) -> InvalidWheelError:

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ._confinement import normalise_member
+from ._confinement import normalise_member, special_file_error
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs, canonical_name
 from ._record import RecordEntry, format_row, hash_file
@@ -275,10 +275,8 @@ def manifest_for_tree(tree: str) -> Manifest:
             relative = normalise_member(label, prefix + file_name)
             path = os.path.join(directory, file_name)
             kind = stat.S_IFMT(os.lstat(path).st_mode)
-            if kind not in (stat.S_IFREG, stat.S_IFLNK):  # a FIFO would hang whoever reads it
-                raise InvalidWheelError(
-                    label, f"{relative} is not a regular file or a symlink", relative
-                )
+            if kind not in (stat.S_IFREG, stat.S_IFLNK):
+                raise special_file_error(label, relative)
             if kind == stat.S_IFLNK:
                 resolved = os.path.realpath(path)
                 if not resolved.startswith(real_root + os.sep):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from ._cache import UnpackedWheel
-from ._confinement import RESERVED_PREFIX, reserved_name_error
+from ._confinement import RESERVED_PREFIX, reserved_name_error, special_file_error
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs, canonical_name
 from ._installed import SOURCE_FILE
@@ -207,10 +207,8 @@ def plan_unpacked_tree(wheel: str | None, source: str, target: str) -> WheelPlan
             elif entry.is_symlink():
                 text = _inside_link(wheel, entry.path, real_root)
                 plan.symlinks.append((text, target + sep + relative))
-            elif not entry.is_file(follow_symlinks=False):  # a FIFO would hang its reader
-                raise InvalidWheelError(
-                    wheel, f"{relative} is not a regular file or a symlink", relative
-                )
+            elif not entry.is_file(follow_symlinks=False):
+                raise special_file_error(wheel, relative)
             elif entry.name == "RECORD":
                 plan.copies.append((entry.path, target + sep + relative))
             else:
