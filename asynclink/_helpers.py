@@ -25,6 +25,7 @@ waiting for it, and rolling back as usual.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -201,12 +202,22 @@ class Child:
         self.broken = True
         with anyio.CancelScope(shield=True):
             if self._process.returncode is None:
-                self._process.send_signal(self.stop_signal)
+                self._signal(self.stop_signal)
                 with anyio.move_on_after(_STOP_GRACE):
                     await self._process.wait()
             if self._process.returncode is None:
-                self._process.kill()
+                self._signal(signal.SIGKILL)
             await self.aclose()
+
+    def _signal(self, signum: int) -> None:
+        """Send ``signum`` unless the process has been reaped. Not ``Process.send_signal``: on
+        asyncio that is ``Popen.send_signal``, which first polls, and a poll that reaps a
+        helper that just died (it does, when the helper's death is what failed the call)
+        leaves asyncio's own child watcher without its status, so it reports exit 255 instead
+        of the signal. An unreaped child's pid cannot be reused."""
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signum)
 
 
 class Helper(Child):
