@@ -137,7 +137,8 @@ class Scheduler:
             )
         if state.fallbacks:
             self._warn_fallback(plan, state)
-        await self.place_copies(plan.wheel, deferred)
+        if deferred:
+            await self.place_copies(plan.wheel, deferred)
         self.emit(WheelLinked(plan.wheel, plan.file_count, plan.size, state.mode))
         return WheelResult(
             wheel=plan.wheel,
@@ -282,8 +283,8 @@ async def gather(work: Iterable[Awaitable[T]]) -> list[T]:
     Cancellation of the caller is never swallowed.
     """
     jobs = list(work)
-    if len(jobs) == 1:
-        return [await jobs[0]]
+    if len(jobs) <= 1:  # no task group for one job (or none)
+        return [await job for job in jobs]
     results: list[T | None] = [None] * len(jobs)
     errors: list[Exception] = []
 

@@ -4,6 +4,7 @@
     python benchmarks/run.py --rounds 9 --json results.json
     python benchmarks/run.py --root /var/tmp/bench --groups link,install
     python benchmarks/run.py --scaling           # the corpus x1, x2, x4
+    python benchmarks/run.py --factor 4          # every group on the corpus x4
 
 Every contestant runs as a separate process, the way a user runs it, with the real interpreter
 (never a pyenv shim). Rounds are interleaved (every contestant once per round, in a shuffled
@@ -16,11 +17,13 @@ Groups:
   link     asynclink's core engine (link only) in each mode, against cp -al, cp -a, cp -as
            (and cp --reflink=always where the filesystem can clone)
   install  the asynclink CLI from a warm cache into a fresh venv, against uv with a warm cache,
-           pip and installer, in hardlink and copy mode; asynclink at --jobs 1 too
+           pip and installer, in hardlink and copy mode (and clone where the filesystem can
+           clone); asynclink at --jobs 1 too
   cold     asynclink with an empty cache (unpack + install) against uv with an empty cache
   process  asynclink awaited inside a running interpreter (imports done and the code warmed
-           by a first install elsewhere), against uv's whole process: warm hardlink and copy,
-           cold, and an install with nothing to do; with the worst lag of a 1 ms ticker
+           by a first install elsewhere), against uv's whole process: warm hardlink, copy (and
+           clone where the filesystem can clone), cold, and an install with nothing to do, one
+           shot and in a session; with the worst lag of a 1 ms ticker
            running on the same event loop
   cancel   an install awaited as above, cancelled at half of its own time: how long until the
            ``await`` returns with the venv as it was (hardlink and copy)
@@ -139,12 +142,14 @@ print(spent)
 #: throwaway cache when the timed one is cold) loads and warms the code, then the timed one runs
 #: beside a 1 ms ticker. Prints the worst lag the ticker saw, then the install's own time. With
 #: ``session`` both run in one ``asynclink.Session`` and the first installs every wheel, as a
-#: package manager's earlier call would. For ``cancel``, an untimed install of the same wheels
+#: package manager's earlier call would. The warm-up's venv is removed before the timed install
+#: (measured on a tmpfs: copies ran up to three times slower while gigabytes of earlier copies
+#: were still held in memory). For ``cancel``, an untimed install of the same wheels
 #: first measures how long one takes; the timed one is cancelled at half of that, and the time
 #: printed runs from the cancel to the ``await`` returning, checked to have left the venv
 #: exactly as it was.
 IN_PROCESS = """
-import os, subprocess, sys, time, anyio, asynclink
+import os, shutil, subprocess, sys, time, anyio, asynclink
 venv, cache, mode, again, *wheels = sys.argv[1:]
 def make(path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
@@ -161,6 +166,7 @@ async def measure():
     make(venv + "-warm-up")
     warm_up = wheels if again == "session" else wheels[:1]
     await asynclink.install_wheels(venv + "-warm-up", warm_up, cache_dir=warm_cache, mode=mode)
+    shutil.rmtree(venv + "-warm-up")  # its files must not hold memory the timed install needs
     os.sync()  # on a disk, the warm-up's writes must not be flushed during the timed install
     if again == "again":
         await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
@@ -378,15 +384,23 @@ def _renamed(wheel: Path, suffix: str, directory: Path) -> Path:
         tops = {info.filename.split("/", 1)[0] for info in source.infolist()}
         renames = {}
         for top in tops:
-            stem, dot, ext = top.partition(".")
             if top.endswith((".dist-info", ".data")):
                 project, _, tail = top.partition("-")
                 renames[top] = f"{project}{suffix}-{tail}"
             else:
-                renames[top] = f"{stem}{suffix}{dot}{ext}"
+                renames[top] = _suffixed(top, suffix)
 
         def rename(path: str) -> str:
             top, sep, rest = path.partition("/")
+            scheme, slash, inner = rest.partition("/")
+            if top.endswith(".data") and slash:  # a scheme's files get new names too
+                first, below, tail = inner.partition("/")
+                if scheme in ("purelib", "platlib"):
+                    inner = _suffixed(first, suffix) + below + tail
+                else:
+                    head, slash, name = inner.rpartition("/")
+                    inner = head + slash + _suffixed(name, suffix)
+                rest = f"{scheme}/{inner}"
             return renames.get(top, top) + sep + rest
 
         members: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
@@ -413,12 +427,17 @@ def _renamed(wheel: Path, suffix: str, directory: Path) -> Path:
             rows.append(f"{path},sha256={encoded},{len(data)}")
         rows.append(f"{record_name},,")
         members[record_name] = (members[record_name][0], ("\n".join(rows) + "\n").encode())
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:  # stored: quick to make
+    with zipfile.ZipFile(target, "w") as out:  # compressed as the original: inflated as much
         for path, (info, data) in members.items():
             copy = zipfile.ZipInfo(path, date_time=info.date_time)
             copy.external_attr = info.external_attr
-            out.writestr(copy, data)
+            out.writestr(copy, data, compress_type=info.compress_type)
     return target
+
+
+def _suffixed(name: str, suffix: str) -> str:
+    stem, dot, ext = name.partition(".")
+    return f"{stem}{suffix}{dot}{ext}"
 
 
 def _renamed_entry_point(line: bytes, suffix: str) -> bytes:
@@ -530,7 +549,7 @@ def install_rows(
     """Warm installs through each tool's command line."""
     found: list[Contestant] = []
     cache, uv_cache = root / "cache", root / "uv-cache"
-    for mode in ("hardlink", "copy"):
+    for mode in ("hardlink", "copy", *(["clone"] if can_clone(root) else [])):
         if uv:
             found.append(
                 Contestant(
@@ -615,6 +634,7 @@ def in_process_rows(root: Path, uv: str | None, wheel_args: list[str]) -> list[C
     cases = [
         ("hardlink", cache, "fresh", "uv hardlink"),
         ("copy", cache, "fresh", "uv copy"),
+        *([("clone", cache, "fresh", "uv clone")] if can_clone(root) else []),
         ("hardlink", "{scratch}/cold-cache", "fresh", "uv cold"),
         ("hardlink", cache, "again", "uv install again"),
         ("hardlink", cache, "session", "uv hardlink"),
@@ -946,6 +966,9 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
+    parser.add_argument(
+        "--factor", type=int, default=1, help="run every group on the corpus this many times"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     spawner = Spawner()  # first, while this process is small
@@ -957,6 +980,8 @@ def main() -> int:
     for wheel in sorted(Path(source).glob("*.whl")):
         shutil.copy(wheel, root / "wheels" / wheel.name)
     wheels = sorted((root / "wheels").glob("*.whl"))
+    if args.factor > 1:
+        wheels = copies(wheels, args.factor, root / "wheels")
     print(
         f"{len(wheels)} wheels on {root} ({os.cpu_count()} cores); warming caches", file=sys.stderr
     )
@@ -984,6 +1009,7 @@ def main() -> int:
         "filesystem": _filesystem(root),
         "cores": os.cpu_count(),
         "rounds": args.rounds,
+        "factor": args.factor,
         "results": rows,
         "notes": notes,
     }
