@@ -21,15 +21,17 @@ and the path. The helper works on ``bytes`` paths, as they come off the socket; 
 
 A message is an 8-byte little-endian length and that many bytes. A file helper's request is
 NUL-separated fields: the mode, then per tree (a :class:`TreeJob`) its source root, target
-root, file count and files. Its answer has, per tree with something to report (a
-:class:`TreeAnswer`), the tree's index, whether its roots could be opened, and each file it
-did not place with the ``errno``; an empty answer means every file is in place.
+root, directory count, file count, directories and files. Its answer has, per tree with
+something to report (a :class:`TreeAnswer`), the tree's index, whether its roots could be
+opened (and its directories made), and each file it did not place with the ``errno``; an
+empty answer means every file is in place.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False  # not typing's: the helper imports neither typing nor collections
@@ -42,19 +44,24 @@ if TYPE_CHECKING:
 
 
 class TreeJob:
-    """Files of one tree for a file helper: the same relative names below both roots."""
+    """Files of one tree for a file helper: the same relative names below both roots, and
+    the directories below the target to make first (parents first; each may exist already:
+    another piece of the tree, or another wheel, made it). The install's journal lists those
+    directories before any is made, so the helper making them is as undoable as the thread."""
 
-    __slots__ = ("files", "source", "target")
+    __slots__ = ("dirs", "files", "source", "target")
 
-    def __init__(self, source: str, target: str, files: Sequence[str]) -> None:
-        self.source, self.target, self.files = source, target, files
+    def __init__(
+        self, source: str, target: str, files: Sequence[str], dirs: Sequence[str] = ()
+    ) -> None:
+        self.source, self.target, self.files, self.dirs = source, target, files, dirs
 
 
 class TreeAnswer:
     """What a file helper reports of one tree of a job (the ``index``-th): when not
-    ``opened``, it placed nothing of the tree (its roots could not be opened: the caller places
-    it itself, to report the error properly); otherwise the files it did not place, each with
-    the ``errno`` that says why, as :func:`place_files` reports them."""
+    ``opened``, it placed nothing of the tree (its roots could not be opened or its directories
+    made: the caller places it itself, to report the error properly); otherwise the files it
+    did not place, each with the ``errno`` that says why, as :func:`place_files` reports them."""
 
     __slots__ = ("failures", "index", "opened")
 
@@ -172,6 +179,25 @@ def unlink_quietly(path: AnyStr, dir_fd: int | None = None) -> None:
         pass
 
 
+def make_dirs(dirs: Sequence[AnyStr], dst_fd: int) -> bool:
+    """Make ``dirs`` below ``dst_fd``, parents first; one that exists is merged into if it is a
+    directory (not a symlink). ``False`` at the first that cannot be made: the caller makes
+    them itself, to report or resolve what is in the way."""
+    mkdir, lstat, is_dir = os.mkdir, os.lstat, stat.S_ISDIR
+    for path in dirs:
+        try:
+            mkdir(path, dir_fd=dst_fd)
+        except FileExistsError:
+            try:
+                if not is_dir(lstat(path, dir_fd=dst_fd).st_mode):
+                    return False
+            except OSError:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def place_files(
     mode: str,
     link_prefix: AnyStr,
@@ -233,7 +259,8 @@ def encode_job(mode: str, trees: Sequence[TreeJob]) -> bytes:
     """A file helper's request (unframed) to place ``trees`` with ``mode``."""
     fields = [mode]
     for tree in trees:
-        fields += (tree.source, tree.target, str(len(tree.files)))
+        fields += (tree.source, tree.target, str(len(tree.dirs)), str(len(tree.files)))
+        fields += tree.dirs
         fields += tree.files
     return "\0".join(fields).encode("utf-8", "surrogateescape")
 
@@ -311,10 +338,13 @@ def _run_job(payload: bytes, umask: int) -> bytes:
     answers: list[tuple[int, bool, list[tuple[bytes, int]]]] = []
     position, index = 1, 0
     while position < len(fields):
-        source, target, count = fields[position], fields[position + 1], int(fields[position + 2])
-        files = fields[position + 3 : position + 3 + count]
-        position += 3 + count
-        opened, failures = _place_tree(mode, source, target, files, umask)
+        source, target = fields[position], fields[position + 1]
+        dir_count, file_count = int(fields[position + 2]), int(fields[position + 3])
+        position += 4
+        dirs = fields[position : position + dir_count]
+        files = fields[position + dir_count : position + dir_count + file_count]
+        position += dir_count + file_count
+        opened, failures = _place_tree(mode, source, target, dirs, files, umask)
         if failures or not opened:
             answers.append((index, opened, failures))
         index += 1
@@ -322,13 +352,16 @@ def _run_job(payload: bytes, umask: int) -> bytes:
 
 
 def _place_tree(
-    mode: str, source: bytes, target: bytes, files: list[bytes], umask: int
+    mode: str, source: bytes, target: bytes, dirs: list[bytes], files: list[bytes], umask: int
 ) -> tuple[bool, list[tuple[bytes, int]]]:
-    """:func:`place_files` for one tree given by its roots; whether they could be opened."""
+    """Make ``dirs``, then :func:`place_files`, for one tree given by its roots; whether its
+    roots could be opened and its directories made (if not, nothing of it was placed)."""
     src_fd = dst_fd = -1
     try:
         src_fd = os.open(source, DIRECTORY_FLAGS)
         dst_fd = os.open(target, DIRECTORY_FLAGS)
+        if not make_dirs(dirs, dst_fd):
+            return False, []
         return True, place_files(mode, source + b"/", src_fd, dst_fd, files, umask)
     except OSError:
         return False, []

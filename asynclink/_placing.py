@@ -78,6 +78,9 @@ class TreeFiles(NamedTuple):
 
     tree: Tree
     files: list[str]
+    dirs: Sequence[str] = ()
+    """Directories below the tree's target to make before these files, parents first: a
+    bulk's, which the link phase leaves to the helper that places it (already journalled)."""
 
 
 class LinkPhase(NamedTuple):
@@ -100,7 +103,7 @@ class CopyWork:
     """(destination, contents, permission bits)."""
 
     def __len__(self) -> int:
-        files = sum(len(names) for names in self.tree_files.values())
+        files = sum(map(len, self.tree_files.values()))
         return files + len(self.copies) + len(self.writes)
 
     def extend(self, other: CopyWork) -> None:
@@ -129,7 +132,7 @@ def chunk_copies(
     looks at every file, which on the event loop held it for milliseconds."""
     sep = os.sep
     groups: dict[str, CopyWork] = {}
-    for tree, files in tree_files:
+    for tree, files, _ in tree_files:
         last_head: str | None = None
         names: list[str] = []
         for relative in files:  # a directory's files come one after another
@@ -389,19 +392,27 @@ class Placer:
         bulk: list[TreeFiles] = []
         deferred: list[TreeFiles] = []
         with TreeHandles(wheel, plan.trees) as handles:
-            self._directories(plan, handles)
+            placed_here = None  # with a hand-off: what this phase places beside first files
+            if hand_off:
+                placed_here = [destination for _, destination in plan.symlinks]
+                placed_here += [destination for _, destination in known.copies]
+                placed_here += [destination for destination, _, _ in known.writes]
+            unmade = self._directories(plan, handles, placed_here)
             for text, destination in plan.symlinks:
                 try:
                     self.place(LinkMode.SYMLINK, text, destination)
                 except OSError as error:
                     raise LinkError(wheel, text, destination, error, "symlink") from error
-            for tree, source_fd, target_fd in zip(
-                plan.trees, handles.sources, handles.targets, strict=True
+            for tree, source_fd, target_fd, pending in zip(
+                plan.trees, handles.sources, handles.targets, unmade, strict=True
             ):
-                index, left = _start_tree(self, wheel, tree, source_fd, target_fd, state)
+                index, left = _start_tree(self, wheel, tree, source_fd, target_fd, state, pending)
                 rest = tree.files[index:] if index < len(tree.files) else []
+                if left and pending:  # the copy phase needs every directory
+                    self.make_dirs(wheel, pending, target_fd, tree.target)
+                    pending = []
                 if rest and hand_off:
-                    bulk.append(TreeFiles(tree, rest))
+                    bulk.append(TreeFiles(tree, rest, pending))
                 elif rest:
                     left += _place_rest(
                         self, wheel, tree, state.mode, rest, source_fd, target_fd, checkpoint
@@ -411,10 +422,18 @@ class Placer:
         self.copy_and_write(wheel, known, checkpoint)
         return LinkPhase(bulk, deferred)
 
-    def _directories(self, plan: WheelPlan, handles: TreeHandles) -> None:
-        """Open the trees and make every directory of ``plan``, each written down (in the
-        recorder's ``begin_wheel``) before it is made: a kill at any moment leaves nothing
-        the journal does not know of."""
+    def _directories(
+        self, plan: WheelPlan, handles: TreeHandles, placed_here: Collection[str] | None
+    ) -> list[list[str]]:
+        """Open the trees and make the directories of ``plan``, each written down (in the
+        recorder's ``begin_wheel``) before any is made: a kill at any moment leaves nothing
+        the journal does not know of.
+
+        When the bulk goes to a helper, ``placed_here`` lists the other paths the link phase
+        places itself (symlinks, metadata): a tree's new directories are made here only where
+        its first file (which decides the mode) and those go, and the rest are returned, per
+        tree, for the helper to make with the files (its ``mkdir`` calls cost this process
+        nothing). With ``None``, every one is made here and the lists are empty."""
         wheel, sep = plan.wheel, os.sep
         handles.open_sources()
         outer = self.new_dirs(wheel, plan.dirs)
@@ -433,8 +452,20 @@ class Placer:
         self.recorder.begin_wheel(plan, outer + made)
         self.make_dirs(wheel, outer)
         handles.open_targets()
+        unmade: list[list[str]] = []
         for tree, target_fd, new in zip(plan.trees, handles.targets, inner, strict=True):
-            self.make_dirs(wheel, new, target_fd, tree.target)
+            if placed_here is None or not new or not tree.files:
+                self.make_dirs(wheel, new, target_fd, tree.target)
+                unmade.append([])
+                continue
+            needed = _parents(tree.files[0])
+            prefix = tree.target + sep
+            for path in placed_here:
+                if path.startswith(prefix):
+                    needed.update(_parents(path[len(prefix) :]))
+            self.make_dirs(wheel, [path for path in new if path in needed], target_fd, tree.target)
+            unmade.append([path for path in new if path not in needed])
+        return unmade
 
     def place_trees(
         self,
@@ -446,12 +477,13 @@ class Placer:
         """Place the files of ``trees`` with the decided ``mode``; return those left for the
         copy phase. The caller holds the locks of their directories if ``mode`` copies."""
         deferred: list[TreeFiles] = []
-        with TreeHandles(wheel, [tree for tree, _ in trees]) as handles:
+        with TreeHandles(wheel, [tree for tree, _, _ in trees]) as handles:
             handles.open_sources()
             handles.open_targets()
-            for (tree, files), source_fd, target_fd in zip(
+            for (tree, files, dirs), source_fd, target_fd in zip(
                 trees, handles.sources, handles.targets, strict=True
             ):
+                self.make_dirs(wheel, dirs, target_fd, tree.target)
                 left = _place_rest(self, wheel, tree, mode, files, source_fd, target_fd, checkpoint)
                 if left:
                     deferred.append(TreeFiles(tree, left))
@@ -542,14 +574,22 @@ def _open_directory(wheel: str, path: str, action: str) -> int:
 
 
 def _start_tree(
-    placer: Placer, wheel: str, tree: Tree, src_fd: int, dst_fd: int, state: ModeState
+    placer: Placer,
+    wheel: str,
+    tree: Tree,
+    src_fd: int,
+    dst_fd: int,
+    state: ModeState,
+    pending: list[str],
 ) -> tuple[int, list[str]]:
     """Place ``tree``'s first files until the wheel's mode is decided (see :class:`ModeState`).
 
     Returns the index of the first file left for :func:`_place_rest` (in ``state.mode``) and
     the files left for the copy phase: all of them once the wheel has fallen back to copy. A
     mode that failed between the same two devices earlier in this install is skipped without
-    trying (``Placer.probes``).
+    trying (``Placer.probes``). ``pending`` are directories not made yet (see
+    ``Placer._directories``): a file that needs one (the first file's source had too many
+    links, so the next one decides) has them all made, and ``pending`` emptied.
     """
     probes = placer.probes
     files, total = tree.files, len(tree.files)
@@ -581,6 +621,10 @@ def _start_tree(
             if error.errno == errno.EMLINK and mode is LinkMode.HARDLINK:
                 deferred.append(relative)
                 index += 1
+                continue
+            if error.errno == errno.ENOENT and pending:
+                placer.make_dirs(wheel, pending, dst_fd, tree.target)
+                pending.clear()
                 continue
             transient = _transient(error, mode)
             if transient and retried != index:
@@ -652,6 +696,16 @@ def _settle(
                 raise _tree_error(wheel, tree, relative, error, mode) from error
             deferred.append(relative)
     return deferred
+
+
+def _parents(relative: str) -> set[str]:
+    """The directories ``relative`` lies in, below its tree's root."""
+    found: set[str] = set()
+    head = relative.rpartition(os.sep)[0]
+    while head:
+        found.add(head)
+        head = head.rpartition(os.sep)[0]
+    return found
 
 
 def _transient(error: OSError, mode: LinkMode) -> bool:

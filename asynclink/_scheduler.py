@@ -36,7 +36,7 @@ from ._child import TreeJob
 from ._conflicts import find_conflicts
 from ._errors import LinkModeFallbackWarning
 from ._events import ConflictFound, Event, ModeFellBack, WheelLinked, WheelStarted
-from ._helpers import HelperPool
+from ._helpers import EARLY_HELPER_WHEELS, HelperPool
 from ._locks import DirectoryLocks
 from ._modes import LinkMode
 from ._options import Options
@@ -111,6 +111,8 @@ class Scheduler:
         # one thing at a time.
         self.helpers.open = self.options.jobs > 1
         try:
+            if len(items) >= EARLY_HELPER_WHEELS:
+                await self.helpers.start_early()
             return await gather(run_one(item) for item in items)
         finally:
             await self.helpers.aclose()
@@ -147,7 +149,7 @@ class Scheduler:
             requested_mode=self.options.mode,
             mode=state.mode,
             fallbacks=tuple(state.fallbacks),
-            copied=len(plan.copies) + sum(len(files) for _, files in deferred),
+            copied=len(plan.copies) + sum(len(left.files) for left in deferred),
             bytes=plan.size,
         )
 
@@ -170,7 +172,7 @@ class Scheduler:
         planning and the first files of every wheel to do), else in the thread."""
         answers = None
         if in_loops(mode):
-            jobs = [TreeJob(tree.source, tree.target, files) for tree, files in trees]
+            jobs = [TreeJob(tree.source, tree.target, files, dirs) for tree, files, dirs in trees]
             answers = await self.helpers.place(mode.value, jobs, self.placer.recorder.held_fds)
         if answers is None:
             return await self.threads.run(
@@ -195,7 +197,7 @@ class Scheduler:
         Directories are taken a chunk of :data:`PIECE` files at a time, in sorted order within
         a chunk (which cannot deadlock), and the chunks run at the same time.
         """
-        files = len(copies) + sum(len(names) for _, names in tree_files)
+        files = len(copies) + sum(len(left.files) for left in tree_files)
         if files >= COPIES_GROUPED_IN_THREAD:
             chunks = await self.threads.run_cpu(chunk_copies, tree_files, copies, PIECE)
         else:
@@ -264,13 +266,13 @@ def _pieces(trees: Sequence[TreeFiles]) -> list[list[TreeFiles]]:
     """``trees``' files cut into pieces of about :data:`PIECE` files."""
     pieces: list[list[TreeFiles]] = [[]]
     size = 0
-    for tree, files in trees:
+    for tree, files, dirs in trees:  # each piece makes the directories (they may race)
         for start in range(0, len(files), PIECE):
             if size >= PIECE:
                 pieces.append([])
                 size = 0
             piece = files[start : start + PIECE]
-            pieces[-1].append(TreeFiles(tree, piece))
+            pieces[-1].append(TreeFiles(tree, piece, dirs))
             size += len(piece)
     return pieces
 

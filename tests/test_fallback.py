@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from asynclink import LinkError, LinkMode, LinkModeFallbackWarning, ModeFellBack, link_wheels
+from asynclink._helpers import HELPER_MIN_FILES
 from tests.trees import wheel_tree
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -121,19 +122,23 @@ async def test_after_the_first_file_a_failure_is_an_error_not_a_fallback(
     assert "pkg-1.0: cannot hardlink" in str(caught.value)
 
 
-async def test_too_many_links_to_one_file_copies_that_file(tmp_path: Path) -> None:
-    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
-    crowded = source / "pkg/mod.py"
-    links = tmp_path / "links"
+def crowd(path: Path, links: Path) -> None:
+    """Link ``path`` from ``links`` until the filesystem refuses another link (or skip)."""
     links.mkdir()
     try:
         for n in range(70_000):
-            os.link(crowded, links / str(n))
+            os.link(path, links / str(n))
     except OSError as error:
         if error.errno != errno.EMLINK:
             raise
     else:
         pytest.skip("this filesystem allows more than 70,000 links to a file")
+
+
+async def test_too_many_links_to_one_file_copies_that_file(tmp_path: Path) -> None:
+    source = wheel_tree(tmp_path / "cache", "pkg", FILES)
+    crowded = source / "pkg/mod.py"
+    crowd(crowded, tmp_path / "links")
     site_packages = tmp_path / "sp"
     site_packages.mkdir()
 
@@ -143,6 +148,27 @@ async def test_too_many_links_to_one_file_copies_that_file(tmp_path: Path) -> No
     assert (site_packages / "pkg/mod.py").read_text() == "VALUE = 1\n"
     assert not (site_packages / "pkg/mod.py").samefile(crowded)
     assert (site_packages / "pkg/tool.sh").samefile(source / "pkg/tool.sh")
+
+
+async def test_after_a_crowded_first_file_the_next_decides_in_a_directory_left_to_a_helper(
+    tmp_path: Path,
+) -> None:
+    """The link phase makes only the first file's directories when a helper takes the bulk;
+    if that file's source has too many links, the next file decides the mode, and the
+    directories it needs are made then."""
+    bulk = {f"bbb/sub/f{k:04}.py": f"# {k}\n" for k in range(2 * HELPER_MIN_FILES)}
+    source = wheel_tree(tmp_path / "cache", "zzz", {"aaa.py": "VALUE = 1\n", **bulk})
+    crowd(source / "aaa.py", tmp_path / "links")
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    result = await link_wheels(site_packages, [source], mode="hardlink", jobs=2)
+
+    assert result.wheels[0].mode is LinkMode.HARDLINK
+    assert (site_packages / "aaa.py").read_text() == "VALUE = 1\n"
+    assert not (site_packages / "aaa.py").samefile(source / "aaa.py")
+    for path in bulk:
+        assert (site_packages / path).samefile(source / path)
 
 
 class FlakyClone:

@@ -17,8 +17,15 @@ import asynclink._child
 import asynclink._placing
 from asynclink import LinkMode, WheelStarted
 from asynclink._child import LOOP_MODES, TreeJob, encode_job, framed
-from asynclink._helpers import HELPER_MIN_COPIES, HELPER_MIN_FILES, LINK_HELPERS, Child, Helper
-from asynclink._placing import TEMPORARY_PREFIX
+from asynclink._helpers import (
+    EARLY_HELPER_WHEELS,
+    HELPER_MIN_COPIES,
+    HELPER_MIN_FILES,
+    LINK_HELPERS,
+    Child,
+    Helper,
+)
+from asynclink._placing import TEMPORARY_PREFIX, CopyWork, ModeState
 from asynclink._plan import WheelPlan, plan_unpacked_tree
 from asynclink._scheduler import PIECE
 from asynclink._transaction import TargetLock, transaction
@@ -106,11 +113,13 @@ async def test_files_already_there_are_replaced_through_a_helper(tmp_path: Path)
     assert leftovers(site_packages) == []
 
 
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
 async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
-    tmp_path: Path, site_packages: Path
+    tmp_path: Path, site_packages: Path, mode: LinkMode
 ) -> None:
     """The helper is killed before the third wheel starts: every piece of that wheel and the
-    next is sent to a dead helper, so whatever of them is in place, the thread placed."""
+    next is sent to a dead helper, so whatever of them is in place, the thread placed (with
+    the directories a link helper would have made)."""
     sources = wheels(tmp_path / "wheels", 5)
     killed: list[Child] = []
     started: list[str] = []
@@ -124,7 +133,7 @@ async def test_a_helper_that_dies_leaves_its_work_to_the_thread(
                     killed.append(helper)
 
     scheduler = scheduler_for(
-        site_packages, LinkMode.COPY, jobs=2, helper_processes=1, on_event=kill_helpers
+        site_packages, mode, jobs=2, helper_processes=1, on_event=kill_helpers
     )
     results = await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
 
@@ -206,6 +215,97 @@ async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
     assert (target / "b.py").read_text() == "already here"
     assert helper.returncode == 0
     assert not any(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(target))
+
+
+def test_a_bulk_for_a_helper_carries_the_directories_the_link_phase_left_unmade(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    """The link phase makes the directories of the first file (which decides the mode) and
+    of the metadata it writes; the helper makes the others with the files that go there."""
+    (source,) = wheels(tmp_path / "wheels", 1)
+    (plan,) = plans_for([source], site_packages)
+    known = CopyWork(copies=list(plan.copies), writes=list(plan.writes))
+    placer = scheduler_for(site_packages, LinkMode.HARDLINK, jobs=2).placer
+
+    bulk, deferred = placer.link_phase(plan, ModeState(LinkMode.HARDLINK), known, True, _nothing)
+
+    later = [os.path.join("w0", f"sub{k}") for k in (1, 2, 3)]
+    (tree,) = plan.trees
+    assert [(b.files, list(b.dirs)) for b in bulk] == [(tree.files[1:], later)]
+    assert deferred == []
+    assert sorted(os.listdir(site_packages / "w0")) == ["sub0"]
+    assert (site_packages / "w0-1.0.dist-info/RECORD").is_file()
+
+
+def test_without_a_hand_off_the_link_phase_makes_every_directory(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    (source,) = wheels(tmp_path / "wheels", 1)
+    (plan,) = plans_for([source], site_packages)
+    known = CopyWork(copies=list(plan.copies), writes=list(plan.writes))
+    placer = scheduler_for(site_packages, LinkMode.HARDLINK, jobs=1).placer
+
+    bulk, deferred = placer.link_phase(plan, ModeState(LinkMode.HARDLINK), known, False, _nothing)
+
+    assert bulk == [] and deferred == []
+    assert snapshot(site_packages / "w0") == snapshot(source / "w0")
+
+
+def _nothing() -> None:
+    pass
+
+
+async def test_a_helper_makes_the_directories_of_its_piece_before_its_files(
+    tmp_path: Path,
+) -> None:
+    source = make_tree(tmp_path / "source", {"a/b/x.py": "x", "c/y.py": "y"})
+    target = make_tree(tmp_path / "target", {"c/old.py": "old"})  # c exists: merged into
+    helper = await Helper.start()
+    assert helper is not None
+    try:
+        answer = await helper.place(
+            "hardlink",
+            [TreeJob(str(source), str(target), ["a/b/x.py", "c/y.py"], ["a", "a/b", "c"])],
+        )
+    finally:
+        await helper.aclose()
+
+    assert answer == []
+    assert os.path.samefile(target / "a/b/x.py", source / "a/b/x.py")
+    assert os.path.samefile(target / "c/y.py", source / "c/y.py")
+    assert (target / "c/old.py").read_text() == "old"
+
+
+@pytest.mark.parametrize("in_the_way", ["file", "symlink"])
+async def test_a_helper_leaves_a_tree_whose_directory_is_taken_to_the_caller(
+    tmp_path: Path, in_the_way: str
+) -> None:
+    """Something where a directory must go (made since the caller looked) may be a symlink
+    the caller would follow, or refuse, with the journal: the helper places nothing of it."""
+    source = make_tree(tmp_path / "source", {"a/x.py": "x", "b/y.py": "y"})
+    target = make_tree(tmp_path / "target", {"elsewhere/keep.py": "keep"})
+    if in_the_way == "file":
+        (target / "a").write_text("a file")
+    else:
+        (target / "a").symlink_to(target / "elsewhere")
+    helper = await Helper.start()
+    assert helper is not None
+    try:
+        answer = await helper.place(
+            "hardlink",
+            [
+                TreeJob(str(source), str(target), ["a/x.py", "b/y.py"], ["b", "a"]),
+                TreeJob(str(source), str(target / "elsewhere"), ["b/y.py"], ["b"]),
+            ],
+        )
+    finally:
+        await helper.aclose()
+
+    assert answer is not None
+    assert [(a.index, a.opened, a.failures) for a in answer] == [(0, False, [])]
+    assert not (target / "b/y.py").exists()  # its directory made, but none of its files
+    assert sorted(os.listdir(target / "elsewhere")) == ["b", "keep.py"]  # the other tree's
+    assert os.path.samefile(target / "elsewhere/b/y.py", source / "b/y.py")
 
 
 async def test_a_helper_holds_the_lock_sent_with_a_request_until_it_is_done_with_it(
@@ -294,6 +394,60 @@ async def test_clones_without_the_ioctl_stay_in_the_main_process(
     assert "shared" in extents
 
 
+async def test_a_batch_of_many_wheels_has_a_helper_before_its_first_wheel_starts(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    sources = wheels(tmp_path / "wheels", EARLY_HELPER_WHEELS)
+    started_by_then: list[int] = []
+
+    def first_start(event: object) -> None:
+        if isinstance(event, WheelStarted) and not started_by_then:
+            started_by_then.append(scheduler.helpers.started)
+
+    scheduler = scheduler_for(
+        site_packages, LinkMode.HARDLINK, jobs=2, helper_processes=1, on_event=first_start
+    )
+    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert started_by_then == [1]
+    assert scheduler.helpers.started == 1 and scheduler.helpers.pieces == len(sources)
+
+
+async def test_fewer_wheels_start_a_helper_only_for_a_piece(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    sources = wheels(tmp_path / "wheels", EARLY_HELPER_WHEELS - 1, files=HELPER_MIN_FILES // 2)
+    scheduler = scheduler_for(site_packages, LinkMode.HARDLINK, jobs=2, helper_processes=1)
+
+    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert scheduler.helpers.started == 0
+
+
+async def test_a_helper_started_early_and_never_used_is_killed_at_the_end(
+    tmp_path: Path, site_packages: Path
+) -> None:
+    """Small wheels need no helper; the one started early may still be starting, and holds
+    nothing: it is killed rather than waited for."""
+    sources = wheels(tmp_path / "wheels", EARLY_HELPER_WHEELS, files=HELPER_MIN_FILES // 2)
+    seen: list[Child] = []
+
+    def remember(event: object) -> None:
+        if isinstance(event, WheelStarted):
+            seen.extend(c for c in scheduler.helpers.children if c not in seen)
+
+    scheduler = scheduler_for(
+        site_packages, LinkMode.HARDLINK, jobs=2, helper_processes=1, on_event=remember
+    )
+    await scheduler.run_wheels(plans_for(sources, site_packages), scheduler.place)
+
+    assert scheduler.helpers.pieces == 0
+    assert [helper.returncode for helper in seen] == [-signal.SIGKILL]
+    assert snapshot(site_packages) == {
+        path: entry for source in sources for path, entry in snapshot(source).items()
+    }
+
+
 async def test_copies_go_to_a_helper_from_fewer_files_than_links_do(
     tmp_path: Path, site_packages: Path
 ) -> None:
@@ -305,6 +459,6 @@ async def test_copies_go_to_a_helper_from_fewer_files_than_links_do(
         target.mkdir()
         scheduler = scheduler_for(site_packages, mode, jobs=4, helper_processes=1)
         await scheduler.run_wheels(plans_for(sources, target), scheduler.place)
-        results[mode] = scheduler.helpers.started
+        results[mode] = scheduler.helpers.pieces
 
-    assert results == {LinkMode.HARDLINK: 0, LinkMode.COPY: 1}
+    assert results == {LinkMode.HARDLINK: 0, LinkMode.COPY: 4}
