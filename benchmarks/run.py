@@ -31,7 +31,8 @@ Groups:
            corpus into (untimed): the same install again (nothing to do), a sync to half of
            the corpus (the other half removed), an uninstall of every distribution
   bounds   what limits asynclink, each measured on its own: interpreter start-up with and
-           without asyncio, anyio and asynclink's modules; bare loops of os.link and of copies
+           without asyncio, anyio and asynclink's modules; the worst lag of a 1 ms ticker
+           while every core runs a busy loop (no install); bare loops of os.link and of copies
            (small and large files) over the cached trees; link only without helper processes,
            with a second filesystem thread instead, and with one helper; inflating and hashing
            the corpus; importing pypa installer
@@ -202,6 +203,32 @@ async def measure():
     print(worst)
     print(elapsed)
 anyio.run(main)
+"""
+
+#: The floor under the loop lag on a machine whose cores are all busy: the same 1 ms ticker
+#: as the in-process rows, for a second, beside one busy-looping process per core (as the
+#: helpers are during copies and cold installs) and no install at all. Prints the worst lag,
+#: then the second it ran.
+LAG_FLOOR = """
+import os, subprocess, sys, time, anyio
+burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+           for _ in range(os.cpu_count() or 1)]
+async def main():
+    worst = 0.0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 1.0:
+        before = time.perf_counter()
+        await anyio.sleep(0.001)
+        worst = max(worst, time.perf_counter() - before - 0.001)
+    print(worst)
+    print(time.perf_counter() - started)
+try:
+    time.sleep(0.1)  # the burners are running
+    anyio.run(main)
+finally:
+    for burner in burners:
+        burner.kill()
+        burner.wait()
 """
 
 INSTALLER_LOOP = """
@@ -746,6 +773,7 @@ def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
             "import anyio, asynclink._cli, asynclink._install; anyio.run(anyio.sleep, 0)",
         ),
         started("python: start + import installer", "import installer"),
+        started("loop lag, every core busy, no install", LAG_FLOOR),
         Contestant(
             "bounds", "bare os.link loop", [PYTHON, "-c", BARE_LINKS, target, *trees], "target"
         ),

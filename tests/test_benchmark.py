@@ -72,6 +72,7 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
         "asynclink cold",
         "pip",
         "python: start",
+        "loop lag, every core busy, no install",
         "bare os.link loop",
         "asynclink link hardlink, no helper",
         "inflate the corpus (CPU, one thread)",
@@ -99,6 +100,32 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert [row["factor"] for row in results["scaling"]] == [1, 2, 4]
     assert results["scaling"][2]["files"] == 4 * results["scaling"][0]["files"]
     assert not (tmp_path / "bench").exists()  # it cleans up after itself
+
+
+def test_a_factor_runs_the_groups_on_renamed_copies_that_install_side_by_side(
+    tmp_path: Path,
+) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
+    build_wheel(corpus, name="delta", files={"delta-1.0.data/data/share/delta.txt": "d"})
+
+    done = subprocess.run(
+        [
+            *[sys.executable, str(BENCHMARK), "--wheels", str(corpus), "--rounds", "1"],
+            *["--root", str(tmp_path / "bench"), "--json", str(tmp_path / "results.json")],
+            *["--factor", "2", "--groups", "install,process"],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["factor"], results["wheels"]) == (2, 8)
+    rows = {row["contestant"]: row for row in results["results"]}
+    # pypa installer refuses to overwrite a file: each copy's data file has a name of its own
+    assert "installer (loop)" in rows and "asynclink in-process copy, session" in rows
 
 
 def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
