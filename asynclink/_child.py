@@ -179,7 +179,7 @@ def unlink_quietly(path: AnyStr, dir_fd: int | None = None) -> None:
         pass
 
 
-def make_dirs(dirs: Sequence[AnyStr], dst_fd: int) -> bool:
+def make_dirs(dirs: Sequence[AnyStr], dst_fd: int | None) -> bool:
     """Make ``dirs`` below ``dst_fd``, parents first; one that exists is merged into if it is a
     directory (not a symlink). ``False`` at the first that cannot be made: the caller makes
     them itself, to report or resolve what is in the way."""

@@ -44,10 +44,12 @@ from ._child import (
     new_file,
     place_files,
 )
+from ._child import make_dirs as _make_dirs
 from ._child import unlink_quietly as _unlink_quietly
 from ._child import write_all as write_all
 from ._confinement import RESERVED_PREFIX, Confinement
 from ._errors import LinkError
+from ._fsutil import add_parent_dirs
 from ._modes import LinkMode, describe_os_error, is_unsupported
 from ._plan import Tree, WheelPlan
 from ._results import Fallback
@@ -362,7 +364,13 @@ class Placer:
         self, wheel: str, directories: Sequence[str], dir_fd: int | None = None, root: str = ""
     ) -> None:
         """Create ``directories`` (from :meth:`new_dirs`, parents first). One that appeared
-        meanwhile was made by another wheel of this install and is merged into."""
+        meanwhile was made by another wheel of this install and is merged into.
+
+        The helpers' loop first; only if it stops at something in the way does this go over
+        them again, to merge into a symlink to a directory inside the environment or to
+        report what is in the way."""
+        if _make_dirs(directories, dir_fd):
+            return
         mkdir = os.mkdir
         for path in directories:
             try:
@@ -458,11 +466,12 @@ class Placer:
                 self.make_dirs(wheel, new, target_fd, tree.target)
                 unmade.append([])
                 continue
-            needed = _parents(tree.files[0])
+            needed: dict[str, None] = {}
+            add_parent_dirs(needed, tree.files[0].replace(sep, "/"), sep)
             prefix = tree.target + sep
             for path in placed_here:
                 if path.startswith(prefix):
-                    needed.update(_parents(path[len(prefix) :]))
+                    add_parent_dirs(needed, path[len(prefix) :].replace(sep, "/"), sep)
             self.make_dirs(wheel, [path for path in new if path in needed], target_fd, tree.target)
             unmade.append([path for path in new if path not in needed])
         return unmade
@@ -696,16 +705,6 @@ def _settle(
                 raise _tree_error(wheel, tree, relative, error, mode) from error
             deferred.append(relative)
     return deferred
-
-
-def _parents(relative: str) -> set[str]:
-    """The directories ``relative`` lies in, below its tree's root."""
-    found: set[str] = set()
-    head = relative.rpartition(os.sep)[0]
-    while head:
-        found.add(head)
-        head = head.rpartition(os.sep)[0]
-    return found
 
 
 def _transient(error: OSError, mode: LinkMode) -> bool:

@@ -139,8 +139,7 @@ class Scheduler:
             )
         if state.fallbacks:
             self._warn_fallback(plan, state)
-        if deferred:
-            await self.place_copies(plan.wheel, deferred)
+        await self.place_copies(plan.wheel, deferred)
         self.emit(WheelLinked(plan.wheel, plan.file_count, plan.size, state.mode))
         return WheelResult(
             wheel=plan.wheel,
