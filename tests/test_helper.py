@@ -281,13 +281,16 @@ async def test_a_helper_leaves_a_tree_whose_directory_is_taken_to_the_caller(
     tmp_path: Path, in_the_way: str
 ) -> None:
     """Something where a directory must go (made since the caller looked) may be a symlink
-    the caller would follow, or refuse, with the journal: the helper places nothing of it."""
+    the caller would follow, or refuse, with the journal: the helper places nothing of it,
+    and nothing goes through a symlink that leads out of the environment."""
     source = make_tree(tmp_path / "source", {"a/x.py": "x", "b/y.py": "y"})
     target = make_tree(tmp_path / "target", {"elsewhere/keep.py": "keep"})
+    outside = make_tree(tmp_path / "outside", {"theirs.txt": "not the environment's"})
+    before = snapshot(outside)
     if in_the_way == "file":
         (target / "a").write_text("a file")
     else:
-        (target / "a").symlink_to(target / "elsewhere")
+        (target / "a").symlink_to(outside)
     helper = await Helper.start()
     assert helper is not None
     try:
@@ -303,6 +306,7 @@ async def test_a_helper_leaves_a_tree_whose_directory_is_taken_to_the_caller(
 
     assert answer is not None
     assert [(a.index, a.opened, a.failures) for a in answer] == [(0, False, [])]
+    assert snapshot(outside) == before
     assert not (target / "b/y.py").exists()  # its directory made, but none of its files
     assert sorted(os.listdir(target / "elsewhere")) == ["b", "keep.py"]  # the other tree's
     assert os.path.samefile(target / "elsewhere/b/y.py", source / "b/y.py")
