@@ -387,6 +387,9 @@ def run() -> None:
             stream.flush()
         except OSError:
             code = code or 1
+    transaction = sys.modules.get("asynclink._transaction")  # imported if anything was installed
+    if transaction is not None:
+        transaction.finish_discards()  # a rolled-back install's journal, which a thread deletes
     os._exit(code)
 
 

@@ -65,8 +65,11 @@ def write_memo(path: str, data: bytes) -> None:
         os.replace(temporary, path)
 
 
-def remove_tree(path: str) -> int:
+def remove_tree(path: str, limit: int | None = None) -> int:
     """Remove ``path`` and everything below it; return how many non-directories went.
+
+    With a ``limit``, stop at the first directory after which that many have gone (``path``
+    is then still there, with the rest).
 
     Never follows a symlink (one is removed as the link it is, wherever it points), needs no
     recursion (a tree thousands of directories deep is no problem) and works relative to
@@ -106,6 +109,8 @@ def remove_tree(path: str) -> int:
                 continue
             stack.append((child, child_name, []))
             removed += _clear_entries(child, stack[-1][2])
+            if limit is not None and removed >= limit:
+                break
     finally:
         for fd, _, _ in stack:
             os.close(fd)

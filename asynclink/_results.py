@@ -116,8 +116,10 @@ class RollbackReport:
     """What undoing an install did, and what it could not put back."""
 
     removed_files: int = 0
+    """Files removed one by one (what was in a removed directory is not counted)."""
     restored_files: int = 0
     removed_dirs: int = 0
+    """Directories the install created, removed whole."""
     recreated_dirs: int = 0
     problems: tuple[str, ...] = field(default_factory=tuple)
 

@@ -27,6 +27,18 @@ Records, in the order the install wrote them:
     before an emptied directory of an older version is removed. Undo recreates it.
 ``C``
     the install committed; the journal and stash are only waiting to be deleted.
+``U``
+    the install was undone; the journal, its stash and its trash are only waiting to be
+    deleted.
+
+Undo takes a directory the install created out of the way with one rename, into the
+journal's ``trash/`` (same directory, so same filesystem), however many files it holds: the
+rollback's time does not grow with the install's. It then deletes the journal, trash and all,
+up to :data:`DISCARD_AT_ONCE` files, and leaves the rest to a background ``rm -rf`` (the
+interpreter waits for it before it exits; if it is killed first, the next install into the
+target, or :func:`recover`, deletes it): the ``await`` returns once site-packages is as it
+was but for that hidden journal. Where the rename cannot be made (a directory on another
+filesystem) the directory is removed in place.
 
 Undo walks the records backwards, so the rollback of a live failure and the recovery from a
 crash (the next install finds a journal without ``C``) are one function. A file written by one
@@ -67,7 +79,7 @@ from ._placing import TEMPORARY_PREFIX, Recorder, write_all
 from ._plan import WheelPlan, single_destinations
 from ._results import RollbackReport
 
-__all__ = ["Transaction", "recover", "recover_journals", "transaction"]
+__all__ = ["Transaction", "finish_discards", "recover", "recover_journals", "transaction"]
 
 logger = logging.getLogger("asynclink")
 
@@ -97,13 +109,21 @@ class Transaction(Recorder):
         self.confinement = confinement
         self.directory = os.path.join(root, JOURNAL_NAME, f"{os.getpid()}-{time.time_ns():x}")
         self._stash_dir = os.path.join(self.directory, "stash")
-        os.makedirs(self._stash_dir)
+        for attempt in range(3):  # a background discard may remove the journals' parent
+            try:
+                os.makedirs(self._stash_dir)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         self._fd = os.open(
             os.path.join(self.directory, "journal"),
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW,
             0o600,
         )
         self._records: list[Record] = []
+        self.discarded = False
+        """Whether :meth:`rollback` deleted the whole journal."""
         self.recovered: tuple[RollbackReport, ...] = ()
         """Reports of crashed installs undone before this one began."""
         self._write_lock = threading.Lock()
@@ -190,28 +210,32 @@ class Transaction(Recorder):
         _discard(self.directory)
 
     def rollback(self) -> RollbackReport:
-        """Undo everything recorded, newest first, then forget the journal."""
+        """Undo everything recorded, newest first, mark the journal undone and delete it, or
+        as much of it as :data:`DISCARD_AT_ONCE` allows (then ``discarded`` is false)."""
+        report = undo(self._records, self.directory, None, self.confinement)
+        self._append(("U",))
         os.close(self._fd)
-        report = undo(self._records, self._stash_dir, None, self.confinement)
-        _discard(self.directory)
+        self.discarded = _discard(self.directory, DISCARD_AT_ONCE)
         return report
 
 
 def undo(
     records: Sequence[Record],
-    stash_dir: str,
+    journal_dir: str,
     temporary_prefix: str | None,
     confinement: Confinement,
 ) -> RollbackReport:
-    """Put back what ``records`` did; see the module docstring for each kind.
+    """Put back what ``records`` (the journal in ``journal_dir``) did; see the module docstring
+    for each kind.
 
     Files are undone newest first; the directories the install created go last, outermost
-    first and whole, because two wheels may share one: the first to make it need not be the
-    last to leave a file in it. Nothing is done through a symlink that leads out of
-    ``confinement``: such a path is reported as a problem and left alone. ``temporary_prefix``
-    names the temporary files a crashed process may have left beside its destinations.
+    first and whole (into the journal's trash), because two wheels may share one: the first
+    to make it need not be the last to leave a file in it. Nothing is done through a symlink
+    that leads out of ``confinement``: such a path is reported as a problem and left alone.
+    ``temporary_prefix`` names the temporary files a crashed process may have left beside its
+    destinations.
     """
-    undoing = _Undo(stash_dir, temporary_prefix, confinement)
+    undoing = _Undo(journal_dir, temporary_prefix, confinement)
     for record in reversed(records):
         kind = record[0]
         if kind in ("R", "X"):
@@ -229,9 +253,11 @@ class _Undo:
     """The state of one :func:`undo`: what it did, what it could not, what is left to do."""
 
     def __init__(
-        self, stash_dir: str, temporary_prefix: str | None, confinement: Confinement
+        self, journal_dir: str, temporary_prefix: str | None, confinement: Confinement
     ) -> None:
-        self.stash_dir = stash_dir
+        self.stash_dir = os.path.join(journal_dir, "stash")
+        self.trash_dir = os.path.join(journal_dir, "trash")
+        self.trash_names = (f"{os.getpid()}-{number}" for number in itertools.count())
         self.temporary_prefix = temporary_prefix
         self.confinement = confinement
         self.removed = self.restored = self.removed_dirs = self.recreated = 0
@@ -293,17 +319,32 @@ class _Undo:
         self.created.update(dirs)
 
     def remove_created(self, path: str) -> None:
-        """Remove the directory ``path`` that the install created, whole."""
+        """Remove the directory ``path`` that the install created, whole: into the trash if
+        it can be renamed there, else in place."""
         if not os.path.lexists(path) or not self.inside(path):
             return
         try:
-            self.removed += remove_tree(path)
+            if not self.set_aside(path):
+                self.removed += remove_tree(path)
         except OSError as error:
             if error.errno not in _NOT_THERE:
                 self.problems.append(f"remove directory {path}: {error.strerror}")
             return
         self.removed_dirs += 1
         self.gone.add(path)
+
+    def set_aside(self, path: str) -> bool:
+        """Rename ``path`` into the trash; say if it went (not across filesystems)."""
+        try:
+            os.rename(path, os.path.join(self.trash_dir, next(self.trash_names)))
+        except FileNotFoundError:
+            if os.path.isdir(self.trash_dir) or not os.path.lexists(path):
+                return False
+            os.mkdir(self.trash_dir, 0o700)
+            return self.set_aside(path)
+        except OSError:
+            return False
+        return True
 
     def finish(self) -> RollbackReport:
         # Directories the install made go last, outermost first and whole: what is in them
@@ -363,13 +404,12 @@ def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport
     reports: list[RollbackReport] = []
     for entry, records in zip(found, journals, strict=True):
         directory = os.path.join(parent, entry)
-        if records and records[-1] == ("C",):
-            _discard(directory)
+        if records and records[-1] in _DONE:
+            if directory not in _discarding:  # else this process is deleting it already
+                _discard(directory)
             continue
         pid = entry.partition("-")[0]
-        report = undo(
-            records, os.path.join(directory, "stash"), f"{TEMPORARY_PREFIX}{pid}-", confinement
-        )
+        report = undo(records, directory, f"{TEMPORARY_PREFIX}{pid}-", confinement)
         logger.warning(
             "an earlier install into %s was interrupted (journal %s); %s", root, entry, report
         )
@@ -446,7 +486,7 @@ def _check(records: list[Record], root: str, confinement: Confinement) -> None:
             mode = str(record[2])
             if not (mode and len(mode) <= 4 and all(digit in "01234567" for digit in mode)):
                 raise JournalError(f"record {number} gives the mode {mode!r}")
-        elif kind == "C" and number == len(records):
+        elif kind in ("C", "U") and number == len(records):
             paths = []
         else:
             raise JournalError(f"record {number} is of an unknown kind {kind!r}")
@@ -500,11 +540,78 @@ def _remove_temporaries(paths: Sequence[str], prefix: str, confinement: Confinem
                         os.unlink(os.path.join(directory, name))
 
 
-def _discard(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        remove_tree(directory)
+#: The last record of a journal that only waits to be deleted: committed, or undone.
+_DONE = (("C",), ("U",))
+#: How many files of an undone journal (its trash: what the install had placed) a rollback
+#: deletes before it returns; a background thread deletes the rest (about 5 ms on tmpfs, so a
+#: small install's rollback leaves nothing behind it, and a large one still returns at once).
+DISCARD_AT_ONCE = 1000
+#: Journal directories this process's background threads are deleting, and those threads.
+_discarding: dict[str, threading.Thread] = {}
+
+
+def _discard(directory: str, limit: int | None = None) -> bool:
+    """Delete a journal directory (with ``limit``, that many files of it at most), and the
+    journals' parent once no journal is left; say if the journal is gone.
+
+    The trash and the stash go first and the journal's own records last, so a journal cut
+    short still says it was undone. Another process's recovery may be deleting the same
+    directory at the same time, so a removal that finds an entry gone has a second try."""
+    for path in (os.path.join(directory, "trash"), os.path.join(directory, "stash"), directory):
+        for _ in range(2):
+            try:
+                removed = remove_tree(path, limit)
+                limit = None if limit is None else max(limit - removed, 0)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
+        if os.path.lexists(path) or limit == 0:
+            return False
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(directory))  # .asynclink-journal, once no journal is left
+    return True
+
+
+def _rm_rf(directory: str) -> None:
+    """``rm -rf`` ``directory``: a process of its own, which holds no lock of this
+    interpreter's while it deletes tens of thousands of files."""
+    import subprocess
+
+    with contextlib.suppress(OSError):
+        subprocess.run(
+            ["rm", "-rf", "--", directory],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+
+
+def discard_in_background(directory: str, roots: Sequence[str] = ()) -> None:
+    """Delete an undone journal ``directory`` in a thread, then ``roots`` if they are empty.
+
+    The thread is not a daemon: the interpreter waits for it before it exits
+    (:func:`finish_discards` waits for it sooner)."""
+
+    def work() -> None:
+        try:
+            _rm_rf(directory)
+            _discard(directory)  # what rm could not do (no rm), and the journals' parent
+            _remove_roots(roots)
+        finally:
+            _discarding.pop(directory, None)
+
+    thread = threading.Thread(target=work, name="asynclink-discard")
+    _discarding[directory] = thread
+    thread.start()
+
+
+def finish_discards() -> None:
+    """Wait until every journal this process set out to delete is gone."""
+    for thread in list(_discarding.values()):
+        thread.join()
 
 
 def _printable(text: str) -> str:
@@ -526,7 +633,7 @@ def _encode(record: Record) -> bytes:
     return "\0".join(fields).encode("utf-8", "surrogateescape") + _END
 
 
-_SHAPES = {"H": "sssssL", "W": "sLLL", "R": "ss", "X": "ss", "D": "ss", "C": ""}
+_SHAPES = {"H": "sssssL", "W": "sLLL", "R": "ss", "X": "ss", "D": "ss", "C": "", "U": ""}
 
 
 def _decode(data: bytes) -> list[Record]:
@@ -692,7 +799,7 @@ async def transaction(
     a new target): they are removed on rollback if empty.
     """
     bounds = confinement or Confinement.of([root])
-    rolled_back = False
+    undone: Transaction | None = None
     try:
         async with _locked(root, bounds, lock_timeout, limiter, on_event) as (lock, recovered):
             journal = await anyio.to_thread.run_sync(Transaction, root, bounds, limiter=limiter)
@@ -703,7 +810,7 @@ async def transaction(
             except BaseException as error:
                 with anyio.CancelScope(shield=True):
                     report = await anyio.to_thread.run_sync(journal.rollback, limiter=limiter)
-                rolled_back = True
+                undone = journal
                 _log_rollback(root, error, report)
                 error.add_note(str(report))
                 if report.problems and isinstance(error, Exception):
@@ -712,9 +819,11 @@ async def transaction(
             else:
                 await anyio.to_thread.run_sync(journal.commit, limiter=limiter)
     finally:
-        if rolled_back:  # the lock (a file in root) is gone now, so root can go too
-            with anyio.CancelScope(shield=True):
+        if undone is not None and undone.discarded:  # the lock (a file in root) is gone now,
+            with anyio.CancelScope(shield=True):  # so root can go too
                 await anyio.to_thread.run_sync(_remove_roots, created_roots, limiter=limiter)
+        elif undone is not None:
+            discard_in_background(undone.directory, created_roots)
 
 
 def _log_rollback(root: str, error: BaseException, report: RollbackReport) -> None:

@@ -148,14 +148,17 @@ print(spent)
 #: were still held in memory). For ``cancel``, an untimed install of the same wheels
 #: first measures how long one takes; the timed one is cancelled at half of that, and the time
 #: printed runs from the cancel to the ``await`` returning, checked to have left the venv
-#: exactly as it was.
+#: exactly as it was but for the journal (whose trash a background ``rm`` is deleting), and
+#: then, once that deletion has ended, exactly as it was.
 IN_PROCESS = """
-import os, shutil, subprocess, sys, time, anyio, asynclink
+import os, shutil, subprocess, sys, time, anyio, asynclink, asynclink._transaction
 venv, cache, mode, again, *wheels = sys.argv[1:]
 def make(path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
-def listing(path):
-    return sorted((d, sorted(n), sorted(f)) for d, n, f in os.walk(path))
+def listing(path, journal=True):
+    hidden = () if journal else (".asynclink-journal",)
+    return sorted((d, sorted(set(names) - set(hidden)), sorted(files))
+                  for d, names, files in os.walk(path) if not any(h in d for h in hidden))
 async def main():
     if again == "session":  # a package manager's second call: helpers and manifests kept
         async with asynclink.Session():
@@ -192,14 +195,18 @@ async def measure():
             with anyio.move_on_after(own / 2) as scope:
                 await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
             elapsed = anyio.current_time() - scope.deadline
-            if not scope.cancelled_caught:
-                sys.exit("the install ended before the cancel")
-            if listing(venv) != before:
-                sys.exit("a cancelled install did not leave the venv as it was")
         else:
             await asynclink.install_wheels(venv, wheels, cache_dir=cache, mode=mode)
             elapsed = time.perf_counter() - started
         group.cancel_scope.cancel()
+    if again == "cancel":
+        if not scope.cancelled_caught:
+            sys.exit("the install ended before the cancel")
+        if listing(venv, journal=False) != before:
+            sys.exit("a cancelled install did not leave the venv as it was")
+        asynclink._transaction.finish_discards()  # what the rollback took out, deleted
+        if listing(venv) != before:
+            sys.exit("a cancelled install's journal was not deleted")
     print(worst)
     print(elapsed)
 anyio.run(main)

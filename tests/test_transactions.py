@@ -3,6 +3,7 @@ are part of the transaction; one installer at a time holds a target."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -27,6 +29,9 @@ from asynclink import (
     link_wheels,
     recover,
 )
+from asynclink import _transaction as transaction
+from asynclink._events import EventCallback
+from asynclink._transaction import DISCARD_AT_ONCE
 from tests.environments import JOURNAL as JOURNAL_NAME
 from tests.environments import LOCK as LOCK_NAME
 from tests.environments import another_installer
@@ -123,6 +128,129 @@ async def test_a_cancelled_batch_leaves_the_target_as_it_was(tmp_path: Path) -> 
     assert scope.cancelled_caught and linked == 1
     assert snapshot(target) == before
     assert leftovers(target) == []
+
+
+def big_wheel(tmp_path: Path) -> Path:
+    """A wheel whose files are more than a rollback deletes before it returns."""
+    files = {f"big/sub{n % 7}/m{n}.py": f"{n}\n" for n in range(DISCARD_AT_ONCE + 100)}
+    return wheel_tree(tmp_path / "big", "big", files)
+
+
+def cancel_when(scope: anyio.CancelScope, test: Callable[[object], bool]) -> EventCallback:
+    """An event callback that cancels ``scope`` at the first event that passes ``test``."""
+
+    def on_event(event: object) -> None:
+        if test(event):
+            scope.cancel()
+
+    return on_event
+
+
+def big_linked(event: object) -> bool:
+    return isinstance(event, WheelLinked) and event.files > DISCARD_AT_ONCE
+
+
+async def test_a_large_rollback_returns_before_deleting_what_it_took_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    deferred: list[tuple[str, Sequence[str]]] = []
+    monkeypatch.setattr(transaction, "discard_in_background", lambda *args: deferred.append(args))
+
+    with anyio.CancelScope() as scope:
+        await link_wheels(
+            target,
+            [big_wheel(tmp_path), *batch(tmp_path, failing=False)],
+            mode="hardlink",
+            jobs=1,
+            on_event=cancel_when(scope, big_linked),
+        )
+
+    # All is as it was but the journal, whose trash holds the rest of the big wheel's files.
+    after = snapshot(target)
+    assert {path for path in after if not path.startswith(JOURNAL_NAME)} == set(before)
+    assert any(path.startswith(f"{JOURNAL_NAME}/") and "/trash/" in path for path in after)
+    (arguments,) = deferred
+    monkeypatch.undo()
+    transaction.discard_in_background(*arguments)
+    transaction.finish_discards()
+    assert snapshot(target) == before
+
+
+async def test_a_large_rollback_of_a_new_target_removes_it_in_the_background(
+    tmp_path: Path,
+) -> None:
+    files = {f"big/sub{n % 7}/m{n}.py": "" for n in range(DISCARD_AT_ONCE + 100)}
+    wheels = [build_wheel(tmp_path / "dist", name=name, files=files) for name in ("big", "zz")]
+    target = tmp_path / "new" / "site-packages"
+
+    with anyio.CancelScope() as scope:
+        await install_wheels(
+            Scheme.for_directory(target),
+            wheels,
+            cache_dir=tmp_path / "cache",
+            jobs=1,
+            on_event=cancel_when(scope, big_linked),
+        )
+
+    transaction.finish_discards()
+    assert scope.cancelled_caught and not (tmp_path / "new").exists()
+
+
+async def test_a_rollback_removes_in_place_what_it_cannot_rename_into_its_trash(
+    tmp_path: Path, other_device: Path
+) -> None:
+    site_packages = tmp_path / "env"
+    scheme = dataclasses.replace(Scheme.for_directory(site_packages), data=str(other_device))
+    data = {f"demo-1.0.data/data/share/demo/{n}.txt": "" for n in range(3)}
+    wheel = build_wheel(tmp_path / "dist", name="demo", files={"demo/__init__.py": "", **data})
+
+    with anyio.CancelScope() as scope:
+        await install_wheels(
+            scheme,
+            [wheel],
+            cache_dir=tmp_path / "cache",
+            mode="copy",
+            on_event=cancel_when(scope, lambda event: isinstance(event, WheelLinked)),
+        )
+
+    assert scope.cancelled_caught
+    assert list(other_device.iterdir()) == [] and not site_packages.exists()
+
+
+async def test_an_undone_journal_left_by_a_killed_process_is_deleted_not_undone(
+    tmp_path: Path,
+) -> None:
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+    # A process that rolled back and was killed before its background deletion ran leaves
+    # an undone journal with a trash: the next install deletes it and undoes nothing.
+    wheels = [str(wheel) for wheel in [big_wheel(tmp_path), *batch(tmp_path, failing=False)]]
+    killed = ROLLED_BACK_THEN_KILLED.format(
+        target=str(target), wheels=wheels, limit=DISCARD_AT_ONCE
+    )
+    process = subprocess.run([sys.executable, "-c", killed], capture_output=True, check=False)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    assert (target / JOURNAL_NAME).exists()
+
+    assert await recover(target) == []
+
+    assert snapshot(target) == before
+
+
+ROLLED_BACK_THEN_KILLED = """
+import os, signal, anyio, asynclink, asynclink._transaction as transaction
+transaction.discard_in_background = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+
+async def main():
+    with anyio.CancelScope() as scope:
+        await asynclink.link_wheels(
+            {target!r}, {wheels!r}, mode="hardlink", jobs=1,
+            on_event=lambda event: getattr(event, "files", 0) > {limit} and scope.cancel())
+
+anyio.run(main)
+"""
 
 
 async def test_a_successful_batch_commits_and_leaves_no_journal(tmp_path: Path) -> None:
