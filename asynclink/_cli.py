@@ -389,7 +389,10 @@ def run() -> None:
             code = code or 1
     transaction = sys.modules.get("asynclink._transaction")  # imported if anything was installed
     if transaction is not None:
-        transaction.finish_discards()  # a rolled-back install's journal, which a thread deletes
+        try:
+            transaction.finish_discards()  # a rolled-back install's journal, which a thread deletes
+        except Interrupted as stop:  # stopped again: the next install deletes what is left
+            code = code or 128 + stop.signum
     os._exit(code)
 
 

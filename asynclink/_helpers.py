@@ -49,6 +49,8 @@ __all__ = [
     "HELPER_MIN_FILES",
     "HELPER_PROCESSES",
     "LINK_HELPERS",
+    "SLOW_LINK",
+    "SLOW_PIECE",
     "UNPACKER_MIN_BYTES",
     "Child",
     "Helper",
@@ -88,15 +90,26 @@ HELPER_MIN_FILES = 128
 #: bare loops over the corpus, 169 ms copying its small files against 53 ms linking all).
 HELPER_MIN_COPIES = 16
 
-#: Helpers that place links (hard or symbolic) at once: one. A link is too short a syscall for
-#: a second helper to pay once the first one and the main process share two cores: while this
-#: was chosen (those runs were not kept), one helper beat two by 1 to 6 ms on link-only
-#: hardlink (about 60 ms); the committed run has 67 ms with no helper and 63 ms with one.
-#: Measured again once the helper made the directories too (in-process warm hardlink,
-#: alternating runs of each, medians): tmpfs 114 ms with one, 120 ms with two; the corpus x4
-#: 441 and 435 ms; XFS 157 and 162 ms. Copies and clones move data, and take every helper
-#: there is.
+#: Helpers that place links (hard or symbolic) at once: one, until links prove slow (see
+#: :data:`SLOW_LINK`). A link is too short a syscall for a second helper to pay once the first
+#: one and the main process share two cores: while this was chosen (those runs were not kept),
+#: one helper beat two by 1 to 6 ms on link-only hardlink (about 60 ms); the committed run has
+#: 67 ms with no helper and 63 ms with one. Measured again once the helper made the
+#: directories too (in-process warm hardlink, alternating runs of each, medians): tmpfs 114 ms
+#: with one, 120 ms with two; the corpus x4 441 and 435 ms; XFS 157 and 162 ms. Copies and
+#: clones move data, and take every helper there is.
 LINK_HELPERS = 1
+#: Seconds a file of a link piece may take its helper (:data:`SLOW_PIECE` files or more) before
+#: the install opens a second link lane: then the kernel's own work is the bound, and a second
+#: process does it beside the first. On tmpfs a hard link costs about 4 us of it; on XFS 14 us
+#: (the helper's system time: 1.1 s for the corpus x4, 77k files, while the main process used
+#: 0.56 s of CPU in its 1.34 s), where two link helpers took 1.12 s against 1.46 s with one
+#: (in-process warm hardlink, corpus x4, 5 alternating rounds, medians; 0.33 s against 0.35 s
+#: at x1), and on tmpfs as long as one (0.78 s at x4).
+SLOW_LINK = 8e-6
+#: The smallest link piece whose time says anything about the filesystem (a round trip costs
+#: about as much as a hundred links).
+SLOW_PIECE = 1024
 
 #: A batch of this many wheels starts a file helper before its first piece is ready (see
 #: :meth:`HelperPool.start_early`). Measured on the corpus (64 wheels, tmpfs, in-process warm
@@ -366,8 +379,8 @@ class HelperPool:
         self, mode: str, trees: Sequence[TreeJob], held_fds: Sequence[int]
     ) -> list[TreeAnswer] | None:
         """What a helper did not place of ``trees`` (see :meth:`Helper.place`), or ``None`` if
-        no helper did the job. Links take :data:`LINK_HELPERS` at once, copies and clones all;
-        a job waits for a helper of its own."""
+        no helper did the job. Links take :data:`LINK_HELPERS` at once (two once they prove
+        slow), copies and clones all; a job waits for a helper of its own."""
         if not self.usable:
             return None
         links = mode in ("hardlink", "symlink")
@@ -378,8 +391,13 @@ class HelperPool:
             if helper is None:
                 return None
             self.pieces += 1
+            started = anyio.current_time()
             answer = await helper.place(mode, trees, held_fds)
             self._failed = self._failed or helper.broken
+            if links and self._link_slots.total_tokens < min(2, self.size):
+                files = sum(len(tree.files) for tree in trees)
+                if files >= SLOW_PIECE and anyio.current_time() - started > files * SLOW_LINK:
+                    self._link_slots.total_tokens = 2  # a second lane: see SLOW_LINK
             return answer
 
     async def unpack(

@@ -14,7 +14,9 @@ import anyio.lowlevel
 import pytest
 
 import asynclink._child
+import asynclink._helpers
 import asynclink._placing
+import asynclink._scheduler
 from asynclink import LinkMode, WheelStarted
 from asynclink._child import LOOP_MODES, TreeJob, encode_job, framed
 from asynclink._helpers import (
@@ -84,8 +86,9 @@ async def test_a_helper_places_what_the_thread_would(mode_root: tuple[LinkMode, 
 
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
 async def test_one_big_wheel_keeps_the_helpers_busy(
-    tmp_path: Path, site_packages: Path, mode: LinkMode
+    tmp_path: Path, site_packages: Path, mode: LinkMode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(asynclink._helpers, "SLOW_LINK", 1.0)  # links as fast as tmpfs's
     (source,) = wheels(tmp_path / "wheels", 1, files=2 * PIECE + 10)
     scheduler = scheduler_for(site_packages, mode, jobs=2, helper_processes=2)
 
@@ -93,6 +96,22 @@ async def test_one_big_wheel_keeps_the_helpers_busy(
 
     # Copies take every helper; links one (a second does not pay for such short syscalls).
     assert scheduler.helpers.started == (2 if mode is LinkMode.COPY else LINK_HELPERS)
+    assert snapshot(site_packages) == snapshot(source)
+
+
+async def test_links_that_prove_slow_open_a_second_link_lane(
+    tmp_path: Path, site_packages: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(asynclink._helpers, "SLOW_LINK", 0.0)  # every link counts as slow
+    monkeypatch.setattr(asynclink._helpers, "SLOW_PIECE", 1)
+    monkeypatch.setattr(asynclink._scheduler, "PIECE", 2 * HELPER_MIN_FILES)
+    (source,) = wheels(tmp_path / "wheels", 1, files=6 * HELPER_MIN_FILES)
+    scheduler = scheduler_for(site_packages, LinkMode.HARDLINK, jobs=2, helper_processes=2)
+
+    await scheduler.run_wheels(plans_for([source], site_packages), scheduler.place)
+
+    # The first piece's time opens the second lane: the next two pieces run at once.
+    assert scheduler.helpers.started == 2 and scheduler.helpers.pieces == 3
     assert snapshot(site_packages) == snapshot(source)
 
 
