@@ -425,7 +425,7 @@ def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) 
     try:
         if _ENTRY_NAME.match(entry) is None:
             raise JournalError("its name is not one asynclink gives a journal")
-        for path in (directory, os.path.join(directory, "stash")):
+        for path in (directory, os.path.join(directory, "stash"), os.path.join(directory, "trash")):
             with contextlib.suppress(FileNotFoundError):  # killed before it was made
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise JournalError(f"{path} is not a directory")

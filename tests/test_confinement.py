@@ -245,6 +245,24 @@ async def test_recovery_does_not_follow_a_symlink_planted_after_the_crash(
     assert any("leaves the environment" in problem for problem in report.problems)
 
 
+async def test_a_journal_whose_trash_is_a_symlink_leading_out_is_refused(
+    tmp_path: Path, outside: Path
+) -> None:
+    """Undo renames the directories a crashed install made into the journal's trash: a trash
+    planted as a symlink to a folder outside would take them out of the environment."""
+    site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
+    await crash_an_install(site_packages, wheel_tree(tmp_path / "w", "pkg", {"pkg/new.py": ""}))
+    (journal,) = (site_packages / JOURNAL).iterdir()
+    (outside / "trash").mkdir()
+    (journal / "trash").symlink_to(outside / "trash")
+    before = snapshot(outside)
+
+    with pytest.raises(TargetError, match="is not a directory"):
+        await recover(site_packages)
+
+    assert snapshot(outside) == before and (site_packages / "pkg/new.py").exists()
+
+
 CRASH = """
 import os, signal, sys
 import anyio, asynclink
