@@ -6,6 +6,7 @@ In the target's site-packages (``root``)::
     .asynclink-journal/<pid>-<time>/
         journal                          what the install does, each record written before it
         stash/<n>                        files replaced or removed, hard-linked (or copied) aside
+        trash/<n>                        directories a rollback took out, waiting to be deleted
 
 Records, in the order the install wrote them:
 
@@ -87,6 +88,8 @@ logger = logging.getLogger("asynclink")
 _MAGIC = "asynclink-journal"
 _FORMAT = "2"
 _END = b"\0\n"
+#: A journal directory's parts beside its ``journal`` file: what it replaced, what it undid.
+_STASH, _TRASH = "stash", "trash"
 #: Errors that mean "there is nothing at that path", so there is nothing to undo.
 _NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
 #: A journal directory's name: the writer's process id and the time it began, in hex.
@@ -108,7 +111,7 @@ class Transaction(Recorder):
         self.root = root
         self.confinement = confinement
         self.directory = os.path.join(root, JOURNAL_NAME, f"{os.getpid()}-{time.time_ns():x}")
-        self._stash_dir = os.path.join(self.directory, "stash")
+        self._stash_dir = os.path.join(self.directory, _STASH)
         for attempt in range(3):  # a background discard may remove the journals' parent
             try:
                 os.makedirs(self._stash_dir)
@@ -255,8 +258,9 @@ class _Undo:
     def __init__(
         self, journal_dir: str, temporary_prefix: str | None, confinement: Confinement
     ) -> None:
-        self.stash_dir = os.path.join(journal_dir, "stash")
-        self.trash_dir = os.path.join(journal_dir, "trash")
+        self.stash_dir = os.path.join(journal_dir, _STASH)
+        self.trash_dir = os.path.join(journal_dir, _TRASH)
+        self.trash_made = False
         self.trash_names = (f"{os.getpid()}-{number}" for number in itertools.count())
         self.temporary_prefix = temporary_prefix
         self.confinement = confinement
@@ -336,12 +340,10 @@ class _Undo:
     def set_aside(self, path: str) -> bool:
         """Rename ``path`` into the trash; say if it went (not across filesystems)."""
         try:
+            if not self.trash_made:
+                os.makedirs(self.trash_dir, 0o700, exist_ok=True)
+                self.trash_made = True
             os.rename(path, os.path.join(self.trash_dir, next(self.trash_names)))
-        except FileNotFoundError:
-            if os.path.isdir(self.trash_dir) or not os.path.lexists(path):
-                return False
-            os.mkdir(self.trash_dir, 0o700)
-            return self.set_aside(path)
         except OSError:
             return False
         return True
@@ -425,7 +427,7 @@ def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) 
     try:
         if _ENTRY_NAME.match(entry) is None:
             raise JournalError("its name is not one asynclink gives a journal")
-        for path in (directory, os.path.join(directory, "stash"), os.path.join(directory, "trash")):
+        for path in (directory, os.path.join(directory, _STASH), os.path.join(directory, _TRASH)):
             with contextlib.suppress(FileNotFoundError):  # killed before it was made
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise JournalError(f"{path} is not a directory")
@@ -557,7 +559,7 @@ def _discard(directory: str, limit: int | None = None) -> bool:
     The trash and the stash go first and the journal's own records last, so a journal cut
     short still says it was undone. Another process's recovery may be deleting the same
     directory at the same time, so a removal that finds an entry gone has a second try."""
-    for path in (os.path.join(directory, "trash"), os.path.join(directory, "stash"), directory):
+    for path in (os.path.join(directory, _TRASH), os.path.join(directory, _STASH), directory):
         for _ in range(2):
             try:
                 removed = remove_tree(path, limit)
