@@ -24,7 +24,8 @@ Groups:
            by a first install elsewhere), against uv's whole process: warm hardlink, copy (and
            clone where the filesystem can clone), cold, and an install with nothing to do, one
            shot and in a session; with the worst lag of a 1 ms ticker
-           running on the same event loop
+           running on the same event loop (uv's rows come along on their own when the
+           install and cold groups are not run)
   cancel   an install awaited as above, cancelled at half of its own time: how long until the
            ``await`` returns with the venv as it was (hardlink and copy)
   life     the rest of an environment's life, each tool on an environment it installed the
@@ -522,6 +523,10 @@ def contestants(
     if "cold" in groups:
         found += cold_rows(uv, wheel_args)
     if "process" in groups:
+        if uv and "install" not in groups:  # the in-process rows' references, on their own
+            found += [uv_warm(root, uv, mode, wheel_args) for mode in warm_modes(root)]
+        if uv and "cold" not in groups:
+            found.append(uv_cold(uv, wheel_args))
         found += in_process_rows(root, uv, wheel_args)
     if "life" in groups:
         found += life_rows(root, uv, wheel_args, notes)
@@ -577,22 +582,39 @@ def link_rows(root: Path, trees: list[str], notes: list[str]) -> list[Contestant
     return found
 
 
+def warm_modes(root: Path) -> list[str]:
+    return ["hardlink", "copy", *(["clone"] if can_clone(root) else [])]
+
+
+def uv_warm(root: Path, uv: str, mode: str, wheel_args: list[str]) -> Contestant:
+    """uv's whole process from its warm cache: the reference of the warm installs."""
+    return Contestant(
+        "install",
+        f"uv {mode}",
+        [*uv_install(uv), mode, *wheel_args],
+        env={"UV_CACHE_DIR": str(root / "uv-cache")},
+    )
+
+
+def uv_cold(uv: str, wheel_args: list[str]) -> Contestant:
+    """uv's whole process from an empty cache: the reference of the cold installs."""
+    return Contestant(
+        "cold",
+        "uv cold",
+        [*uv_install(uv), "hardlink", *wheel_args],
+        env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
+    )
+
+
 def install_rows(
     root: Path, uv: str | None, wheel_args: list[str], notes: list[str]
 ) -> list[Contestant]:
     """Warm installs through each tool's command line."""
     found: list[Contestant] = []
-    cache, uv_cache = root / "cache", root / "uv-cache"
-    for mode in ("hardlink", "copy", *(["clone"] if can_clone(root) else [])):
+    cache = root / "cache"
+    for mode in warm_modes(root):
         if uv:
-            found.append(
-                Contestant(
-                    "install",
-                    f"uv {mode}",
-                    [*uv_install(uv), mode, *wheel_args],
-                    env={"UV_CACHE_DIR": str(uv_cache)},
-                )
-            )
+            found.append(uv_warm(root, uv, mode, wheel_args))
         for jobs in ([], ["--jobs", "1"]):
             found.append(
                 Contestant(
@@ -630,16 +652,7 @@ def install_rows(
 
 def cold_rows(uv: str | None, wheel_args: list[str]) -> list[Contestant]:
     """Installs from empty caches."""
-    found: list[Contestant] = []
-    if uv:
-        found.append(
-            Contestant(
-                "cold",
-                "uv cold",
-                [*uv_install(uv), "hardlink", *wheel_args],
-                env={"UV_CACHE_DIR": "{scratch}/uv-cold"},
-            )
-        )
+    found = [uv_cold(uv, wheel_args)] if uv else []
     found.append(
         Contestant(
             "cold",
