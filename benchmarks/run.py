@@ -32,11 +32,12 @@ Groups:
            corpus into (untimed): the same install again (nothing to do), a sync to half of
            the corpus (the other half removed), an uninstall of every distribution
   bounds   what limits asynclink, each measured on its own: interpreter start-up with and
-           without asyncio, anyio and asynclink's modules; the worst lag of a 1 ms ticker
-           while every core runs a busy loop (no install); bare loops of os.link and of copies
-           (small and large files) over the cached trees; link only without helper processes,
-           with a second filesystem thread instead, and with one helper; inflating and hashing
-           the corpus; importing pypa installer
+           without asyncio, anyio and asynclink's modules (and those modules with a dataclass
+           decorator that generates no code, to show what the decorators cost); the worst lag
+           of a 1 ms ticker while every core runs a busy loop (no install); bare loops of
+           os.link and of copies (small and large files) over the cached trees; link only
+           without helper processes, with a second filesystem thread instead, and with one
+           helper; inflating and hashing the corpus; importing pypa installer
 """
 
 from __future__ import annotations
@@ -791,6 +792,11 @@ def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
         started(
             "python: start + asyncio, anyio, asynclink",
             "import anyio, asynclink._cli, asynclink._install; anyio.run(anyio.sleep, 0)",
+        ),
+        started(  # what the dataclass decorators cost: the same, with a decorator that does nothing
+            "python: start + asyncio, anyio, asynclink, no dataclass code",
+            "import dataclasses; dataclasses.dataclass = lambda cls=None, **_: cls or (lambda c: c)"
+            "; import anyio, asynclink._cli, asynclink._install; anyio.run(anyio.sleep, 0)",
         ),
         started("python: start + import installer", "import installer"),
         started("loop lag, every core busy, no install", LAG_FLOOR),
