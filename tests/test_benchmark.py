@@ -128,6 +128,32 @@ def test_a_factor_runs_the_groups_on_renamed_copies_that_install_side_by_side(
     assert "installer (loop)" in rows and "asynclink in-process copy, session" in rows
 
 
+def test_the_process_group_alone_brings_uvs_rows_for_its_ratios(tmp_path: Path) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
+
+    done = subprocess.run(
+        [
+            *[sys.executable, str(BENCHMARK), "--wheels", str(corpus), "--rounds", "1"],
+            *["--root", str(tmp_path / "bench"), "--json", str(tmp_path / "results.json")],
+            *["--groups", "process"],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    assert done.returncode == 0, done.stderr
+    rows = {
+        row["contestant"]: row
+        for row in json.loads((tmp_path / "results.json").read_text())["results"]
+    }
+    assert {"uv hardlink", "uv copy", "uv cold"} <= set(rows)
+    assert "asynclink hardlink" not in rows  # the install group's own rows are not run
+    for name in ("hardlink", "copy", "cold"):
+        assert rows[f"asynclink in-process {name}"]["ratio"] > 0
+
+
 def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
     corpus = tiny_corpus(tmp_path / "corpus")
 
