@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -497,6 +498,7 @@ def tool(name: str) -> str | None:
     return str(found) if found.exists() else shutil.which(name)
 
 
+@functools.cache  # one probe per root: the rows of several groups ask
 def can_clone(root: Path) -> bool:
     probe = root / ".clone-probe"
     probe.write_bytes(b"x")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.wheels import build_wheel
 
@@ -24,31 +26,36 @@ def tiny_corpus(corpus: Path) -> Path:
     return corpus
 
 
-def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
-    corpus = tiny_corpus(tmp_path / "corpus")
+@dataclass(frozen=True)
+class BenchmarkRun:
+    table: str  #: what the benchmark printed
+    results: dict[str, Any]  #: what it wrote with ``--json``
 
+
+def run_benchmark(tmp_path: Path, corpus: Path, *options: str) -> BenchmarkRun:
+    """One round of the benchmark on ``corpus`` under ``tmp_path``, which must succeed."""
     done = subprocess.run(
         [
-            sys.executable,
-            str(BENCHMARK),
-            "--wheels",
-            str(corpus),
-            "--rounds",
-            "1",
-            "--root",
-            str(tmp_path / "bench"),
-            "--json",
-            str(tmp_path / "results.json"),
-            "--scaling",
+            *[sys.executable, str(BENCHMARK), "--wheels", str(corpus), "--rounds", "1"],
+            *["--root", str(tmp_path / "bench"), "--json", str(tmp_path / "results.json")],
+            *options,
         ],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
     )
-
     assert done.returncode == 0, done.stderr
-    header = next(line for line in done.stdout.splitlines() if line.startswith("group"))
+    return BenchmarkRun(done.stdout, json.loads((tmp_path / "results.json").read_text()))
+
+
+def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
+
+    run = run_benchmark(tmp_path, corpus, "--scaling")
+
+    results = run.results
+    header = next(line for line in run.table.splitlines() if line.startswith("group"))
     assert header.split() == [
         "group",
         "contestant",
@@ -63,7 +70,6 @@ def test_the_benchmark_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
         "files/s",
         "ratio",
     ]
-    results = json.loads((tmp_path / "results.json").read_text())
     names = {row["contestant"] for row in results["results"]}
     assert {
         "cp -al",
@@ -108,20 +114,10 @@ def test_a_factor_runs_the_groups_on_renamed_copies_that_install_side_by_side(
     corpus = tiny_corpus(tmp_path / "corpus")
     build_wheel(corpus, name="delta", files={"delta-1.0.data/data/share/delta.txt": "d"})
 
-    done = subprocess.run(
-        [
-            *[sys.executable, str(BENCHMARK), "--wheels", str(corpus), "--rounds", "1"],
-            *["--root", str(tmp_path / "bench"), "--json", str(tmp_path / "results.json")],
-            *["--factor", "2", "--groups", "install,process"],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    results = run_benchmark(
+        tmp_path, corpus, "--factor", "2", "--groups", "install,process"
+    ).results
 
-    assert done.returncode == 0, done.stderr
-    results = json.loads((tmp_path / "results.json").read_text())
     assert (results["factor"], results["wheels"]) == (2, 8)
     rows = {row["contestant"]: row for row in results["results"]}
     # pypa installer refuses to overwrite a file: each copy's data file has a name of its own
@@ -131,23 +127,9 @@ def test_a_factor_runs_the_groups_on_renamed_copies_that_install_side_by_side(
 def test_the_process_group_alone_brings_uvs_rows_for_its_ratios(tmp_path: Path) -> None:
     corpus = tiny_corpus(tmp_path / "corpus")
 
-    done = subprocess.run(
-        [
-            *[sys.executable, str(BENCHMARK), "--wheels", str(corpus), "--rounds", "1"],
-            *["--root", str(tmp_path / "bench"), "--json", str(tmp_path / "results.json")],
-            *["--groups", "process"],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    results = run_benchmark(tmp_path, corpus, "--groups", "process").results
 
-    assert done.returncode == 0, done.stderr
-    rows = {
-        row["contestant"]: row
-        for row in json.loads((tmp_path / "results.json").read_text())["results"]
-    }
+    rows = {row["contestant"]: row for row in results["results"]}
     assert {"uv hardlink", "uv copy", "uv cold"} <= set(rows)
     assert "asynclink hardlink" not in rows  # the install group's own rows are not run
     for name in ("hardlink", "copy", "cold"):
