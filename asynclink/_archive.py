@@ -20,8 +20,8 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 from ._confinement import normalise_member
 from ._errors import InvalidWheelError, LinkError, PycacheSkippedWarning
@@ -60,8 +60,7 @@ _RATIO_FLOOR = 256 << 20
 _MAX_RATIO = 200
 
 
-@dataclass(frozen=True, slots=True)
-class _Inspection:
+class _Inspection(NamedTuple):
     """An archive's checked structure and metadata, before any content is read."""
 
     filename: str

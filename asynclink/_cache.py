@@ -436,13 +436,12 @@ def _renamed(manifest: Manifest, filename: str) -> Manifest:
     ``evil-1.0`` is refused); its tags are the ones that count, as pip and uv read them from
     the file name.
     """
-    from dataclasses import replace
 
     from ._wheelinfo import WheelName, check_metadata_name
 
     wheel = WheelName.parse(filename)
     check_metadata_name(wheel, manifest.name, manifest.version, f"{manifest.dist_info}/METADATA")
-    return replace(manifest, filename=filename, tags=wheel.tags)
+    return manifest._replace(filename=filename, tags=wheel.tags)
 
 
 def archive_sha256(path: str) -> str:

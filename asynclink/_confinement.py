@@ -20,7 +20,6 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from ._errors import InvalidWheelError
 
@@ -114,18 +113,24 @@ def check_path_length(wheel: str, path: str) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class Confinement:
     """The roots of one environment, as named and as resolved."""
 
-    roots: tuple[str, ...]
-    """Absolute, normalised; some may lie inside others (a venv's data root holds the rest)."""
-    real_roots: tuple[str, ...]
-    """The same with every symlink resolved: where the environment really is."""
-    _resolved: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
-    """Directory -> whether it resolves inside, remembered for one install."""
-    _ways: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
-    """Path -> the outermost symlink on the way to it, remembered for one install."""
+    __slots__ = ("_resolved", "_ways", "real_roots", "roots")
+
+    def __init__(self, roots: tuple[str, ...], real_roots: tuple[str, ...]) -> None:
+        self.roots = roots
+        """Absolute, normalised; some may lie inside others (a venv's data root holds the
+        rest)."""
+        self.real_roots = real_roots
+        """The same with every symlink resolved: where the environment really is."""
+        self._resolved: dict[str, bool] = {}
+        """Directory -> whether it resolves inside, remembered for one install."""
+        self._ways: dict[str, str | None] = {}
+        """Path -> the outermost symlink on the way to it, remembered for one install."""
+
+    def __repr__(self) -> str:
+        return f"Confinement({self.roots!r})"
 
     @classmethod
     def of(cls, roots: Iterable[str]) -> Confinement:

@@ -23,7 +23,7 @@ import os
 import stat
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._cache import WheelCache
 from ._confinement import Confinement
@@ -52,8 +52,7 @@ __all__ = [
 logger = logging.getLogger("asynclink")
 
 
-@dataclass(frozen=True, slots=True)
-class InstalledDistribution:
+class InstalledDistribution(NamedTuple):
     """A distribution found in the environment, and what it owns there."""
 
     dist_info: str

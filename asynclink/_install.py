@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 from anyio.from_thread import check_cancelled
@@ -365,8 +365,7 @@ async def unpack_wheels(
 # -- the batch, shared by both installing verbs ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A wheel ready to place (its ``plan``), and what its result says beyond how it was
     placed."""
 
@@ -383,14 +382,16 @@ class Prepared:
     source: str = ""
 
 
-@dataclass(slots=True)
 class _Batch:
     """One call's transaction, as its wheel tasks see it."""
 
-    scheduler: Scheduler
-    journal: Transaction
-    plans: list[WheelPlan]
-    removed_any: bool = False
+    __slots__ = ("journal", "plans", "removed_any", "scheduler")
+
+    def __init__(self, scheduler: Scheduler, journal: Transaction) -> None:
+        self.scheduler = scheduler
+        self.journal = journal
+        self.plans: list[WheelPlan] = []
+        self.removed_any = False
 
     @property
     def changed(self) -> bool:
@@ -399,8 +400,7 @@ class _Batch:
         return bool(self.plans) or self.removed_any
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     wheels: tuple[WheelResult, ...]
     conflicts: tuple[Conflict, ...]
     recovered: tuple[RollbackReport, ...]
@@ -431,7 +431,7 @@ async def _run_batch(
         on_event=options.on_event,
     ) as journal:
         scheduler = Scheduler(options, threads, Placer(confinement, journal))
-        batch = _Batch(scheduler, journal, [])
+        batch = _Batch(scheduler, journal)
         if before is not None:
             await before(batch)
 

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from ._confinement import normalise_member, special_file_error
 from ._errors import InvalidWheelError
@@ -34,8 +34,7 @@ __all__ = [
 MANIFEST_FORMAT = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(NamedTuple):
     """What an install needs to know about an unpacked wheel, checked once.
 
     Laid out for a warm install that reads it instead of walking the tree: the files outside
@@ -232,7 +231,7 @@ class ManifestMemo:
             if read is None:
                 return None
             self._read[entry] = (identity, manifest := read)
-        return replace(manifest, files=list(manifest.files), dirs=list(manifest.dirs))
+        return manifest._replace(files=list(manifest.files), dirs=list(manifest.dirs))
 
 
 def manifest_for_tree(tree: str) -> Manifest:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from ._cache import DEFAULT_MAX_UNPACKED_SIZE
 from ._events import EventCallback
@@ -36,8 +37,7 @@ def default_jobs() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+class Options(NamedTuple):
     """Every keyword of the verbs; see :func:`asynclink.install_wheels` for each."""
 
     mode: LinkMode
@@ -54,7 +54,7 @@ class Options:
     compile: bool = False
     requested: bool | frozenset[str] = True
     """``True``: every wheel was asked for; else the canonical names of those that were."""
-    direct_urls: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    direct_urls: Mapping[str, Mapping[str, object]] = MappingProxyType({})
     installer: str = "asynclink"
     check_tags: bool = True
     break_system_packages: bool = False

@@ -19,7 +19,7 @@ import bisect
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._cache import UnpackedWheel
 from ._confinement import RESERVED_PREFIX, reserved_name_error, special_file_error
@@ -50,53 +50,91 @@ _GENERATED = ("INSTALLER", "REQUESTED", "direct_url.json", SOURCE_FILE, "RECORD"
 _MODULE_ENDINGS = (".py", ".pyc", ".so", ".pyd")
 
 
-@dataclass(slots=True, eq=False)
 class Tree:
     """Files below ``source`` that go to the same relative paths below ``target``; one object
-    per tree (equal only to itself, so it can key what is done to it)."""
+    per tree (equal only to itself, so it can key what is done to it).
 
-    source: str
-    target: str
-    dirs: list[str] = field(default_factory=list)
-    """Directories to make below ``target`` (relative, ``os.sep``), each after its parent."""
-    files: list[str] = field(default_factory=list)
-    """Files to link (or copy, when the mode falls back), relative to both roots."""
-    sorted: bool = False
-    """``files`` are in string order (as from a manifest), so a directory's are contiguous."""
+    The records of a plan are plain classes, not dataclasses: a command pays for every
+    dataclass's generated code at start-up (about 1 ms each on Python 3.11)."""
+
+    __slots__ = ("dirs", "files", "sorted", "source", "target")
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        dirs: list[str] | None = None,
+        files: list[str] | None = None,
+        sorted: bool = False,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.dirs = [] if dirs is None else dirs
+        """Directories to make below ``target`` (relative, ``os.sep``), each after its parent."""
+        self.files = [] if files is None else files
+        """Files to link (or copy, when the mode falls back), relative to both roots."""
+        self.sorted = sorted
+        """``files`` are in string order (as from a manifest), so a directory's are contiguous."""
+
+    def __repr__(self) -> str:
+        return f"Tree({self.source!r} -> {self.target!r}, {len(self.files)} files)"
 
 
-@dataclass(slots=True)
 class WheelPlan:
-    """Everything needed to place one wheel."""
+    """Everything needed to place one wheel; the planner fills it in (see :class:`Tree` for
+    why it is not a dataclass)."""
 
-    wheel: str
-    """The name used in results and messages."""
-    source: str
-    """The unpacked wheel's root."""
-    target: str
-    """site-packages: the conflict scan and RECORD are relative to it."""
-    trees: list[Tree] = field(default_factory=list)
-    dirs: list[str] = field(default_factory=list)
-    """Absolute directories to make before the trees' (parents of data and scripts roots)."""
-    copies: list[tuple[str, str]] = field(default_factory=list)
-    """(source, destination) pairs that must be real copies, not links: RECORD files, which
-    an installer may rewrite in place."""
-    symlinks: list[tuple[str, str]] = field(default_factory=list)
-    """(link text, destination): symlinks of the unpacked tree, recreated as they are."""
-    writes: list[tuple[str, bytes, int]] = field(default_factory=list)
-    """(destination, contents, permission bits): generated files."""
-    late: list[tuple[str, str]] = field(default_factory=list)
-    """(source, destination) copied after every other wheel of the batch (top-level .pth)."""
-    top_level: dict[str, str] = field(default_factory=dict)
-    """Conflict key -> top-level name in site-packages, for the conflict registry."""
-    record: str | None = None
-    """RECORD's rows (sorted by path, one per line) where known: hashes for free."""
-    size: int = 0
-    """Bytes of the files placed, where known for free (installs from the cache)."""
-    scripts: list[str] = field(default_factory=list)
-    """Names of the launchers written for entry points (installs only)."""
-    _rows: list[str] | None = field(default=None, init=False, repr=False, compare=False)
-    """``record`` split into rows, on first use."""
+    __slots__ = (
+        "_rows",
+        "copies",
+        "dirs",
+        "late",
+        "record",
+        "scripts",
+        "size",
+        "source",
+        "symlinks",
+        "target",
+        "top_level",
+        "trees",
+        "wheel",
+        "writes",
+    )
+
+    def __init__(self, wheel: str, source: str, target: str, size: int = 0) -> None:
+        self.wheel = wheel
+        """The name used in results and messages."""
+        self.source = source
+        """The unpacked wheel's root."""
+        self.target = target
+        """site-packages: the conflict scan and RECORD are relative to it."""
+        self.size = size
+        """Bytes of the files placed, where known for free (installs from the cache)."""
+        self.trees: list[Tree] = []
+        self.dirs: list[str] = []
+        """Absolute directories to make before the trees' (parents of data and scripts
+        roots)."""
+        self.copies: list[tuple[str, str]] = []
+        """(source, destination) pairs that must be real copies, not links: RECORD files,
+        which an installer may rewrite in place."""
+        self.symlinks: list[tuple[str, str]] = []
+        """(link text, destination): symlinks of the unpacked tree, recreated as they are."""
+        self.writes: list[tuple[str, bytes, int]] = []
+        """(destination, contents, permission bits): generated files."""
+        self.late: list[tuple[str, str]] = []
+        """(source, destination) copied after every other wheel of the batch (top-level
+        .pth)."""
+        self.top_level: dict[str, str] = {}
+        """Conflict key -> top-level name in site-packages, for the conflict registry."""
+        self.record: str | None = None
+        """RECORD's rows (sorted by path, one per line) where known: hashes for free."""
+        self.scripts: list[str] = []
+        """Names of the launchers written for entry points (installs only)."""
+        self._rows: list[str] | None = None
+        """``record`` split into rows, on first use."""
+
+    def __repr__(self) -> str:
+        return f"WheelPlan({self.wheel!r} -> {self.target!r})"
 
     def known(self, relative: str) -> RecordEntry | None:
         """The RECORD entry of the site-packages-relative ``relative``, if known for free."""
@@ -460,8 +498,7 @@ def _with_hash(
     return {**direct_url, "archive_info": hashed}
 
 
-@dataclass(slots=True)
-class _DataTree:
+class _DataTree(NamedTuple):
     """One ``.data/<key>/`` tree being planned."""
 
     tree: Tree

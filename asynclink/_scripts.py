@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 __all__ = [
     "EntryPoint",
@@ -28,8 +28,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
+class EntryPoint(NamedTuple):
     """A console or GUI script declared in ``entry_points.txt``."""
 
     name: str
@@ -107,7 +106,7 @@ def launchers_for(entry_points: Sequence[EntryPoint], version: str) -> list[Entr
     if template is None or "pip" not in names:
         return list(entry_points)
     kept = [entry for entry in entry_points if not _VERSIONED_PIP.fullmatch(entry.name)]
-    return [*kept, replace(template, name=f"pip{version}")]
+    return [*kept, template._replace(name=f"pip{version}")]
 
 
 _VERSIONED_PIP = re.compile(r"pip[0-9]+\.[0-9]+")

@@ -13,7 +13,7 @@ import logging
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._confinement import DRIVE_LETTER
 from ._errors import InvalidWheelError, WheelVersionWarning
@@ -37,8 +37,7 @@ logger = logging.getLogger("asynclink")
 _ENTRY_POINT = re.compile(r"^\s*(?P<module>[\w.]+)\s*(?::\s*(?P<attr>[\w.]+)\s*)?(?:\[.*\])?\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class WheelName:
+class WheelName(NamedTuple):
     """The parts of a wheel file name."""
 
     filename: str
@@ -104,8 +103,7 @@ def check_metadata_name(wheel: WheelName, name: str, version: str, entry: str) -
         )
 
 
-@dataclass(frozen=True, slots=True)
-class DistInfo:
+class DistInfo(NamedTuple):
     """What a wheel's ``.dist-info`` says about it."""
 
     root_is_purelib: bool

@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -72,7 +71,7 @@ async def test_an_unpacker_fills_the_cache_as_a_thread_would(tmp_path: Path) -> 
         by_helper = WheelCache(tmp_path / "helped").lookup(str(archive))
         assert by_helper is not None
         # The same but for when each was sealed (the second its unpacking finished).
-        assert replace(by_helper.manifest, sealed=0) == replace(by_thread.manifest, sealed=0)
+        assert by_helper.manifest._replace(sealed=0) == by_thread.manifest._replace(sealed=0)
         assert snapshot(Path(by_helper.tree)) == snapshot(Path(by_thread.tree))
 
 
