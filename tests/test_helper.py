@@ -6,10 +6,12 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 
@@ -234,6 +236,61 @@ async def test_a_helper_reports_what_it_did_not_place(tmp_path: Path) -> None:
     assert (target / "b.py").read_text() == "already here"
     assert helper.returncode == 0
     assert not any(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(target))
+
+
+async def test_a_request_bigger_than_the_socket_holds_arrives_whole_with_its_lock(
+    tmp_path: Path,
+) -> None:
+    """A piece of thousands of names goes in several writes (the socket takes a few hundred
+    kilobytes at a time); the helper gets every name, and the lock that rides on the first
+    bytes."""
+    names = [f"{'n' * 200}{k:05}.py" for k in range(3000)]  # about 600 kB of request
+    source = make_tree(tmp_path / "source", dict.fromkeys(names, "x"))
+    target = tmp_path / "target"
+    target.mkdir()
+    request = framed(encode_job("hardlink", [TreeJob(str(source), str(target), names)]))
+    lock = TargetLock(str(tmp_path))
+    assert lock.try_acquire() and lock.fd is not None
+    helper = await Helper.start()
+    assert helper is not None
+    room = helper._channel.extra(anyio.abc.SocketAttribute.raw_socket).getsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF
+    )
+    assert len(request) > 2 * room
+    try:
+        answer = await helper.place(
+            "hardlink", [TreeJob(str(source), str(target), names)], [lock.fd]
+        )
+    finally:
+        await helper.aclose()
+        lock.release()
+
+    assert answer == []
+    assert sorted(os.listdir(target)) == sorted(names)
+    assert all(os.path.samefile(target / name, source / name) for name in names[::500])
+
+
+async def test_cancelling_a_big_request_to_a_helper_that_reads_nothing_stops_it(
+    tmp_path: Path,
+) -> None:
+    """The helper is stopped (SIGSTOP), so the request fills the socket and the call waits for
+    room: the cancel still ends the call, and the helper is killed on the way out."""
+    names = [f"{'n' * 200}{k:05}" for k in range(20000)]  # far more than the socket holds
+    helper = await Helper.start()
+    assert helper is not None
+    os.kill(helper.pid, signal.SIGSTOP)
+
+    async def cancel_once_waiting(scope: anyio.CancelScope) -> None:
+        await anyio.wait_all_tasks_blocked()  # the call waits for room in the socket
+        scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        with anyio.CancelScope() as scope:
+            group.start_soon(cancel_once_waiting, scope)
+            await helper.place("hardlink", [TreeJob(str(tmp_path), str(tmp_path), names)])
+
+    assert scope.cancelled_caught
+    assert helper.returncode == -signal.SIGKILL
 
 
 def test_a_bulk_for_a_helper_carries_the_directories_the_link_phase_left_unmade(
