@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -171,11 +170,16 @@ def _moved(args: argparse.Namespace, chosen: str | None) -> Scheme:
 def _direct_urls(wheels: list[str]) -> dict[str, Mapping[str, object]]:
     """PEP 610 for the files named on the command line, as pip and uv record local paths
     (the engine adds an archive's hash)."""
+    from urllib.parse import quote_from_bytes  # not pathlib's as_uri: pathlib costs 4 ms
+
     found: dict[str, Mapping[str, object]] = {}
     for wheel in wheels:
-        path = Path(wheel).absolute()
-        info = "dir_info" if path.is_dir() else "archive_info"
-        found[path.name] = {"url": path.as_uri(), info: {}}
+        path = os.path.abspath(wheel)
+        info = "dir_info" if os.path.isdir(path) else "archive_info"
+        found[os.path.basename(path)] = {
+            "url": "file://" + quote_from_bytes(os.fsencode(path)),
+            info: {},
+        }
     return found
 
 

@@ -63,7 +63,6 @@ import itertools
 import logging
 import os
 import re
-import shutil
 import stat
 import threading
 import time
@@ -202,6 +201,8 @@ class Transaction(Recorder):
         except FileNotFoundError:
             pass  # nothing there any more: nothing to keep
         except OSError:  # another filesystem, or no hard links: keep a copy instead
+            import shutil  # here: it imports bz2 and lzma, 3 ms of every command's start-up
+
             shutil.copy2(path, stash, follow_symlinks=False)
 
     # -- ending ----------------------------------------------------------------------------------
@@ -378,6 +379,8 @@ def _put_back(stash: str, path: str) -> None:
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
+        import shutil
+
         temporary = f"{path}.{TEMPORARY_PREFIX}restore"
         shutil.copy2(stash, temporary, follow_symlinks=False)
         os.replace(temporary, path)

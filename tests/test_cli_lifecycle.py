@@ -142,6 +142,22 @@ def test_files_given_on_the_command_line_are_recorded_as_direct_urls(
     assert recorded["archive_info"]["hash"].startswith("sha256=")
 
 
+def test_a_direct_url_is_the_normalised_absolute_path_percent_encoded(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    """As pip records it: ``..`` resolved, a space and a non-ASCII letter percent-encoded."""
+    odd = tmp_path / "wheel house é"
+    (odd / "sub").mkdir(parents=True)
+    archive = odd / "beta-1.0-py3-none-any.whl"
+    archive.write_bytes((wheels / archive.name).read_bytes())
+
+    ok(*install_into(venv, tmp_path / "cache", f"{odd}/sub/../{archive.name}"))
+
+    recorded = json.loads((site_packages(venv) / "beta-1.0.dist-info/direct_url.json").read_text())
+    assert recorded["url"] == archive.as_uri()
+    assert "%20" in recorded["url"] and "%C3%A9" in recorded["url"]
+
+
 def test_no_direct_url_leaves_it_out(tmp_path: Path, wheels: Path, venv: Path) -> None:
     ok(*install_into(venv, tmp_path / "cache", "--no-direct-url", wheels))
 
