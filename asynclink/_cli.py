@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from ._modes import LinkMode
@@ -47,9 +47,47 @@ environment:
 """
 
 
+def _columns() -> int:
+    """The terminal's width, read as ``shutil.get_terminal_size`` reads it: ``COLUMNS``, else
+    the terminal of stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the width: left to itself it imports ``shutil`` (and with it
+    ``bz2`` and ``lzma``) to ask, 3 ms of every command's start-up, help or not."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        width = _columns() - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _RawDescriptionFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    """The same, with the description and epilog (the examples) printed as written."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error prints one line of usage and the error, not the whole
     usage block."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         usage = self.usage or self.format_usage().split("\n", 1)[0].removeprefix("usage: ")
@@ -206,7 +244,7 @@ def _parser() -> _Parser:
         usage="asynclink [--version] [-v] [-q] [--color WHEN] COMMAND ...",
         description="Install many wheels into one Python environment at once.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescriptionFormatter,
         parents=[_output_options(suppress=False)],
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version")

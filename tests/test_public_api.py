@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import asynclink
+from tests.commandline import install_into
+from tests.environments import make_venv
+from tests.wheels import build_wheel
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -23,6 +27,33 @@ def test_importing_the_package_loads_nothing_else() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_warm_install_from_the_command_line_imports_only_what_it_needs(
+    tmp_path: Path,
+) -> None:
+    # Every module is start-up time the user waits for: pathlib and shutil (bz2, lzma) are
+    # needed to unpack an archive, not to link one from the cache, and rich only on a terminal.
+    wheel = build_wheel(tmp_path / "wheels", name="demo", files={"demo/__init__.py": ""})
+    cache = tmp_path / "cache"
+    code = (
+        "import sys; from asynclink._cli import main; "
+        "code = main(sys.argv[1:]); "
+        "print(code, sorted(m for m in ('pathlib', 'shutil', 'bz2', 'lzma', 'rich') "
+        "if m in sys.modules))"
+    )
+    venvs = [make_venv(tmp_path / "cold"), make_venv(tmp_path / "warm")]
+    printed = [
+        subprocess.run(
+            [sys.executable, "-c", code, *install_into(venv, cache, wheel)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for venv in venvs
+    ]
+    assert printed[0].startswith("0 ") and printed[1] == "0 []"
+    assert all(next(venv.glob("lib/python*/site-packages/demo/__init__.py")) for venv in venvs)
 
 
 def test_every_error_shares_one_root() -> None:
