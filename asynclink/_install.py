@@ -199,18 +199,15 @@ async def _install(
     started = time.perf_counter()
     threads = Threads(options)
     cache = WheelCache(options.cache_dir, _session_manifests())
-    scheme = await threads.run(resolve_target, target, cache.root, True)
-    if not options.break_system_packages:
-        refuse_externally_managed(scheme)
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
-    if keep is None and not options.reinstall:
-        done = await threads.run(nothing_to_do, scheme, cache, sources)
-        if done is not None:  # every wheel is installed already: not even the lock is taken
-            results = tuple(skipped_result(found, options.mode) for found in done)
-            for result in results:
-                if options.on_event is not None:
-                    options.on_event(WheelSkipped(result.wheel, result.version))
-            return InstallResult(scheme, results, (), 0, time.perf_counter() - started)
+    survey = keep is None and not options.reinstall
+    scheme, done = await threads.run(_resolve, target, cache, options, sources, survey)
+    if done is not None:  # every wheel is installed already: not even the lock is taken
+        results = tuple(skipped_result(found, options.mode) for found in done)
+        for result in results:
+            if options.on_event is not None:
+                options.on_event(WheelSkipped(result.wheel, result.version))
+        return InstallResult(scheme, results, (), 0, time.perf_counter() - started)
     created_roots = await threads.run(_make_roots, scheme)
     environment = _Environment(scheme, cache, options, sources, keep)
 
@@ -636,6 +633,27 @@ class _Lookup(NamedTuple):
     unpacked: UnpackedWheel | None = None
     plan: WheelPlan | None = None
     tree: bool = False
+
+
+class _Resolved(NamedTuple):
+    scheme: Scheme
+    done: list[AlreadyInstalled] | None
+    """Every wheel, where each is installed already (see ``nothing_to_do``)."""
+
+
+def _resolve(
+    target: Scheme | str | os.PathLike[str],
+    cache: WheelCache,
+    options: Options,
+    sources: list[str],
+    survey: bool,
+) -> _Resolved:
+    """The target's scheme, checked (PEP 668), and with ``survey`` whether there is nothing
+    to do: one thread hop, as a second identical install is otherwise nothing but hops."""
+    scheme = resolve_target(target, cache.root, True)
+    if not options.break_system_packages:
+        refuse_externally_managed(scheme)
+    return _Resolved(scheme, nothing_to_do(scheme, cache, sources) if survey else None)
 
 
 def _lookup_and_plan(cache: WheelCache, source: str, scheme: Scheme, options: Options) -> _Lookup:
