@@ -38,6 +38,12 @@ Groups:
            os.link and of copies (small and large files) over the cached trees; link only
            without helper processes, with a second filesystem thread instead, and with one
            helper; inflating and hashing the corpus; importing pypa installer
+
+``--baseline DIR`` (a checkout of another revision of asynclink) adds a twin of the rows a
+change to asynclink's start-up or engine moves (the command's warm installs, the in-process
+warm installs and the one with nothing to do, start-up with asynclink's modules), run with
+that checkout first on ``PYTHONPATH``, interleaved with the others; each twin's ratio is to
+the row it twins, so before and after are measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -781,6 +787,39 @@ def life_rows(
     return [*uv_rows, *found]
 
 
+#: The rows a ``--baseline`` run twins.
+BASELINE_ROWS = frozenset(
+    {
+        "asynclink hardlink",
+        "asynclink copy",
+        "asynclink clone",
+        "asynclink in-process hardlink",
+        "asynclink in-process copy",
+        "asynclink in-process clone",
+        "asynclink in-process nothing to do",
+        "python: start + asyncio, anyio, asynclink",
+    }
+)
+
+
+def baseline_twins(found: list[Contestant], baseline: Path) -> list[Contestant]:
+    """The rows of :data:`BASELINE_ROWS` again, importing asynclink from ``baseline``."""
+    return [
+        Contestant(
+            row.group,
+            f"{row.name} (baseline)",
+            row.command,
+            setup=row.setup,
+            before=row.before,
+            env={**row.env, "PYTHONPATH": str(baseline)},
+            reference=row.name,
+            files=row.files,
+        )
+        for row in found
+        if row.name in BASELINE_ROWS
+    ]
+
+
 def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
     """The measurements behind the README's account of what limits asynclink."""
     target = "{scratch}/target"
@@ -1027,6 +1066,11 @@ def main() -> int:
         "--factor", type=int, default=1, help="run every group on the corpus this many times"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another asynclink: twin the rows a change moves, run with it",
+    )
     args = parser.parse_args()
     spawner = Spawner()  # first, while this process is small
     root = (args.root or Path(tempfile.gettempdir()) / "asynclink-bench").resolve()
@@ -1045,6 +1089,8 @@ def main() -> int:
     warm(root, wheels)
     notes: list[str] = []
     field_ = contestants(root, wheels, set(args.groups.split(",")), notes)
+    if args.baseline is not None:
+        field_ += baseline_twins(field_, args.baseline.resolve())
     run_rounds(root, field_, args.rounds, spawner)
     text, rows = table(field_)
     print(
@@ -1067,6 +1113,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "rounds": args.rounds,
         "factor": args.factor,
+        "baseline": None if args.baseline is None else baseline_revision(args.baseline),
         "results": rows,
         "notes": notes,
     }
@@ -1079,6 +1126,14 @@ def main() -> int:
         args.json.write_text(json.dumps(result, indent=2))
     shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def baseline_revision(baseline: Path) -> dict[str, str]:
+    """Which asynclink the baseline rows ran: its directory and, in a git checkout, commit."""
+    done = subprocess.run(
+        ["git", "-C", str(baseline), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return {"path": str(baseline.resolve()), "commit": done.stdout.strip()}
 
 
 def versions() -> dict[str, str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asynclink
 from tests.wheels import build_wheel
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "run.py"
@@ -134,6 +136,33 @@ def test_the_process_group_alone_brings_uvs_rows_for_its_ratios(tmp_path: Path) 
     assert "asynclink hardlink" not in rows  # the install group's own rows are not run
     for name in ("hardlink", "copy", "cold"):
         assert rows[f"asynclink in-process {name}"]["ratio"] > 0
+
+
+def test_a_baseline_twins_the_rows_a_change_moves_and_runs_them_with_its_own_code(
+    tmp_path: Path,
+) -> None:
+    corpus = tiny_corpus(tmp_path / "corpus")
+    baseline = tmp_path / "baseline"
+    shutil.copytree(
+        Path(asynclink.__file__).parent,
+        baseline / "asynclink",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    # The baseline's command line is broken, its engine is not: proof that the twins run the
+    # baseline's code, not this checkout's.
+    commands = baseline / "asynclink" / "_commands.py"
+    commands.write_text(commands.read_text() + "\nraise SystemExit(3)\n")
+
+    run = run_benchmark(
+        tmp_path, corpus, "--groups", "install,process", "--baseline", str(baseline)
+    )
+
+    rows = {row["contestant"]: row for row in run.results["results"]}
+    twin = rows["asynclink in-process hardlink (baseline)"]
+    assert twin["reference"] == "asynclink in-process hardlink" and twin["ratio"] > 0
+    assert "asynclink hardlink" in rows and "asynclink hardlink (baseline)" not in rows
+    assert "asynclink hardlink (baseline)" in run.table  # listed, as skipped
+    assert run.results["baseline"]["path"] == str(baseline.resolve())
 
 
 def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
