@@ -33,7 +33,8 @@ Groups:
            the corpus (the other half removed), an uninstall of every distribution
   bounds   what limits asynclink, each measured on its own: interpreter start-up with and
            without asyncio, anyio and asynclink's modules (and those modules with a dataclass
-           decorator that generates no code, to show what the decorators cost); the worst lag
+           decorator that generates no code, made after anyio's, to show what asynclink's
+           decorators cost); the worst lag
            of a 1 ms ticker while every core runs a busy loop (no install); bare loops of
            os.link and of copies (small and large files) over the cached trees; link only
            without helper processes, with a second filesystem thread instead, and with one
@@ -334,11 +335,15 @@ class Spawner:
     """The small process that runs the timed commands (see :data:`SPAWNER`)."""
 
     def __init__(self) -> None:
+        # In /: a ``python -c`` row puts its working directory first on its path, and run from
+        # a checkout's root it would import that checkout instead of what the row asks for
+        # (the installed asynclink, or a ``--baseline``).
         self.process = subprocess.Popen(
             [PYTHON, "-S", "-c", SPAWNER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=os.path.abspath(os.sep),
         )
 
     def run(self, command: list[str], env: dict[str, str]) -> Run:

@@ -13,7 +13,8 @@ from typing import Any
 import asynclink
 from tests.wheels import build_wheel
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "run.py"
+ROOT = Path(__file__).parent.parent
+BENCHMARK = ROOT / "benchmarks" / "run.py"
 PROFILE = Path(__file__).parent.parent / "benchmarks" / "profile_install.py"
 
 
@@ -34,7 +35,9 @@ class BenchmarkRun:
     results: dict[str, Any]  #: what it wrote with ``--json``
 
 
-def run_benchmark(tmp_path: Path, corpus: Path, *options: str) -> BenchmarkRun:
+def run_benchmark(
+    tmp_path: Path, corpus: Path, *options: str, cwd: Path | None = None
+) -> BenchmarkRun:
     """One round of the benchmark on ``corpus`` under ``tmp_path``, which must succeed."""
     done = subprocess.run(
         [
@@ -46,6 +49,7 @@ def run_benchmark(tmp_path: Path, corpus: Path, *options: str) -> BenchmarkRun:
         text=True,
         check=False,
         timeout=600,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
     return BenchmarkRun(done.stdout, json.loads((tmp_path / "results.json").read_text()))
@@ -138,31 +142,53 @@ def test_the_process_group_alone_brings_uvs_rows_for_its_ratios(tmp_path: Path) 
         assert rows[f"asynclink in-process {name}"]["ratio"] > 0
 
 
-def test_a_baseline_twins_the_rows_a_change_moves_and_runs_them_with_its_own_code(
+def baseline_copy(directory: Path) -> Path:
+    """A copy of this asynclink, as a checkout of another revision would be."""
+    shutil.copytree(
+        Path(asynclink.__file__).parent,
+        directory / "asynclink",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return directory
+
+
+def test_a_baseline_twins_the_rows_a_change_moves_each_compared_with_its_row(
     tmp_path: Path,
 ) -> None:
     corpus = tiny_corpus(tmp_path / "corpus")
-    baseline = tmp_path / "baseline"
-    shutil.copytree(
-        Path(asynclink.__file__).parent,
-        baseline / "asynclink",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    # The baseline's command line is broken, its engine is not: proof that the twins run the
-    # baseline's code, not this checkout's.
-    commands = baseline / "asynclink" / "_commands.py"
-    commands.write_text(commands.read_text() + "\nraise SystemExit(3)\n")
+    baseline = baseline_copy(tmp_path / "baseline")
 
     run = run_benchmark(
         tmp_path, corpus, "--groups", "install,process", "--baseline", str(baseline)
     )
 
     rows = {row["contestant"]: row for row in run.results["results"]}
-    twin = rows["asynclink in-process hardlink (baseline)"]
-    assert twin["reference"] == "asynclink in-process hardlink" and twin["ratio"] > 0
-    assert "asynclink hardlink" in rows and "asynclink hardlink (baseline)" not in rows
-    assert "asynclink hardlink (baseline)" in run.table  # listed, as skipped
+    for name in ("asynclink hardlink", "asynclink in-process hardlink"):
+        assert rows[f"{name} (baseline)"]["reference"] == name
+        assert rows[f"{name} (baseline)"]["ratio"] > 0
+    assert "asynclink hardlink --jobs 1 (baseline)" not in rows
     assert run.results["baseline"]["path"] == str(baseline.resolve())
+
+
+def test_the_baseline_rows_run_the_baselines_code(tmp_path: Path) -> None:
+    # The baseline's engine is broken: every twin fails, the command's (a script) and the
+    # in-process ones (``python -c``, which puts its working directory first on its path:
+    # run from this checkout's root, it would have imported this checkout).
+    corpus = tiny_corpus(tmp_path / "corpus")
+    baseline = baseline_copy(tmp_path / "baseline")
+    install = baseline / "asynclink" / "_install.py"
+    install.write_text(install.read_text() + "\nraise SystemExit(3)\n")
+
+    run = run_benchmark(
+        tmp_path, corpus, "--groups", "install,process", "--baseline", str(baseline), cwd=ROOT
+    )
+
+    rows = {row["contestant"] for row in run.results["results"]}
+    assert {"asynclink hardlink", "asynclink in-process hardlink"} <= rows
+    assert not any(row.endswith("(baseline)") for row in rows)
+    skipped = [line.split()[1:4] for line in run.table.splitlines() if " skipped: " in line]
+    assert ["asynclink", "hardlink", "(baseline)"] in skipped
+    assert ["asynclink", "in-process", "hardlink"] in skipped
 
 
 def test_the_profile_runs_on_a_tiny_corpus(tmp_path: Path) -> None:
