@@ -31,14 +31,15 @@ Groups:
   life     the rest of an environment's life, each tool on an environment it installed the
            corpus into (untimed): the same install again (nothing to do), a sync to half of
            the corpus (the other half removed), an uninstall of every distribution
-  bounds   what limits asynclink, each measured on its own: interpreter start-up with and
-           without asyncio, anyio and asynclink's modules (and those modules with a dataclass
-           decorator that generates no code, made after anyio's, to show what asynclink's
-           decorators cost); the worst lag
+  startup  interpreter start-up with and without asyncio, anyio and asynclink's modules (and
+           those modules with a dataclass decorator that generates no code, made after
+           anyio's, to show what asynclink's decorators cost); importing pypa installer.
+           Fractions of a second each: run many rounds of this group alone to see a change
+  bounds   what limits asynclink, each measured on its own: the worst lag
            of a 1 ms ticker while every core runs a busy loop (no install); bare loops of
            os.link and of copies (small and large files) over the cached trees; link only
            without helper processes, with a second filesystem thread instead, and with one
-           helper; inflating and hashing the corpus; importing pypa installer
+           helper; inflating and hashing the corpus
 
 ``--baseline DIR`` (a checkout of another revision of asynclink) adds a twin of the rows a
 change to asynclink's start-up or engine moves (the command's warm installs, the in-process
@@ -548,7 +549,9 @@ def contestants(
         contestant.files = files
     if "cancel" in groups:  # latencies, not installs: no files per second
         found.extend(cancel_rows(root, wheel_args))
-    if "bounds" in groups:  # parts of an install, not installs: no files per second
+    if "startup" in groups:  # parts of an install, not installs: no files per second
+        found.extend(startup_rows())
+    if "bounds" in groups:
         found.extend(bounds(trees, wheel_args))
     return found
 
@@ -825,14 +828,13 @@ def baseline_twins(found: list[Contestant], baseline: Path) -> list[Contestant]:
     ]
 
 
-def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
-    """The measurements behind the README's account of what limits asynclink."""
-    target = "{scratch}/target"
+def startup_rows() -> list[Contestant]:
+    """What the command pays before it does anything: the interpreter and its imports."""
 
     def started(name: str, code: str) -> Contestant:
-        return Contestant("bounds", name, [PYTHON, "-c", code], setup="target")
+        return Contestant("startup", name, [PYTHON, "-c", code], setup="target")
 
-    found = [
+    return [
         started("python: start", "pass"),
         started("python: start + asyncio, anyio", "import anyio; anyio.run(anyio.sleep, 0)"),
         started(
@@ -846,7 +848,19 @@ def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
             "import asynclink._cli, asynclink._install",
         ),
         started("python: start + import installer", "import installer"),
-        started("loop lag, every core busy, no install", LAG_FLOOR),
+    ]
+
+
+def bounds(trees: list[str], wheels: list[str]) -> list[Contestant]:
+    """The measurements behind the README's account of what limits asynclink."""
+    target = "{scratch}/target"
+    found = [
+        Contestant(
+            "bounds",
+            "loop lag, every core busy, no install",
+            [PYTHON, "-c", LAG_FLOOR],
+            setup="target",
+        ),
         Contestant(
             "bounds", "bare os.link loop", [PYTHON, "-c", BARE_LINKS, target, *trees], "target"
         ),
@@ -1063,7 +1077,7 @@ def main() -> int:
         help="where caches and targets live (default: /dev/shm/asynclink-bench)",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--groups", default="link,install,cold,process,cancel,life,bounds")
+    parser.add_argument("--groups", default="link,install,cold,process,cancel,life,startup,bounds")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--wheels", type=Path, help="use these .whl files instead of the corpus")
     parser.add_argument("--scaling", action="store_true", help="also run the corpus x1, x2, x4")
