@@ -1113,7 +1113,7 @@ def main() -> int:
     run_rounds(root, field_, args.rounds, spawner)
     text, rows = table(field_)
     print(
-        f"\n{len(wheels)} wheels, {field_[0].files if field_ else 0:,} files, "
+        f"\n{len(wheels)} wheels, {max((c.files for c in field_), default=0):,} files, "
         f"{os.cpu_count()} cores, {root} ({_filesystem(root)}), medians of {args.rounds} rounds\n"
     )
     print(text)
