@@ -200,8 +200,8 @@ async def _install(
     threads = Threads(options)
     cache = WheelCache(options.cache_dir, _session_manifests())
     sources = list(dict.fromkeys(absolute(wheel) for wheel in wheels))  # a path named twice
-    survey = keep is None and not options.reinstall
-    scheme, done = await threads.run(_resolve, target, cache, options, sources, survey)
+    may_be_done = keep is None and not options.reinstall
+    scheme, done = await threads.run(_resolve, target, cache, options, sources, may_be_done)
     if done is not None:  # every wheel is installed already: not even the lock is taken
         results = tuple(skipped_result(found, options.mode) for found in done)
         for result in results:
@@ -646,14 +646,14 @@ def _resolve(
     cache: WheelCache,
     options: Options,
     sources: list[str],
-    survey: bool,
+    may_be_done: bool,
 ) -> _Resolved:
-    """The target's scheme, checked (PEP 668), and with ``survey`` whether there is nothing
+    """The target's scheme, checked (PEP 668), and with ``may_be_done`` whether there is nothing
     to do: one thread hop, as a second identical install is otherwise nothing but hops."""
     scheme = resolve_target(target, cache.root, True)
     if not options.break_system_packages:
         refuse_externally_managed(scheme)
-    return _Resolved(scheme, nothing_to_do(scheme, cache, sources) if survey else None)
+    return _Resolved(scheme, nothing_to_do(scheme, cache, sources) if may_be_done else None)
 
 
 def _lookup_and_plan(cache: WheelCache, source: str, scheme: Scheme, options: Options) -> _Lookup:

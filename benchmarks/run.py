@@ -1108,8 +1108,9 @@ def main() -> int:
     warm(root, wheels)
     notes: list[str] = []
     field_ = contestants(root, wheels, set(args.groups.split(",")), notes)
-    if args.baseline is not None:
-        field_ += baseline_twins(field_, args.baseline.resolve())
+    baseline = None if args.baseline is None else args.baseline.resolve()
+    if baseline is not None:
+        field_ += baseline_twins(field_, baseline)
     run_rounds(root, field_, args.rounds, spawner)
     text, rows = table(field_)
     print(
@@ -1132,7 +1133,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "rounds": args.rounds,
         "factor": args.factor,
-        "baseline": None if args.baseline is None else baseline_revision(args.baseline),
+        "baseline": None if baseline is None else baseline_revision(baseline),
         "results": rows,
         "notes": notes,
     }
@@ -1148,11 +1149,12 @@ def main() -> int:
 
 
 def baseline_revision(baseline: Path) -> dict[str, str]:
-    """Which asynclink the baseline rows ran: its directory and, in a git checkout, commit."""
+    """Which asynclink the baseline rows ran: its (resolved) directory and, in a git checkout,
+    its commit."""
     done = subprocess.run(
         ["git", "-C", str(baseline), "rev-parse", "HEAD"], capture_output=True, text=True
     )
-    return {"path": str(baseline.resolve()), "commit": done.stdout.strip()}
+    return {"path": str(baseline), "commit": done.stdout.strip()}
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ from tests.wheels import build_wheel
 
 ROOT = Path(__file__).parent.parent
 BENCHMARK = ROOT / "benchmarks" / "run.py"
-PROFILE = Path(__file__).parent.parent / "benchmarks" / "profile_install.py"
+PROFILE = ROOT / "benchmarks" / "profile_install.py"
 
 
 def tiny_corpus(corpus: Path) -> Path:
