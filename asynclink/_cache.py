@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._errors import InvalidWheelError, LinkError
-from ._fsutil import absolute, remove_tree, write_memo
+from ._fsutil import absolute, read_small, remove_tree, write_memo
 from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, load_manifest
 from ._record import hash_file
 
@@ -137,11 +137,11 @@ class WheelCache:
         write_memo(memo, f"{digest}\n{archive}".encode("utf-8", "surrogateescape"))
         return found
 
-    def digest_of(self, archive: str) -> str | None:
-        """The content hash of ``archive`` as its memo remembers it (a stat and a read), or
-        ``None`` if this file was not seen as it is now."""
+    def digest_of(self, archive: str, info: os.stat_result | None = None) -> str | None:
+        """The content hash of ``archive`` as its memo remembers it (a stat, unless ``info`` is
+        the archive's, and a read), or ``None`` if this file was not seen as it is now."""
         archive = os.path.abspath(archive)
-        return _read_memo(self._memo(archive))
+        return _read_memo(self._memo(archive, info))
 
     def lookup(self, archive: str, hash_on_miss: bool = True) -> UnpackedWheel | None:
         """The unpacked wheel of ``archive`` if the cache has it; writes nothing.
@@ -155,7 +155,7 @@ class WheelCache:
             return found
         return self._load(archive_sha256(archive), archive)
 
-    def _memo(self, archive: str) -> str:
+    def _memo(self, archive: str, info: os.stat_result | None = None) -> str:
         """Where the archive's content hash is remembered: named by the file's identity (device,
         inode, size, mtime), which changes whenever its contents can have.
 
@@ -165,7 +165,7 @@ class WheelCache:
                 os.path.basename(archive), f"{archive} is not a wheel: its name must end in .whl"
             )
         try:
-            info = os.stat(archive)
+            info = os.stat(archive) if info is None else info
         except OSError as error:
             raise InvalidWheelError(
                 os.path.basename(archive), f"cannot read {archive}: {error.strerror}"
@@ -381,16 +381,13 @@ def _damage(tree: str, manifest: Manifest) -> str | None:
 
 
 def _read_memo(memo: str) -> str | None:
-    # Binary reads: a warm install makes two per wheel, and a text-mode open (decoder, buffer,
-    # wrapper) costs more than the read itself.
     return _read_memo_and_path(memo)[0]
 
 
 def _read_memo_and_path(memo: str) -> tuple[str | None, str | None]:
     """A memo's digest and the archive it was written for (older memos name none)."""
     try:
-        with open(memo, "rb") as handle:
-            digest, _, path = handle.read().partition(b"\n")
+        digest, _, path = read_small(memo).partition(b"\n")
     except OSError:
         return None, None
     try:

@@ -1,4 +1,5 @@
-"""Small helpers shared by the cache, the scheme memo, RECORD writing, upgrades and rollback."""
+"""Small helpers shared by the cache, the scheme memo, RECORD writing, upgrades, rollback and
+what reads the small files an environment holds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ __all__ = [
     "absolute",
     "add_parent_dirs",
     "canonical_name",
+    "read_small",
     "record_hash",
     "remove_tree",
     "write_memo",
@@ -22,6 +24,11 @@ __all__ = [
 _DIRECTORY_FLAGS = (
     os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 )
+
+_SMALL_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+
+#: More than any memo or ``asynclink.json`` holds: what :func:`read_small` reads at most.
+_SMALL_LIMIT = 1 << 16
 
 _SEPARATORS = re.compile(r"[-_.]+")
 
@@ -47,6 +54,19 @@ def canonical_name(name: str) -> str:
     20 ms; a warm install that checks what it replaces runs this and nothing else of it.
     """
     return _SEPARATORS.sub("-", name).lower()
+
+
+def read_small(path: str, limit: int = _SMALL_LIMIT) -> bytes:
+    """The first ``limit`` bytes of the file at ``path``: one ``open``, ``read`` and ``close``
+    (a buffered ``open`` makes nine system calls), and never waiting on a FIFO or a device put
+    where a file was expected (``O_NONBLOCK``: reading one fails or reads nothing). A file
+    longer than ``limit`` comes back cut short, which a caller's parse rejects; ``OSError``
+    as ``os.open`` and ``os.read`` raise it."""
+    fd = os.open(path, _SMALL_READ_FLAGS)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def record_hash(hasher: hashlib._Hash) -> str:

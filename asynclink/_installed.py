@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from ._cache import WheelCache, archive_sha256
 from ._confinement import JOURNAL_NAME, LOCK_NAME
 from ._errors import AsyncLinkError
-from ._fsutil import canonical_name
+from ._fsutil import canonical_name, read_small
 from ._manifest import manifest_for_tree
 from ._modes import LinkMode
 from ._results import Action, Distribution, WheelResult
@@ -63,8 +64,7 @@ def installed_distributions(scheme: Scheme) -> dict[str, list[str]]:
 
 def _read_source(dist_info: str) -> tuple[str | None, str | None]:
     try:
-        with open(os.path.join(dist_info, SOURCE_FILE), "rb") as handle:
-            found = json.loads(handle.read())
+        found = json.loads(read_small(os.path.join(dist_info, SOURCE_FILE)))
         return str(found["wheel"]), str(found["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         return None, None
@@ -130,26 +130,26 @@ def _name_and_version(dist_info: str) -> tuple[str, str]:
     named, _, version = os.path.basename(dist_info)[: -len(".dist-info")].rpartition("-")
     found: dict[str, str] = {}
     try:
-        with open(os.path.join(dist_info, "METADATA"), encoding="utf-8", errors="replace") as file:
-            for line in file:
-                if not line.strip():
-                    break
-                key, sep, value = line.partition(":")
-                if sep and key.lower() in ("name", "version"):
-                    found.setdefault(key.lower(), value.strip())
-                    if len(found) == 2:
-                        break
+        head = read_small(os.path.join(dist_info, "METADATA")).decode("utf-8", "replace")
     except OSError:
-        pass
+        head = ""
+    for line in head.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.lower() in ("name", "version"):
+            found.setdefault(key.lower(), value.strip())
+            if len(found) == 2:
+                break
     return found.get("name", named), found.get("version", version)
 
 
 def _first_line(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.readline().strip() or None
+        text = read_small(path, 4096).decode("utf-8", "replace")
     except OSError:
         return None
+    return text.partition("\n")[0].strip() or None
 
 
 # -- which of an install's wheels are installed already ------------------------------------------
@@ -162,6 +162,8 @@ class AlreadyInstalled(NamedTuple):
     project: str
     version: str
     dist_info: str
+    archive: str | None
+    """The source if it is a ``.whl`` file (``None``: an unpacked tree)."""
 
     @property
     def wheel(self) -> str:
@@ -191,7 +193,9 @@ def survey(scheme: Scheme, cache: WheelCache, sources: list[str], reinstall: boo
             continue
         dist_infos = installed.get(canonical_name(found.project), [])
         if installed_as(dist_infos, found.version, found.digest):
-            skipped[source] = AlreadyInstalled(source, found.project, found.version, dist_infos[0])
+            skipped[source] = AlreadyInstalled(
+                source, found.project, found.version, dist_infos[0], found.archive
+            )
     return Survey(installed, skipped)
 
 
@@ -222,7 +226,7 @@ def skipped_result(found: AlreadyInstalled, mode: LinkMode) -> WheelResult:
         fallbacks=(),
         copied=0,
         version=found.version,
-        archive=None if os.path.isdir(found.source) else found.source,
+        archive=found.archive,
         cached=True,
         dist_info=found.dist_info,
         project=found.project,
@@ -234,23 +238,29 @@ class _Identity(NamedTuple):
     project: str
     version: str
     digest: str
+    archive: str | None
 
 
 def _identify(cache: WheelCache, source: str) -> _Identity | None:
-    """Project, version and content hash of a source, as cheaply as can be told: an archive by
-    its file name and its memo (or, not seen before, its hash); a tree by its manifest."""
-    if os.path.isdir(source):
+    """Project, version and content hash of a source, as cheaply as can be told (one stat
+    tells a tree from an archive and names the archive's memo): an archive by its file name
+    and its memo (or, not seen before, its hash); a tree by its manifest."""
+    try:
+        info = os.stat(source)
+    except OSError:
+        return None  # planning it will say why
+    if stat.S_ISDIR(info.st_mode):
         try:
             manifest = manifest_for_tree(source)
         except AsyncLinkError:
-            return None  # planning it will say why
-        return _Identity(manifest.name, manifest.version, manifest.digest())
+            return None
+        return _Identity(manifest.name, manifest.version, manifest.digest(), None)
     name = os.path.basename(source)
     parts = name[: -len(".whl")].split("-") if name.endswith(".whl") else []
     if len(parts) < 5:
         return None
     try:
-        digest = cache.digest_of(source) or archive_sha256(source)
+        digest = cache.digest_of(source, info) or archive_sha256(source)
     except AsyncLinkError:
         return None
-    return _Identity(parts[0], parts[1], digest)
+    return _Identity(parts[0], parts[1], digest, source)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import TargetError
-from ._fsutil import absolute, write_memo
+from ._fsutil import absolute, read_small, write_memo
 
 __all__ = [
     "SCHEME_KEYS",
@@ -158,8 +158,7 @@ def _marker_error(marker: str) -> str | None:
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(marker, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        parser.read_string(read_small(marker).decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, configparser.Error):

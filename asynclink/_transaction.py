@@ -435,7 +435,9 @@ def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) 
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise JournalError(f"{path} is not a directory")
         try:
-            fd = os.open(os.path.join(directory, "journal"), os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted as the journal is refused below, not waited on.
+            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | _NOFOLLOW
+            fd = os.open(os.path.join(directory, "journal"), flags)
         except FileNotFoundError:
             return []  # killed before its first record: it did nothing
         except OSError as error:
