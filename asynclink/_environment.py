@@ -88,13 +88,14 @@ def detach_symlinks(
     transaction: Transaction, distribution: InstalledDistribution, confinement: Confinement
 ) -> None:
     """Unlink the symlinks through which ``distribution``'s files are reached (its
-    ``.dist-info``, a package directory), before a new version is placed; blocking.
+    ``.dist-info``, a package directory), before a new version is placed and before the
+    files are removed; blocking.
 
     Each is kept in the stash (a rollback puts it back) and nothing it points to is touched.
     """
     if os.path.islink(distribution.dist_info):
         _remove(transaction, distribution, distribution.dist_info)
-    directories = dict.fromkeys(os.path.dirname(path) for path in distribution.owned)
+    directories = dict.fromkeys(path.rpartition(os.sep)[0] for path in distribution.owned)
     for link in dict.fromkeys(confinement.symlink_on_the_way(path) for path in directories):
         if link is not None and confinement.root_of(link) != link and os.path.islink(link):
             _remove(transaction, distribution, link)
@@ -107,12 +108,25 @@ def remove_distributions(
     confinement: Confinement,
 ) -> list[int]:
     """Remove what each distribution owns and no new file replaced, and the directories that
-    leaves empty; return how many files each lost. Blocking."""
+    leaves empty; return how many files each lost. Blocking.
+
+    The directories that go whole go first (one rename each, see :func:`_whole_directories`);
+    then the symlinks on the way to the rest are detached (:func:`detach_symlinks`: a
+    directory that went whole had none), and the rest goes file by file."""
     roots = set(confinement.roots)
     emptied: set[str] = set()
     counts: list[int] = []
     for distribution in distributions:
         removed = 0
+        gone: set[str] = set()
+        for whole in _whole_directories(distribution, new_destinations, confinement):
+            if transaction.remove_directory(whole.path):
+                gone.add(whole.path)
+                emptied.add(os.path.dirname(whole.path))
+                removed += whole.files
+        if gone:
+            distribution = distribution._replace(owned=_outside(distribution.owned, gone))
+        detach_symlinks(transaction, distribution, confinement)
         for victim in _victims(distribution, new_destinations, confinement):
             _remove(transaction, distribution, victim)
             emptied.add(os.path.dirname(victim))
@@ -130,6 +144,130 @@ def remove_distributions(
                 break
             directory = os.path.dirname(directory)
     return counts
+
+
+class _WholeDirectory(NamedTuple):
+    """A directory in which everything is a distribution's to remove."""
+
+    path: str
+    files: int
+    """The files in it: the distribution's, and the compiled ``.pyc`` of its modules."""
+
+
+def _whole_directories(
+    distribution: InstalledDistribution,
+    new_destinations: Collection[str],
+    confinement: Confinement,
+) -> list[_WholeDirectory]:
+    """The outermost directories of ``distribution`` that hold nothing but what
+    :func:`_victims` would remove (its files, no new one, the ``.pyc`` of its modules, and
+    directories of the same), found by listing them: each goes with one rename, where file by
+    file each of its files costs a stash link, an unlink and a record.
+
+    Candidates are the directories just below a root (never one that holds a root), reached
+    without a symlink; below them the listing follows no symlink either, and a directory
+    with nothing of the distribution's in it (an empty one included) keeps its parent, as
+    it would file by file."""
+    owned = set(distribution.owned)
+    roots = set(confinement.roots)
+    sep = os.sep
+    tops, ancestors = _tops(distribution.owned, roots)
+    found: list[_WholeDirectory] = []
+
+    def files_if_whole(directory: str) -> int | None:
+        """The files of ``directory`` if everything in it goes; else ``None``, once those of
+        its subdirectories that go whole are in ``found``."""
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError:
+            return None
+        whole, files, parts = bool(entries), 0, []
+        compiled = directory.endswith(sep + "__pycache__")
+        for entry in entries:
+            path = entry.path
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                count = (
+                    files_if_whole(path)
+                    if path in ancestors or entry.name == "__pycache__"
+                    else None
+                )
+                if count is None:
+                    whole = False
+                else:
+                    parts.append(_WholeDirectory(path, count))
+                    files += count
+            elif path not in new_destinations and (
+                path in owned or (compiled and _compiled_from(owned, directory, entry.name))
+            ):
+                files += 1
+            else:
+                whole = False
+        if whole:
+            return files
+        found.extend(parts)
+        return None
+
+    for top in tops:
+        if any(root.startswith(top + sep) for root in roots):
+            continue
+        if not confinement.holds(top) or confinement.symlink_on_the_way(top) is not None:
+            continue
+        count = files_if_whole(top)
+        if count is not None:
+            found.append(_WholeDirectory(top, count))
+    return found
+
+
+def _tops(owned: Sequence[str], roots: set[str]) -> tuple[list[str], set[str]]:
+    """The directories just below a root that hold ``owned`` paths, and every directory
+    below a root on the way to one."""
+    sep = os.sep
+    ancestors: set[str] = set()
+    tops: dict[str, None] = {}
+    for path in owned:
+        child, parent = path, path.rpartition(sep)[0]
+        while parent and parent not in roots and parent not in ancestors:
+            ancestors.add(parent)
+            child, parent = parent, parent.rpartition(sep)[0]
+        if parent in roots and child != path:
+            tops[child] = None
+    return list(tops), ancestors
+
+
+def _compiled_from(owned: set[str], pycache: str, name: str) -> bool:
+    """Whether ``name`` in ``pycache`` is the compiled ``.pyc`` of an owned module beside it
+    (``<module>.<anything>.pyc``, as :func:`_compiled` finds them)."""
+    if not name.endswith(".pyc"):
+        return False
+    stem_of = pycache.rpartition(os.sep)[0] + os.sep
+    dot = name.find(".")
+    while 0 < dot < len(name) - 3:
+        if stem_of + name[:dot] + ".py" in owned:
+            return True
+        dot = name.find(".", dot + 1)
+    return False
+
+
+def _outside(paths: Sequence[str], directories: set[str]) -> tuple[str, ...]:
+    """The ``paths`` in none of ``directories`` (a look up each path's parents, remembered per
+    directory)."""
+    sep = os.sep
+    memo: dict[str, bool] = {}
+
+    def inside(directory: str) -> bool:
+        known = memo.get(directory)
+        if known is None:
+            parent = directory.rpartition(sep)[0]
+            known = directory in directories or (bool(parent) and inside(parent))
+            memo[directory] = known
+        return known
+
+    return tuple(path for path in paths if not inside(path.rpartition(sep)[0]))
 
 
 def _remove(transaction: Transaction, distribution: InstalledDistribution, path: str) -> None:
@@ -308,7 +446,6 @@ def _readable(dist_infos: list[str]) -> list[InstalledDistribution]:
 def _remove_one(
     journal: Transaction, distribution: InstalledDistribution, confinement: Confinement
 ) -> list[int]:
-    detach_symlinks(journal, distribution, confinement)
     return remove_distributions(journal, [distribution], (), confinement)
 
 

@@ -562,7 +562,6 @@ def _remove_all(
     removing = [read_distribution(dist_info) for dist_info in others]
     for distribution in removing:
         refuse_unrecorded(distribution)
-        detach_symlinks(journal, distribution, confinement)
     counts = remove_distributions(journal, [*replaced, *removing], new, confinement)
     return [
         RemovedDistribution(d.name, d.version, d.dist_info, count)

@@ -5,7 +5,8 @@ In the target's site-packages (``root``)::
     .asynclink-lock                      flock()ed for the whole install: one installer at a time
     .asynclink-journal/<pid>-<time>/
         journal                          what the install does, each record written before it
-        stash/<n>                        files replaced or removed, hard-linked (or copied) aside
+        stash/<n>                        files replaced or removed, hard-linked (or copied) aside;
+                                         directories removed whole, renamed there
         trash/<n>                        directories a rollback took out, waiting to be deleted
 
 Records, in the order the install wrote them:
@@ -23,7 +24,8 @@ Records, in the order the install wrote them:
 ``R path stash``
     before ``path`` is replaced: the old file is linked to ``stash`` first. Undo moves it back.
 ``X path stash``
-    before ``path`` (a file, or a symlink, of an older version) is removed. Undo moves it back.
+    before ``path`` (a file, or a symlink, of an older version) is removed; or a directory
+    in which everything is removed, renamed into the stash whole. Undo moves it back.
 ``D path mode``
     before an emptied directory of an older version is removed. Undo recreates it.
 ``C``
@@ -39,7 +41,9 @@ up to :data:`DISCARD_AT_ONCE` files, and leaves the rest to a background ``rm -r
 interpreter waits for it before it exits; if it is killed first, the next install into the
 target, or :func:`recover`, deletes it): the ``await`` returns once site-packages is as it
 was but for that hidden journal. Where the rename cannot be made (a directory on another
-filesystem) the directory is removed in place.
+filesystem) the directory is removed in place. A commit deletes its journal the same way:
+an uninstall renames each directory that goes whole into the stash, and the ``await``
+returns without waiting for tens of thousands of unlinks.
 
 Undo walks the records backwards, so the rollback of a live failure and the recovery from a
 crash (the next install finds a journal without ``C``) are one function. A file written by one
@@ -125,7 +129,7 @@ class Transaction(Recorder):
         )
         self._records: list[Record] = []
         self.discarded = False
-        """Whether :meth:`rollback` deleted the whole journal."""
+        """Whether :meth:`commit` or :meth:`rollback` deleted the whole journal."""
         self.recovered: tuple[RollbackReport, ...] = ()
         """Reports of crashed installs undone before this one began."""
         self._write_lock = threading.Lock()
@@ -180,6 +184,20 @@ class Transaction(Recorder):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
+    def remove_directory(self, path: str) -> bool:
+        """Remove the directory ``path`` whole, with one rename into the stash (an ``X``
+        record, as for a file); say if it went (a rename fails across filesystems).
+
+        The caller has checked that everything in it is to be removed, and that no symlink on
+        the way leads out of the environment."""
+        name = str(next(self._stash_names))
+        self._append(("X", path, name))
+        try:
+            os.rename(path, os.path.join(self._stash_dir, name))
+        except OSError:
+            return False  # undo finds no stash entry of this record: nothing to put back
+        return True
+
     def remove_dir(self, path: str) -> bool:
         """Remove ``path`` if it is an empty directory, remembering its mode; say if it was."""
         info = os.lstat(path)
@@ -208,10 +226,11 @@ class Transaction(Recorder):
     # -- ending ----------------------------------------------------------------------------------
 
     def commit(self) -> None:
-        """The install is done: record it, then forget the journal and the stash."""
+        """The install is done: record it, then delete the journal and the stash, or as much
+        of them as :data:`DISCARD_AT_ONCE` allows (then ``discarded`` is false)."""
         self._append(("C",))
         os.close(self._fd)
-        _discard(self.directory)
+        self.discarded = _discard(self.directory, DISCARD_AT_ONCE)
 
     def rollback(self) -> RollbackReport:
         """Undo everything recorded, newest first, mark the journal undone and delete it, or
@@ -549,9 +568,10 @@ def _remove_temporaries(paths: Sequence[str], prefix: str, confinement: Confinem
 
 #: The last record of a journal that only waits to be deleted: committed, or undone.
 _DONE = (("C",), ("U",))
-#: How many files of an undone journal (its trash: what the install had placed) a rollback
-#: deletes before it returns; a background thread deletes the rest (about 5 ms on tmpfs, so a
-#: small install's rollback leaves nothing behind it, and a large one still returns at once).
+#: How many files of a journal a commit or a rollback deletes before it returns (its stash:
+#: what an upgrade or an uninstall removed; its trash: what an undone install had placed); a
+#: background thread deletes the rest (about 5 ms on tmpfs, so a small install leaves nothing
+#: behind it, and a large uninstall or rollback still returns at once).
 DISCARD_AT_ONCE = 1000
 #: Journal directories this process's background threads are deleting, and those threads.
 _discarding: dict[str, threading.Thread] = {}
@@ -597,7 +617,7 @@ def _rm_rf(directory: str) -> None:
 
 
 def discard_in_background(directory: str, roots: Sequence[str] = ()) -> None:
-    """Delete an undone journal ``directory`` in a thread, then ``roots`` if they are empty.
+    """Delete a finished journal ``directory`` in a thread, then ``roots`` if they are empty.
 
     The thread is not a daemon: the interpreter waits for it before it exits
     (:func:`finish_discards` waits for it sooner)."""
@@ -806,7 +826,7 @@ async def transaction(
     a new target): they are removed on rollback if empty.
     """
     bounds = confinement or Confinement.of([root])
-    undone: Transaction | None = None
+    undone = committed = None
     try:
         async with _locked(root, bounds, lock_timeout, limiter, on_event) as (lock, recovered):
             journal = await anyio.to_thread.run_sync(Transaction, root, bounds, limiter=limiter)
@@ -825,12 +845,15 @@ async def transaction(
                 raise
             else:
                 await anyio.to_thread.run_sync(journal.commit, limiter=limiter)
+                committed = journal
     finally:
         if undone is not None and undone.discarded:  # the lock (a file in root) is gone now,
             with anyio.CancelScope(shield=True):  # so root can go too
                 await anyio.to_thread.run_sync(_remove_roots, created_roots, limiter=limiter)
         elif undone is not None:
             discard_in_background(undone.directory, created_roots)
+        elif committed is not None and not committed.discarded:
+            discard_in_background(committed.directory)
 
 
 def _log_rollback(root: str, error: BaseException, report: RollbackReport) -> None:

@@ -43,7 +43,8 @@ Groups:
 
 ``--baseline DIR`` (a checkout of another revision of asynclink) adds a twin of the rows a
 change to asynclink's start-up or engine moves (the command's warm installs, the in-process
-warm installs and the one with nothing to do, start-up with asynclink's modules), run with
+warm installs and the one with nothing to do, the sync and the uninstall of the ``life``
+group, start-up with asynclink's modules), run with
 that checkout first on ``PYTHONPATH``, interleaved with the others; each twin's ratio is to
 the row it twins, so before and after are measured in the same rounds.
 """
@@ -805,6 +806,8 @@ BASELINE_ROWS = frozenset(
         "asynclink in-process copy",
         "asynclink in-process clone",
         "asynclink in-process nothing to do",
+        "asynclink sync to half",
+        "asynclink uninstall all",
         "python: start + asyncio, anyio, asynclink",
     }
 )

@@ -199,6 +199,56 @@ async def test_uninstall_removes_every_file_scripts_and_pyc_and_empty_directorie
     assert [e.distribution for e in events if isinstance(e, DistributionRemoved)] == [removed]
 
 
+async def test_uninstall_keeps_what_the_distribution_does_not_own_in_its_directories(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """A package directory goes whole only when everything in it is the distribution's: a
+    file of someone else's, the ``.pyc`` of a module it does not own, or an empty directory
+    keeps it (and itself), as removing file by file would."""
+    files = {"demo/__init__.py": "", "demo/sub/mod.py": "", "demo/data/table.txt": "1\n"}
+    await install_wheels(scheme, [wheel(tmp_path, files=files)], cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    make_tree(site, {"demo/sub/notes.txt": "mine\n", "demo/__pycache__/other.cpython-311.pyc": ""})
+    (site / "demo/data/empty").mkdir()
+
+    await uninstall(scheme, ["demo"])
+
+    left = {str(path.relative_to(site / "demo")) for path in (site / "demo").rglob("*")}
+    assert left == {
+        "sub",
+        "sub/notes.txt",
+        "__pycache__",
+        "__pycache__/other.cpython-311.pyc",
+        "data",
+        "data/empty",
+    }
+
+
+async def test_a_rolled_back_uninstall_puts_a_whole_directory_back_as_itself(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """A directory in which everything goes is renamed aside in one step, and undoing it
+    renames the very same directory back (not a new one, refilled file by file)."""
+    files = {"demo/__init__.py": "", "demo/sub/mod.py": ""}
+    await install_wheels(scheme, [wheel(tmp_path, files=files)], cache_dir=tmp_path / "cache")
+    before = snapshot(tmp_path / "env")
+    held = os.open(Path(scheme.purelib) / "demo" / "sub", os.O_RDONLY | os.O_DIRECTORY)
+
+    def fail(event: Event) -> None:
+        if isinstance(event, DistributionRemoved):
+            raise RuntimeError("the caller gave up")
+
+    try:
+        with pytest.raises(RuntimeError, match="the caller gave up"):
+            await uninstall(scheme, ["demo"], on_event=fail)
+        same = os.stat(Path(scheme.purelib) / "demo" / "sub").st_ino == os.fstat(held).st_ino
+    finally:
+        os.close(held)
+
+    assert snapshot(tmp_path / "env") == before
+    assert same
+
+
 async def test_uninstall_of_several_removes_them_all_in_one_transaction(
     tmp_path: Path, scheme: Scheme
 ) -> None:

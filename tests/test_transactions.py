@@ -28,6 +28,7 @@ from asynclink import (
     install_wheels,
     link_wheels,
     recover,
+    uninstall,
 )
 from asynclink import _transaction as transaction
 from asynclink._events import EventCallback
@@ -196,6 +197,50 @@ async def test_a_large_rollback_of_a_new_target_removes_it_in_the_background(
 
     transaction.finish_discards()
     assert scope.cancelled_caught and not (tmp_path / "new").exists()
+
+
+async def test_a_large_uninstall_returns_before_deleting_what_it_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An uninstall renames its directories into the journal's stash; committed, it deletes
+    what a rollback would (:data:`DISCARD_AT_ONCE` files) and leaves the rest to a thread."""
+    scheme = Scheme.for_directory(tmp_path / "sp")
+    wheel = build_wheel(
+        tmp_path / "dist",
+        name="big",
+        files={f"big/sub{n % 7}/m{n}.py": "" for n in range(DISCARD_AT_ONCE + 100)},
+    )
+    await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
+    deferred: list[tuple[str, Sequence[str]]] = []
+    monkeypatch.setattr(transaction, "discard_in_background", lambda *args: deferred.append(args))
+
+    await uninstall(scheme, ["big"])
+
+    after = snapshot(tmp_path / "sp")
+    assert after and all(path.startswith(JOURNAL_NAME) for path in after)
+    assert any("/stash/" in path for path in after)
+    (arguments,) = deferred
+    monkeypatch.undo()
+    transaction.discard_in_background(*arguments)
+    transaction.finish_discards()
+    assert not (tmp_path / "sp" / JOURNAL_NAME).exists()
+
+
+async def test_an_uninstall_removes_file_by_file_what_it_cannot_rename_into_its_stash(
+    tmp_path: Path, other_device: Path
+) -> None:
+    """A directory on another filesystem than site-packages (whose journal holds the stash)
+    cannot be renamed there whole: its files go one by one, and the directory after them."""
+    scheme = dataclasses.replace(Scheme.for_directory(tmp_path / "env"), data=str(other_device))
+    data = {f"demo-1.0.data/data/share/demo/{n}.txt": "" for n in range(3)}
+    wheel = build_wheel(tmp_path / "dist", name="demo", files={"demo/__init__.py": "", **data})
+    await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache", mode="copy")
+    assert len(list((other_device / "share" / "demo").iterdir())) == 3
+
+    (removed,) = (await uninstall(scheme, ["demo"])).removed
+
+    assert list(other_device.iterdir()) == []
+    assert removed.files > len(data)  # and the module, and the .dist-info's files
 
 
 async def test_a_rollback_removes_in_place_what_it_cannot_rename_into_its_trash(
