@@ -186,14 +186,18 @@ class ModeState:
     """A wheel's link mode while it is being placed: the first file decides.
 
     Until one file has been placed, an "unsupported" error moves the wheel down the chain
-    (clone -> hardlink -> copy, symlink -> copy); after that, any error is a real one.
+    (clone -> hardlink -> copy, symlink -> copy); after that, any error is a real one. A
+    tree of the wheel between two other devices (a data directory on another filesystem)
+    has its first file decide again, for that tree alone (see :func:`_start_tree`).
     """
 
-    __slots__ = ("decided", "fallbacks", "mode")
+    __slots__ = ("decided", "devices", "fallbacks", "mode")
 
     def __init__(self, mode: LinkMode) -> None:
         self.mode = mode
         self.decided = False
+        self.devices = (0, 0)
+        """The source's and the target's device where the first file decided."""
         self.fallbacks: list[Fallback] = []
 
     def __repr__(self) -> str:
@@ -610,11 +614,37 @@ def _start_tree(
     ``Placer._directories``): a file that needs one (the first file's source had too many
     links, so the next one decides) has them all made, and ``pending`` emptied.
     """
+    devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+    if (
+        state.decided
+        and state.mode in (LinkMode.CLONE, LinkMode.HARDLINK)
+        and devices != state.devices
+    ):
+        # A link cannot cross devices: this tree decides for itself, and what it cannot link
+        # goes to the copy phase, while the wheel's other trees keep their mode.
+        own = ModeState(state.mode)
+        index, deferred = _decide(placer, wheel, tree, src_fd, dst_fd, own, pending, devices)
+        state.fallbacks.extend(own.fallbacks)
+        if own.mode is not state.mode:
+            return len(tree.files), deferred + list(tree.files[index:])
+        return index, deferred
+    return _decide(placer, wheel, tree, src_fd, dst_fd, state, pending, devices)
+
+
+def _decide(
+    placer: Placer,
+    wheel: str,
+    tree: Tree,
+    src_fd: int,
+    dst_fd: int,
+    state: ModeState,
+    pending: list[str],
+    devices: tuple[int, int],
+) -> tuple[int, list[str]]:
+    """:func:`_start_tree` between ``devices``: its first files, until ``state`` decides."""
     probes = placer.probes
     files, total = tree.files, len(tree.files)
-    devices = (0, 0)
     if not state.decided:
-        devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
         while state.mode is not LinkMode.COPY:
             known = probes.get((devices[0], devices[1], state.mode))
             if known is None:
@@ -657,6 +687,7 @@ def _start_tree(
                 return total, deferred + files[index:]
             continue  # the same file again, one step down the chain
         state.decided = True
+        state.devices = devices
         index += 1
     return index, deferred
 

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from asynclink import LinkError, LinkMode, LinkModeFallbackWarning, ModeFellBack, link_wheels
+from asynclink import (
+    LinkError,
+    LinkMode,
+    LinkModeFallbackWarning,
+    ModeFellBack,
+    Scheme,
+    install_wheels,
+    link_wheels,
+)
 from asynclink._helpers import HELPER_MIN_FILES
 from tests.trees import wheel_tree
+from tests.wheels import build_wheel
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 
@@ -84,6 +95,34 @@ async def test_clone_across_filesystems_walks_the_whole_chain(
     steps = [(f.from_mode, f.to_mode) for f in result.wheels[0].fallbacks]
     assert steps == [(LinkMode.CLONE, LinkMode.HARDLINK), (LinkMode.HARDLINK, LinkMode.COPY)]
     assert (other_device / "pkg/mod.py").read_text() == "VALUE = 1\n"
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "clone"])
+async def test_a_data_directory_on_another_filesystem_is_copied_the_rest_linked(
+    tmp_path: Path, other_device: Path, mode: str
+) -> None:
+    """The first file decides the wheel's mode, but a link cannot cross devices: a tree of
+    the wheel between two other devices (its ``.data/data`` files into a data directory on
+    another filesystem) decides for itself, and the package beside it stays linked."""
+    scheme = dataclasses.replace(Scheme.for_directory(tmp_path / "env"), data=str(other_device))
+    data = {f"demo-1.0.data/data/share/demo/{n}.txt": f"{n}\n" for n in range(3)}
+    wheel = build_wheel(tmp_path / "dist", name="demo", files={"demo/__init__.py": "", **data})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinkModeFallbackWarning)
+        result = await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache", mode=mode)
+
+    (installed,) = result.wheels
+    assert installed.mode in (LinkMode.CLONE, LinkMode.HARDLINK)
+    if installed.mode is LinkMode.HARDLINK:
+        assert (tmp_path / "env/demo/__init__.py").stat().st_nlink > 1  # linked from the cache
+    assert [(other_device / f"share/demo/{n}.txt").read_text() for n in range(3)] == [
+        "0\n",
+        "1\n",
+        "2\n",
+    ]
+    assert installed.fallbacks[-1].to_mode is LinkMode.COPY
+    assert "cross-device" in installed.fallbacks[-1].reason
 
 
 async def test_a_failed_probe_is_paid_for_by_one_wheel_only(
