@@ -166,11 +166,17 @@ def read_installed(dist_info: str) -> list[str]:
     site = os.path.dirname(dist_info)
     try:
         with open(os.path.join(dist_info, "RECORD"), newline="", encoding="utf-8") as handle:
-            return [
-                os.path.normpath(os.path.join(site, row[0])) for row in csv.reader(handle) if row
-            ]
+            paths = [row[0] for row in csv.reader(handle) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         logger.warning(
             "cannot read the RECORD of %s (%s); removing its .dist-info only", dist_info, error
         )
         return []
+    named = [path for path in paths if "\0" not in path]
+    if len(named) < len(paths):
+        logger.warning(
+            "%s: RECORD lists %d paths with a NUL byte, which no file can have; skipping them",
+            os.path.basename(dist_info),
+            len(paths) - len(named),
+        )
+    return [os.path.normpath(os.path.join(site, path)) for path in named]

@@ -310,6 +310,20 @@ async def test_uninstall_never_removes_outside_the_environment(
     assert snapshot(outside) == before
 
 
+async def test_a_record_row_with_a_nul_byte_is_skipped_and_the_rest_removed(
+    tmp_path: Path, scheme: Scheme, caplog: pytest.LogCaptureFixture
+) -> None:
+    await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    record = Path(scheme.purelib) / "demo-1.0.dist-info/RECORD"
+    record.write_bytes(record.read_bytes() + b"demo/\0evil.py,,\n")
+
+    (removed,) = (await uninstall(scheme, ["demo"])).removed
+
+    assert removed.name == "demo" and await installed(scheme) == []
+    assert not (Path(scheme.purelib) / "demo").exists()
+    assert "1 paths with a NUL byte" in caplog.text
+
+
 async def test_a_failed_uninstall_puts_everything_back(tmp_path: Path, scheme: Scheme) -> None:
     await install_wheels(
         scheme, [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")], cache_dir=tmp_path / "c"
