@@ -203,6 +203,14 @@ class ModeState:
     def __repr__(self) -> str:
         return f"ModeState({self.mode}, decided={self.decided})"
 
+    def skip_failed(self, probes: Probes, devices: tuple[int, int]) -> None:
+        """Move down the chain past the modes that failed between ``devices`` before."""
+        while self.mode is not LinkMode.COPY:
+            known = probes.get((devices[0], devices[1], self.mode))
+            if known is None:
+                return
+            self.fall_back(known, probed=False)
+
     def fall_back(self, reason: str, probed: bool = True) -> LinkMode:
         """Move one step down the chain; return the new mode."""
         following = self.mode.fallback
@@ -614,7 +622,10 @@ def _start_tree(
     ``Placer._directories``): a file that needs one (the first file's source had too many
     links, so the next one decides) has them all made, and ``pending`` emptied.
     """
+    probes = placer.probes
+    files, total = tree.files, len(tree.files)
     devices = (os.fstat(src_fd).st_dev, os.fstat(dst_fd).st_dev)
+    wheel_state = state
     if (
         state.decided
         and state.mode in (LinkMode.CLONE, LinkMode.HARDLINK)
@@ -622,36 +633,19 @@ def _start_tree(
     ):
         # A link cannot cross devices: this tree decides for itself, and what it cannot link
         # goes to the copy phase, while the wheel's other trees keep their mode.
-        own = ModeState(state.mode)
-        index, deferred = _decide(placer, wheel, tree, src_fd, dst_fd, own, pending, devices)
-        state.fallbacks.extend(own.fallbacks)
-        if own.mode is not state.mode:
-            return len(tree.files), deferred + list(tree.files[index:])
+        state = ModeState(state.mode)
+
+    def done(index: int, deferred: list[str]) -> tuple[int, list[str]]:
+        if state is not wheel_state:
+            wheel_state.fallbacks.extend(state.fallbacks)
+            if state.mode is not wheel_state.mode:
+                return total, deferred + list(files[index:])
         return index, deferred
-    return _decide(placer, wheel, tree, src_fd, dst_fd, state, pending, devices)
 
-
-def _decide(
-    placer: Placer,
-    wheel: str,
-    tree: Tree,
-    src_fd: int,
-    dst_fd: int,
-    state: ModeState,
-    pending: list[str],
-    devices: tuple[int, int],
-) -> tuple[int, list[str]]:
-    """:func:`_start_tree` between ``devices``: its first files, until ``state`` decides."""
-    probes = placer.probes
-    files, total = tree.files, len(tree.files)
     if not state.decided:
-        while state.mode is not LinkMode.COPY:
-            known = probes.get((devices[0], devices[1], state.mode))
-            if known is None:
-                break
-            state.fall_back(known, probed=False)
+        state.skip_failed(probes, devices)
     if state.mode is LinkMode.COPY:
-        return total, list(files)
+        return done(total, list(files))
     deferred: list[str] = []
     index = 0
     retried = -1
@@ -684,12 +678,12 @@ def _decide(
             reason = describe_os_error(error)
             probes[(devices[0], devices[1], mode)] = reason
             if state.fall_back(reason) is LinkMode.COPY:
-                return total, deferred + files[index:]
+                return done(total, deferred + files[index:])
             continue  # the same file again, one step down the chain
         state.decided = True
         state.devices = devices
         index += 1
-    return index, deferred
+    return done(index, deferred)
 
 
 def _place_rest(
