@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,8 @@ class WheelCache:
             raise InvalidWheelError(
                 os.path.basename(archive), f"cannot read {archive}: {error.strerror}"
             ) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file(archive)
         key = f"{info.st_dev:x}-{info.st_ino:x}-{info.st_size:x}-{info.st_mtime_ns:x}"
         return os.path.join(self._archives, key)
 
@@ -442,10 +445,15 @@ def _renamed(manifest: Manifest, filename: str) -> Manifest:
 
 
 def archive_sha256(path: str) -> str:
-    """The archive's content hash, its key in the cache."""
+    """The archive's content hash, its key in the cache. Opened without waiting (a FIFO named
+    like a wheel would hang a plain ``open``) and read only if it is a regular file (a device
+    would never end)."""
     hasher = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _not_a_file(path)
             while chunk := handle.read(1 << 20):
                 hasher.update(chunk)
         return hasher.hexdigest()
@@ -453,6 +461,12 @@ def archive_sha256(path: str) -> str:
         raise InvalidWheelError(
             os.path.basename(path), f"cannot read {path}: {error.strerror}"
         ) from None
+
+
+def _not_a_file(path: str) -> InvalidWheelError:
+    return InvalidWheelError(
+        os.path.basename(path), f"{path} is not a regular file (a FIFO, a device, a socket)"
+    )
 
 
 # -- the verbs that keep the cache ----------------------------------------------------------------

@@ -352,7 +352,11 @@ def _catch_stop_signals() -> None:
 
 async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` until it ends or a stop signal arrives, which cancels it (the install rolls
-    back) and then raises :class:`Interrupted`."""
+    back) and then raises :class:`Interrupted`.
+
+    The signals are caught until ``work`` has returned: a second Ctrl-C while the rollback
+    runs must not stop it halfway (the event loop's own handler, or the system's default for
+    ``SIGTERM``, would), leaving two versions of a distribution side by side."""
     import anyio
     import anyio.abc
 
@@ -364,16 +368,17 @@ async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
             task_status.started()
             async for signum in signals:
                 received.append(signum)
-                scope.cancel()
-                return
+                scope.cancel()  # again, for a later signal: the rollback is shielded
 
     failed: list[Exception] = []
     async with anyio.create_task_group() as group:
-        await group.start(watch, group.cancel_scope)  # listening before any work starts
-        try:
-            finished.append(await work())
-        except Exception as error:  # raised below as itself, not in an ExceptionGroup
-            failed.append(error)
+        working = anyio.CancelScope()
+        await group.start(watch, working)  # listening before any work starts
+        with working:
+            try:
+                finished.append(await work())
+            except Exception as error:  # raised below as itself, not in an ExceptionGroup
+                failed.append(error)
         group.cancel_scope.cancel()
     if failed:
         raise failed[0]
@@ -386,7 +391,9 @@ class _LogFormatter(logging.Formatter):
     """``asynclink: warning: ...``, as the errors read."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"asynclink: {record.levelname.lower()}: {record.getMessage()}"
+        from ._confinement import printable  # a message may quote a name from outside
+
+        return f"asynclink: {record.levelname.lower()}: {printable(record.getMessage())}"
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:

@@ -122,14 +122,32 @@ def _target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Scheme
     if args.target:
         if args.prefix or args.root:
             parser.error("--prefix and --root go with an interpreter, not with --target")
-        no_tags = getattr(args, "no_tag_check", False)
-        return Scheme.for_directory(args.target, tags=() if no_tags else None)
+        return Scheme.for_directory(args.target, tags=_target_tags(args))
     chosen = _environment(parser, args)
     if args.prefix or args.root:
         return _moved(args, chosen)
     if chosen is None:
         parser.error("name a target: --venv DIR, --python PATH or --target DIR")
     return chosen
+
+
+def _target_tags(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The wheel tags ``--target`` checks: none where nothing is installed or the check is
+    off; else the running interpreter's, read from the cache's memo of it, as a venv's are
+    (working them out imports ``packaging.tags`` and probes the system: 15 to 20 ms of every
+    command). ``None`` (work them out) where the command may not write the cache."""
+    if args.command in ("list", "uninstall") or getattr(args, "no_tag_check", False):
+        return ()
+    if args.dry_run or not sys.executable:
+        return None
+    from ._cache import WheelCache
+    from ._errors import TargetError
+    from ._scheme import scheme_for_python
+
+    try:
+        return scheme_for_python(sys.executable, WheelCache(args.cache_dir).root).tags
+    except TargetError:
+        return None
 
 
 def _environment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
@@ -293,6 +311,7 @@ async def _uninstall(args: argparse.Namespace, target: Scheme | str) -> int:
 async def _list(args: argparse.Namespace, target: Scheme | str) -> int:
     import anyio.to_thread
 
+    from ._confinement import printable
     from ._installed import list_installed
     from ._report import list_document
 
@@ -302,7 +321,10 @@ async def _list(args: argparse.Namespace, target: Scheme | str) -> int:
         _print_json(list_document(scheme, distributions))
         return 0
     rows = [("Package", "Version", "Installer")]
-    rows += [(d.name, d.version, d.installer or "") for d in distributions]
+    rows += [
+        (printable(d.name), printable(d.version), printable(d.installer or ""))
+        for d in distributions
+    ]
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
     for name, version, installer in rows:
         print(f"{name:<{widths[0]}}  {version:<{widths[1]}}  {installer}".rstrip())

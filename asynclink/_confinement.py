@@ -21,15 +21,17 @@ import re
 import stat
 from collections.abc import Iterable
 
-from ._errors import InvalidWheelError
+from ._errors import InvalidWheelError, TargetError
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "DRIVE_LETTER",
     "MAX_PATH_BYTES",
     "RESERVED_PREFIX",
     "Confinement",
     "check_path_length",
     "normalise_member",
+    "printable",
     "reserved_name_error",
     "special_file_error",
 ]
@@ -45,7 +47,9 @@ JOURNAL_NAME = RESERVED_PREFIX + "journal"
 MAX_PATH_BYTES = 1024
 _NAME_MAX = 255
 DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What no name from outside may hold: a filesystem or a terminal would take it for more than
+#: a character.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def normalise_member(wheel: str, name: str) -> str:
@@ -59,7 +63,7 @@ def normalise_member(wheel: str, name: str) -> str:
     """
     if not name:
         raise InvalidWheelError(wheel, "an archive entry has an empty name", entry=name)
-    if _CONTROL.search(name):
+    if CONTROL_CHARACTERS.search(name):
         raise InvalidWheelError(wheel, "control character in an entry name", entry=name)
     if name.startswith(("/", "\\")) or DRIVE_LETTER.match(name):
         raise InvalidWheelError(wheel, "absolute path in the archive", entry=name)
@@ -79,6 +83,12 @@ def normalise_member(wheel: str, name: str) -> str:
     path = "/".join(parts)
     check_path_length(wheel, path)
     return path
+
+
+def printable(text: str) -> str:
+    """``text`` (a name from outside: a distribution's, a path) with each control character
+    as ``?``: safe to print to a terminal, or to write in a record whose format keeps them."""
+    return CONTROL_CHARACTERS.sub("?", text)
 
 
 def special_file_error(wheel: str, entry: str) -> InvalidWheelError:
@@ -134,8 +144,21 @@ class Confinement:
 
     @classmethod
     def of(cls, roots: Iterable[str]) -> Confinement:
+        """The confinement of ``roots``; a :class:`~asynclink.TargetError` if one that lies
+        inside another (a venv's ``bin`` in the venv, a ``--target``'s ``include`` in it) is
+        reached through a symlink leading out of that one: the environment's own symlink
+        would otherwise widen the bounds to wherever it points."""
         named = tuple(dict.fromkeys(os.path.normpath(os.path.abspath(root)) for root in roots))
-        return cls(named, tuple(dict.fromkeys(os.path.realpath(root) for root in named)))
+        real = {root: os.path.realpath(root) for root in named}
+        for inner in named:
+            for outer in named:
+                nested = inner != outer and _below(inner, (outer,))
+                if nested and not _below(real[inner], (real[outer],)):
+                    raise TargetError(
+                        f"{inner} leads out of the environment (to {real[inner]}, outside "
+                        f"{outer}) through a symlink; refusing to change anything there"
+                    )
+        return cls(named, tuple(dict.fromkeys(real.values())))
 
     def holds(self, path: str) -> bool:
         """Whether ``path`` is absolute, normalised and at or below one of the roots, read as

@@ -146,6 +146,11 @@ def remove_distributions(
     return counts
 
 
+#: How deep below its top a directory may lie and still go whole: the walk recurses once a
+#: level, and a RECORD may list a file a thousand directories down (deeper ones go file by file).
+WHOLE_DEPTH = 64
+
+
 class _WholeDirectory(NamedTuple):
     """A directory in which everything is a distribution's to remove."""
 
@@ -174,9 +179,11 @@ def _whole_directories(
     tops, ancestors = _tops(distribution.owned, roots)
     found: list[_WholeDirectory] = []
 
-    def files_if_whole(directory: str) -> int | None:
+    def files_if_whole(directory: str, depth: int) -> int | None:
         """The files of ``directory`` if everything in it goes; else ``None``, once those of
         its subdirectories that go whole are in ``found``."""
+        if depth > WHOLE_DEPTH:
+            return None
         try:
             with os.scandir(directory) as listing:
                 entries = list(listing)
@@ -192,7 +199,7 @@ def _whole_directories(
                 is_dir = False
             if is_dir:
                 count = (
-                    files_if_whole(path)
+                    files_if_whole(path, depth + 1)
                     if path in ancestors or entry.name == "__pycache__"
                     else None
                 )
@@ -217,7 +224,7 @@ def _whole_directories(
             continue
         if not confinement.holds(top) or confinement.symlink_on_the_way(top) is not None:
             continue
-        count = files_if_whole(top)
+        count = files_if_whole(top, 0)
         if count is not None:
             found.append(_WholeDirectory(top, count))
     return found
@@ -260,11 +267,19 @@ def _outside(paths: Sequence[str], directories: set[str]) -> tuple[str, ...]:
     memo: dict[str, bool] = {}
 
     def inside(directory: str) -> bool:
+        # Up the parents to the first known or listed one, then remember the answer for each
+        # on the way (a loop: a RECORD row may be a thousand directories deep).
+        chain: list[str] = []
         known = memo.get(directory)
-        if known is None:
-            parent = directory.rpartition(sep)[0]
-            known = directory in directories or (bool(parent) and inside(parent))
-            memo[directory] = known
+        while known is None:
+            if directory in directories:
+                known = True
+                break
+            chain.append(directory)
+            directory = directory.rpartition(sep)[0]
+            known = memo.get(directory) if directory else False
+        for step in chain:
+            memo[step] = known
         return known
 
     return tuple(path for path in paths if not inside(path.rpartition(sep)[0]))

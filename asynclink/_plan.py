@@ -324,6 +324,7 @@ def plan_wheel(
     planner.unpack_root()
     planner.spread_data(scripts)
     planner.write_launchers()
+    planner.refuse_collisions()
     planner.record_installed(options)
     return planner.plan
 
@@ -457,6 +458,49 @@ class _Planner:
             content = launcher(entry, scheme.interpreter)
             self.plan.writes.append((destination, content, 0o755))
             self.extra_rows.append(row_for(_relative(destination, self.root), content))
+
+    def refuse_collisions(self) -> None:
+        """Refuse (``InvalidWheelError``) two parts of the wheel that land on one path, or a
+        file of one where another needs a directory: a ``.data`` file on a file of the root
+        (``<name>.data/purelib/x.py`` beside ``x.py``), two ``.data`` trees that meet
+        (``data/bin/x`` and ``scripts/x`` where the scripts are the data's ``bin``), a
+        launcher on either or two launchers of one name, a root file ``bin`` where the
+        launchers go. One would silently win (and RECORD list the path twice), or the install
+        fail halfway. The root's own files cannot meet: RECORD lists each once, and the cache
+        refuses a file that is a directory too."""
+        plan, sep = self.plan, os.sep
+        root_tree, *data_trees = plan.trees
+        others = [tree.target + sep + name for tree in data_trees for name in tree.files]
+        others += [destination for destination, _, _ in plan.writes]
+        if not others:
+            return
+        prefix = root_tree.target + sep
+        root_files, root_dirs = set(root_tree.files), set(root_tree.dirs)
+
+        def in_root(path: str, names: set[str]) -> bool:
+            return path.startswith(prefix) and path[len(prefix) :] in names
+
+        placed: set[str] = set()
+        needed: set[str] = set()  # directories the others go into
+        for destination in others:
+            problem = None
+            if destination in placed or in_root(destination, root_files):
+                problem = f"two of its files would be installed as {destination}"
+            elif destination in needed or in_root(destination, root_dirs):
+                problem = f"it has {destination} as a file and as a directory"
+            parent = os.path.dirname(destination)
+            while problem is None and parent not in needed and parent not in self.stop:
+                if parent in placed or in_root(parent, root_files):
+                    problem = f"it has {parent} as a file and as a directory"
+                needed.add(parent)
+                parent, last = os.path.dirname(parent), parent
+                if parent == last:
+                    break
+            if problem is not None:
+                raise InvalidWheelError(
+                    plan.wheel, problem, entry=_relative(destination, self.root)
+                )
+            placed.add(destination)
 
     # 2.d: "Update distribution-1.0.dist-info/RECORD with the installed paths." With the
     # "recording installed projects" files: INSTALLER, REQUESTED, direct_url.json.

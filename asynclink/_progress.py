@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._confinement import printable
 from ._events import DistributionRemoved, Event, WheelFinished, WheelUnpacking
 from ._results import Action, WheelResult
 
@@ -114,9 +115,10 @@ class RichReporter(Reporter):
             if event.result.archive is not None:
                 self.unpacking.discard(event.result.archive.rpartition("/")[2])
             for line in change_lines(event.result):
-                self.console.print(line.replace("  + ", "  [green]+[/] ", 1))
+                self.console.print(_plain(line).replace("  + ", "  [green]+[/] ", 1))
         elif isinstance(event, DistributionRemoved):
-            self.console.print(removal_line(event.distribution).replace("  - ", "  [red]-[/] "))
+            line = _plain(removal_line(event.distribution))
+            self.console.print(line.replace("  - ", "  [red]-[/] "))
         else:
             return
         shown = f"unpacking {len(self.unpacking)}" if self.unpacking else ""
@@ -126,7 +128,7 @@ class RichReporter(Reporter):
         )
 
     def finish(self, result: InstallResult) -> None:
-        lines = summary_lines(result)
+        lines = [_plain(line) for line in summary_lines(result)]
         self.console.print(f"[bold green]{lines[0]}[/]")
         for line in lines[1:]:
             self.console.print(line)
@@ -158,11 +160,11 @@ def change_lines(result: WheelResult) -> list[str]:
         text += ", cached"
     if result.action is Action.REINSTALLED:
         text += ", reinstalled"
-    return [*lines, text]
+    return [printable(line) for line in (*lines, text)]
 
 
 def removal_line(removed: RemovedDistribution) -> str:
-    return f"  - {removed.name} {removed.version}: {removed.files:,} files"
+    return printable(f"  - {removed.name} {removed.version}: {removed.files:,} files")
 
 
 def summary_lines(result: InstallResult) -> list[str]:
@@ -195,7 +197,7 @@ def summary_lines(result: InstallResult) -> list[str]:
     if result.conflicts:
         lines.append(f"  conflicts: {len(result.conflicts)}")
         lines.extend(f"    {conflict}" for conflict in result.conflicts)
-    return lines
+    return [printable(line) for line in lines]
 
 
 def plan_lines(
@@ -218,7 +220,7 @@ def plan_lines(
         if each_file:
             lines.extend(f"      {file.action:5} {file.destination}" for file in wheel.files)
     lines.extend(f"  - {removed.name} {removed.version}" for removed in removing)
-    return lines
+    return [printable(line) for line in lines]
 
 
 def uninstall_lines(result: UninstallResult, dry_run: bool) -> list[str]:
@@ -231,7 +233,14 @@ def uninstall_lines(result: UninstallResult, dry_run: bool) -> list[str]:
     ]
     lines.extend(removal_line(removed) for removed in result.removed)
     lines.extend(f"  not installed: {name}" for name in result.missing)
-    return lines
+    return [printable(line) for line in lines]
+
+
+def _plain(line: str) -> str:
+    """``line`` for ``rich`` to print as it is: a ``[`` in a name is not markup."""
+    from rich.markup import escape
+
+    return escape(line)
 
 
 def _size(count: int) -> str:

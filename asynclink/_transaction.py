@@ -75,7 +75,7 @@ from typing import cast
 
 import anyio
 
-from ._confinement import JOURNAL_NAME, LOCK_NAME, Confinement
+from ._confinement import JOURNAL_NAME, LOCK_NAME, Confinement, printable
 from ._errors import LockTimeoutError, RollbackError, TargetError
 from ._events import EventCallback, LockAcquired, WaitingForLock
 from ._fsutil import absolute, remove_tree
@@ -97,7 +97,6 @@ _STASH, _TRASH = "stash", "trash"
 _NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
 #: A journal directory's name: the writer's process id and the time it began, in hex.
 _ENTRY_NAME = re.compile(r"^([0-9]{1,10})-[0-9a-f]{1,20}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 Record = tuple[object, ...]
@@ -165,7 +164,7 @@ class Transaction(Recorder):
         lexists = os.path.lexists
         loose = list(_loose(plan, created))
         existing = [path for path in loose if lexists(path)]
-        self._append(("W", _printable(plan.wheel), list(new_dirs), loose, existing))
+        self._append(("W", printable(plan.wheel), list(new_dirs), loose, existing))
 
     @contextlib.contextmanager
     def replacing(self, path: str) -> Iterator[None]:
@@ -442,6 +441,12 @@ def recover_journals(root: str, confinement: Confinement) -> list[RollbackReport
     return reports
 
 
+#: The largest journal recovery reads: a record is a path or two and a few bytes more, so this
+#: is millions of files, and far more than an install writes; a bigger one (a sparse file costs
+#: no disk) is not one of asynclink's, and reading it whole would exhaust memory.
+MAX_JOURNAL_BYTES = 256 << 20
+
+
 def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) -> list[Record]:
     """The records of one journal directory, checked; :class:`TargetError` if it is not one
     this module wrote for ``root`` (see the module docstring)."""
@@ -462,8 +467,13 @@ def _read_journal(root: str, parent: str, entry: str, confinement: Confinement) 
         except OSError as error:
             raise JournalError(f"its journal cannot be read ({error.strerror})") from None
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise JournalError("its journal is not a file")
+            if info.st_size > MAX_JOURNAL_BYTES:
+                raise JournalError(
+                    f"its journal is {info.st_size:,} bytes, more than any install writes"
+                )
             records = _decode(handle.read())
         _check(records, root, confinement)
     except JournalError as error:
@@ -639,11 +649,6 @@ def finish_discards() -> None:
     """Wait until every journal this process set out to delete is gone."""
     for thread in list(_discarding.values()):
         thread.join()
-
-
-def _printable(text: str) -> str:
-    """``text`` without control characters, which the record format keeps for itself."""
-    return _CONTROL.sub("?", text)
 
 
 # -- the record format: NUL-separated fields (paths cannot hold NUL), lists led by a count ------

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ._confinement import DRIVE_LETTER
+from ._confinement import CONTROL_CHARACTERS, DRIVE_LETTER
 from ._errors import InvalidWheelError, WheelVersionWarning
 from ._record import RecordEntry, parse_record
 from ._scripts import EntryPoint
@@ -203,6 +203,7 @@ def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
                 or "/" in name
                 or "\\" in name
                 or DRIVE_LETTER.match(name)
+                or CONTROL_CHARACTERS.search(name)
             ):
                 raise InvalidWheelError(
                     wheel, f"entry point name {name!r} is not a file name", entry=name

@@ -642,6 +642,19 @@ def install_rows(
                     reference=f"uv {mode}" if uv else None,
                 )
             )
+    found.append(  # pip's --target: a plain directory, checked against this interpreter's tags
+        Contestant(
+            "install",
+            "asynclink hardlink --target",
+            [
+                *asynclink_cli(),
+                *("install", "--quiet", "--target", "{scratch}/target", "--cache-dir"),
+                *(str(cache), "--link-mode", "hardlink", *wheel_args),
+            ],
+            setup="target",
+            reference="uv hardlink" if uv else None,
+        )
+    )
     if not uv:
         notes.append("uv: not installed (pip install uv); uv rows and ratios skipped")
     pip = [PYTHON, "-m", "pip", "--python", VENV_PYTHON, "install", "--quiet", "--no-deps"]
@@ -800,6 +813,7 @@ def life_rows(
 BASELINE_ROWS = frozenset(
     {
         "asynclink hardlink",
+        "asynclink hardlink --target",
         "asynclink copy",
         "asynclink clone",
         "asynclink in-process hardlink",

@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a subprocess, its exit code, its output."""
+"""The command line, run as a user runs it: a subprocess, its exit code, its output (and, where
+a signal must arrive at one set moment, its signal handling in this process)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import os
 import pty
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
+from asynclink._cli import STOP_SIGNALS, Interrupted, _catch_stop_signals, _interruptible
 from tests.commandline import ASYNCLINK, asynclink, clean_environment, install_into
 from tests.environments import make_venv
 from tests.inotify import DirectoryWatch
@@ -100,6 +105,37 @@ def test_target_installs_into_a_plain_directory(tmp_path: Path, wheels: Path) ->
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "plain/beta/__init__.py").read_text() == "B = 1\n"
+
+
+def test_target_refuses_a_wheel_for_another_platform(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "dist", name="win", tag="cp27-cp27m-win32")
+
+    done = asynclink(
+        "install", "--target", tmp_path / "plain", "--cache-dir", tmp_path / "cache", wheel
+    )
+
+    assert done.returncode == 1
+    assert "win-1.0-cp27-cp27m-win32.whl" in done.stderr and "is not compatible" in done.stderr
+    assert not (tmp_path / "plain/win").exists()
+
+
+def test_target_checks_the_tags_the_cache_remembers_for_this_interpreter(
+    tmp_path: Path, wheels: Path
+) -> None:
+    """The tags come from the cache's memo of the interpreter, as a venv's do, instead of
+    being worked out again by every command."""
+    cache = tmp_path / "cache"
+    first = asynclink("install", "--target", tmp_path / "one", "--cache-dir", cache, wheels)
+    assert first.returncode == 0, first.stderr
+    for memo in (cache / "interpreters-v3").iterdir():
+        saved = json.loads(memo.read_text())
+        saved["scheme"]["tags"] = ["cp27-cp27m-win32"]
+        memo.write_text(json.dumps(saved))
+
+    done = asynclink("install", "--target", tmp_path / "two", "--cache-dir", cache, wheels)
+
+    assert done.returncode == 1
+    assert "is not compatible" in done.stderr and "cp27-cp27m-win32" in done.stderr
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, wheels: Path, venv: Path) -> None:
@@ -370,3 +406,56 @@ def test_a_terminal_gets_the_live_display(tmp_path: Path, wheels: Path, venv: Pa
     text = output.decode(errors="replace")
     assert "Installed 2 packages" in text
     assert "\x1b[" in text  # rich drew on the terminal
+
+
+@pytest.fixture
+def stop_signals_restored() -> Iterator[None]:
+    """The command's handlers replace pytest's for the test, then pytest's come back."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_stop_signal_during_the_rollback_does_not_cut_it_short(
+    stop_signals_restored: None, second: signal.Signals
+) -> None:
+    """The first signal cancels the work; the second arrives while its shielded clean-up (the
+    rollback) runs, which goes on to the end; the command then stops for the first."""
+    cleaned_up: list[bool] = []
+
+    async def work() -> int:
+        os.kill(os.getpid(), signal.SIGHUP)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                os.kill(os.getpid(), second)
+                for _ in range(100):  # the loop sees the signal within a turn or two
+                    await anyio.lowlevel.checkpoint()
+                cleaned_up.append(True)
+        return 0
+
+    _catch_stop_signals()
+    with pytest.raises(Interrupted) as stopped:
+        anyio.run(_interruptible, work)
+
+    assert cleaned_up == [True]
+    assert stopped.value.signum == signal.SIGHUP
+
+
+def test_list_prints_no_control_character_from_the_target(tmp_path: Path) -> None:
+    """Another installer's names are the target's to choose: an escape sequence in them would
+    reach the terminal."""
+    info = tmp_path / "plain" / "demo-0.5.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\x1b[2J\nVersion: 0.5\n")
+    (info / "INSTALLER").write_text("pip\x1b]0;pwned\x07\n")
+    (info / "RECORD").write_text("")
+
+    done = asynclink("list", "--target", tmp_path / "plain", "--cache-dir", tmp_path / "cache")
+
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "pip?]0;pwned?" in done.stdout

@@ -24,6 +24,7 @@ from asynclink import (
     install_wheels,
     link_wheels,
     recover,
+    uninstall,
 )
 from tests.trees import make_tree, snapshot, wheel_tree
 from tests.wheels import build_wheel
@@ -222,6 +223,20 @@ async def test_a_journal_directory_that_is_a_symlink_is_refused(
         await recover(site_packages)
 
     assert snapshot(outside) == before
+
+
+async def test_a_journal_too_big_for_any_install_is_refused_unread(tmp_path: Path) -> None:
+    """A sparse file of 64 GiB costs no disk; read whole, it would exhaust the memory."""
+    site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
+    journal = site_packages / JOURNAL / "1-0" / "journal"
+    journal.parent.mkdir(parents=True)
+    with open(journal, "wb") as handle:
+        handle.truncate(64 << 30)
+
+    with pytest.raises(TargetError, match="more than any install writes"):
+        await recover(site_packages)
+
+    assert journal.stat().st_size == 64 << 30
 
 
 async def test_recovery_does_not_follow_a_symlink_planted_after_the_crash(
@@ -462,3 +477,55 @@ async def test_recover_looks_for_the_venv_around_site_packages(
 
     assert snapshot(outside) == before
     assert os.path.isdir(site_packages / JOURNAL)
+
+
+# -- an environment's own directories, reached through a symlink ---------------------------------
+
+
+async def test_a_scripts_directory_that_is_a_symlink_leading_out_is_refused(
+    tmp_path: Path, outside: Path, scheme: Scheme
+) -> None:
+    Path(scheme.purelib).mkdir()
+    Path(scheme.scripts).symlink_to(outside / "dir")
+    wheel = build_wheel(tmp_path, entry_points="[console_scripts]\nescapee = demo:main\n")
+    before = snapshot(outside)
+
+    with pytest.raises(TargetError, match="bin leads out of the environment"):
+        await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
+
+    assert snapshot(outside) == before
+    assert sorted(os.listdir(scheme.purelib)) == ["bin"]
+
+
+async def test_an_uninstall_through_a_symlinked_headers_directory_removes_nothing_outside(
+    tmp_path: Path, outside: Path, scheme: Scheme
+) -> None:
+    """A planted distribution lists a file of the headers directory, which points out."""
+    site_packages = make_tree(
+        Path(scheme.purelib),
+        {
+            "evil-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
+            "evil-1.0.dist-info/RECORD": "include/a.txt,,\nevil-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    Path(scheme.headers).symlink_to(outside / "dir")
+    before = snapshot(outside)
+
+    with pytest.raises(TargetError, match="include leads out of the environment"):
+        await uninstall(scheme, ["evil"], cache_dir=tmp_path / "cache")
+
+    assert snapshot(outside) == before
+    assert (site_packages / "evil-1.0.dist-info/RECORD").exists()
+
+
+async def test_a_scripts_directory_linked_to_another_inside_the_environment_is_used(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    real_scripts = Path(scheme.purelib) / "real-bin"
+    real_scripts.mkdir(parents=True)
+    Path(scheme.scripts).symlink_to(real_scripts)
+    wheel = build_wheel(tmp_path, entry_points="[console_scripts]\ndemo-run = demo:main\n")
+
+    await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
+
+    assert (real_scripts / "demo-run").is_file()

@@ -106,6 +106,29 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
         {"files": {**FILES, "evil-1.0.data/data/pyvenv.cfg": "home = /evil\n"}},
         "would replace .*pyvenv.cfg, the virtual environment's configuration",
     ),
+    "entry-point-name-with-nul": (
+        {"entry_points": "[console_scripts]\nev\0il = evil:main\n"},
+        "entry point name 'ev.x00il' is not a file name",
+    ),
+    "data-purelib-over-a-root-file": (
+        {"files": {**FILES, "evil-1.0.data/purelib/evil/__init__.py": "OTHER = 1\n"}},
+        "two of its files would be installed as .*evil/__init__.py",
+    ),
+    "data-bin-over-a-script": (  # --target: the data is the directory, the scripts its bin
+        {"files": {**FILES, "evil-1.0.data/data/bin/x": "a\n", "evil-1.0.data/scripts/x": "b\n"}},
+        "two of its files would be installed as .*bin/x",
+    ),
+    "a-root-file-where-the-scripts-go": (  # --target: the scripts are the directory's bin
+        {
+            "files": {**FILES, "bin": "a file\n"},
+            "entry_points": "[console_scripts]\nrun = evil:main\n",
+        },
+        "it has .*/bin as a file and as a directory",
+    ),
+    "console-and-gui-script-of-one-name": (
+        {"entry_points": "[console_scripts]\nrun = evil:main\n[gui_scripts]\nrun = evil:gui\n"},
+        "two of its files would be installed as .*bin/run",
+    ),
 }
 
 
@@ -116,6 +139,10 @@ REFUSED_FOR_THE_TARGET = {
     "data-script-python",
     "data-bin-activate",
     "data-pyvenv-cfg",
+    "data-purelib-over-a-root-file",
+    "data-bin-over-a-script",
+    "console-and-gui-script-of-one-name",
+    "a-root-file-where-the-scripts-go",
 }
 
 

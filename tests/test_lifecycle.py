@@ -324,6 +324,28 @@ async def test_a_record_row_with_a_nul_byte_is_skipped_and_the_rest_removed(
     assert "1 paths with a NUL byte" in caplog.text
 
 
+async def test_a_record_row_a_thousand_directories_deep_is_removed_too(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """Deeper than Python's recursion limit, still shorter than ``PATH_MAX``."""
+    await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    fd = os.open(scheme.purelib, os.O_RDONLY)
+    for _ in range(1100):  # os.makedirs recurses once a level, as pathlib's mkdir does
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(os.open("x.py", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    os.close(fd)
+    record = Path(scheme.purelib) / "demo-1.0.dist-info/RECORD"
+    row = "/".join(["d"] * 1100) + "/x.py,,\n"
+    record.write_text(record.read_text() + row)
+
+    (removed,) = (await uninstall(scheme, ["demo"])).removed
+
+    assert removed.name == "demo" and await installed(scheme) == []
+    assert not (Path(scheme.purelib) / "d").exists()
+
+
 async def test_a_failed_uninstall_puts_everything_back(tmp_path: Path, scheme: Scheme) -> None:
     await install_wheels(
         scheme, [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")], cache_dir=tmp_path / "c"

@@ -1,7 +1,8 @@
 """What asynclink reads in the target is hostile too: a FIFO put where it expects a small file
 (an installed distribution's ``asynclink.json``, ``METADATA`` or ``INSTALLER``, a journal)
-must not hang it. Opening a FIFO to read waits for a writer that never comes; each test
-would hang without ``O_NONBLOCK``, and its short timeout fails it instead.
+must not hang it, nor may a FIFO or a device named like a wheel. Opening a FIFO to read waits
+for a writer that never comes; each test would hang without ``O_NONBLOCK``, and its short
+timeout fails it instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from asynclink import Action, Scheme, TargetError, install_wheels, installed, recover
+from asynclink import (
+    Action,
+    InvalidWheelError,
+    Scheme,
+    TargetError,
+    install_wheels,
+    installed,
+    recover,
+)
 from tests.wheels import build_wheel
 
 # A hang is in a worker thread that a cancel cannot stop: the thread method ends the run.
@@ -71,3 +80,25 @@ async def test_a_fifo_planted_as_a_journal_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TargetError, match="its journal is not a file"):
         await recover(site_packages)
+
+
+# -- a FIFO or a device named like a wheel ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+async def test_a_wheel_that_is_not_a_regular_file_is_refused_not_read(
+    tmp_path: Path, wheel: Path, kind: str
+) -> None:
+    """Hashing a FIFO waits for a writer, and /dev/zero never ends."""
+    odd = tmp_path / "house" / "odd-1.0-py3-none-any.whl"
+    odd.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to("/dev/zero")
+    scheme = Scheme.for_directory(tmp_path / "env")
+
+    with pytest.raises(InvalidWheelError, match=r"any\.whl is not a regular file"):
+        await install_wheels(scheme, [wheel, odd], cache_dir=tmp_path / "cache")
+
+    assert not (tmp_path / "env" / "demo").exists()
