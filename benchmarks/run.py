@@ -551,7 +551,7 @@ def contestants(
     if "cancel" in groups:  # latencies, not installs: no files per second
         found.extend(cancel_rows(root, wheel_args))
     if "startup" in groups:  # parts of an install, not installs: no files per second
-        found.extend(startup_rows())
+        found.extend(startup_rows(root, wheel_args))
     if "bounds" in groups:
         found.extend(bounds(trees, wheel_args))
     return found
@@ -814,6 +814,7 @@ BASELINE_ROWS = frozenset(
     {
         "asynclink hardlink",
         "asynclink hardlink --target",
+        "asynclink nothing to do --target",
         "asynclink copy",
         "asynclink clone",
         "asynclink in-process hardlink",
@@ -845,8 +846,10 @@ def baseline_twins(found: list[Contestant], baseline: Path) -> list[Contestant]:
     ]
 
 
-def startup_rows() -> list[Contestant]:
-    """What the command pays before it does anything: the interpreter and its imports."""
+def startup_rows(root: Path, wheel_args: list[str]) -> list[Contestant]:
+    """What the command pays before it does anything: the interpreter and its imports; and
+    the whole of a command with nothing to do (every wheel installed already), made of little
+    else."""
 
     def started(name: str, code: str) -> Contestant:
         return Contestant("startup", name, [PYTHON, "-c", code], setup="target")
@@ -865,6 +868,17 @@ def startup_rows() -> list[Contestant]:
             "import asynclink._cli, asynclink._install",
         ),
         started("python: start + import installer", "import installer"),
+        Contestant(
+            "startup",
+            "asynclink nothing to do --target",
+            again := [
+                *asynclink_cli(),
+                *("install", "--quiet", "--target", "{scratch}/target", "--cache-dir"),
+                *(str(root / "cache"), "--link-mode", "hardlink", *wheel_args),
+            ],
+            setup="target",
+            before=again,
+        ),
     ]
 
 
