@@ -208,8 +208,10 @@ async def _install(
             if options.on_event is not None:
                 options.on_event(WheelSkipped(result.wheel, result.version))
         return InstallResult(scheme, results, (), 0, time.perf_counter() - started)
-    created_roots = await threads.run(_make_roots, scheme)
+    # The environment's bounds first: they refuse a scheme directory reached through a symlink
+    # leading out, before its missing parents are made there.
     environment = _Environment(scheme, cache, options, sources, keep)
+    created_roots = await threads.run(_make_roots, scheme)
 
     async def prepare(batch: _Batch, source: str) -> Prepared | AlreadyInstalled:
         skipped = environment.skipped.get(source)

@@ -10,6 +10,7 @@ upgrades that deleted and wrote through a symlinked ``.dist-info`` or package di
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -529,3 +530,20 @@ async def test_a_scripts_directory_linked_to_another_inside_the_environment_is_u
     await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
 
     assert (real_scripts / "demo-run").is_file()
+
+
+async def test_a_missing_site_packages_is_not_made_through_a_symlink_leading_out(
+    tmp_path: Path, outside: Path, scheme: Scheme
+) -> None:
+    """A venv-like layout whose ``lib`` points out: its site-packages would be made there."""
+    env = Path(scheme.data)
+    env.mkdir()
+    (env / "lib").symlink_to(outside / "dir")
+    site_packages = str(env / "lib/python3/site-packages")
+    nested = dataclasses.replace(scheme, purelib=site_packages, platlib=site_packages)
+    before = snapshot(outside)
+
+    with pytest.raises(TargetError, match="site-packages leads out of the environment"):
+        await install_wheels(nested, [build_wheel(tmp_path)], cache_dir=tmp_path / "cache")
+
+    assert snapshot(outside) == before
