@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import InvalidWheelError, LinkError
+from ._errors import InvalidWheelError, LinkError, TargetError
 from ._fsutil import absolute, read_small, remove_tree, write_memo
 from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, load_manifest
 from ._record import hash_file
@@ -237,11 +237,32 @@ class WheelCache:
 
     # -- keeping the cache --------------------------------------------------------------------
 
+    def _check_layout(self, own_directories: bool = True) -> None:
+        """Refuse (:class:`~asynclink.TargetError`) to keep a cache whose root is not a
+        directory, or whose own directories (unpacked wheels, memos, staging) are not real
+        directories: verifying and pruning remove what they list there, and through a
+        symlink that would be somewhere else on the machine. The root may be a symlink: the
+        caller named it. ``clean`` removes links, not what they lead to: it checks the root."""
+        try:
+            if not stat.S_ISDIR(os.stat(self.root).st_mode):
+                raise TargetError(f"the cache {self.root} is not a directory")
+            for path in (self._wheels, self._archives, self._tmp) if own_directories else ():
+                with contextlib.suppress(FileNotFoundError):
+                    if not stat.S_ISDIR(os.lstat(path).st_mode):
+                        raise TargetError(
+                            f"{path} is not a directory (a symlink or a file), so this is not a "
+                            "cache asynclink keeps; refusing to remove anything in it"
+                        )
+        except FileNotFoundError:
+            return  # no cache yet: nothing to keep
+        except OSError as error:
+            raise TargetError(f"cannot use the cache {self.root}: {error.strerror}") from None
+
     def entries(self) -> list[str]:
         """The cache's entries (directories holding ``tree`` and ``manifest.json``)."""
         try:
             names = sorted(os.listdir(self._wheels))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         return [os.path.join(self._wheels, name) for name in names]
 
@@ -249,6 +270,7 @@ class WheelCache:
         """Check every entry against the RECORD hashes it was checked against when it was
         unpacked; with ``remove``, remove the damaged ones (the next install unpacks them
         again). Blocking: it reads every byte of the cache."""
+        self._check_layout()
         damaged: list[str] = []
         removed: list[str] = []
         entries = self.entries()
@@ -272,6 +294,7 @@ class WheelCache:
 
         Environments installed with ``symlink`` point into the cache: pruning an entry whose
         archive is gone breaks them (links and copies are their own files)."""
+        self._check_layout()
         removed: list[str] = []
         used: set[str] = set()
         for memo in _listing(self._archives):
@@ -299,6 +322,7 @@ class WheelCache:
 
     def clean(self) -> CacheReport:
         """Remove the whole cache (the next install unpacks every wheel again)."""
+        self._check_layout(own_directories=False)
         entries = self.entries()
         removed = _listing(self.root)
         for path in removed:

@@ -11,6 +11,7 @@ import pytest
 
 from asynclink import (
     Scheme,
+    TargetError,
     clean_cache,
     install_wheels,
     prune_cache,
@@ -82,3 +83,37 @@ async def test_clean_removes_the_whole_cache(tmp_path: Path) -> None:
     report = await clean_cache(tmp_path / "c")
 
     assert report.entries == 1 and not (tmp_path / "c").exists()
+
+
+# -- a cache that is not one asynclink keeps -------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["wheels-v4", "archives-v2", "tmp"])
+async def test_pruning_refuses_a_cache_whose_own_directory_is_a_symlink(
+    tmp_path: Path, part: str
+) -> None:
+    """Pruning removes what it lists there: through the link, files elsewhere."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    (elsewhere / "precious.txt").write_text("a\n/nonexistent/x.whl")
+    (elsewhere / "sub" / "f").write_text("f\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / part).symlink_to(elsewhere)
+
+    for keep in (prune_cache(cache), verify_cache(cache, remove=True)):
+        with pytest.raises(TargetError, match=r"is not a directory \(a symlink or a file\)"):
+            await keep
+
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["f", "precious.txt", "sub"]
+
+
+async def test_a_cache_that_is_a_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("not a cache\n")
+
+    for keep in (prune_cache(cache), verify_cache(cache), clean_cache(cache)):
+        with pytest.raises(TargetError, match=r"cache .* is not a directory"):
+            await keep
+
+    assert cache.read_text() == "not a cache\n"
