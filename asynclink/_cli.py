@@ -387,6 +387,14 @@ async def _interruptible(work: Callable[[], Awaitable[T]]) -> T:
     return finished[0]
 
 
+def _lines_of(error: Exception) -> str:
+    """An error's message for the terminal: its lines kept, a control character in a name it
+    quotes (a METADATA field, a path) shown as ``?``."""
+    from ._confinement import printable
+
+    return "\n".join(printable(line) for line in str(error).split("\n"))
+
+
 class _LogFormatter(logging.Formatter):
     """``asynclink: warning: ...``, as the errors read."""
 
@@ -471,10 +479,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return anyio.run(_interruptible, work)
     except TargetError as error:
-        print(f"asynclink: error: {error}", file=sys.stderr)
+        print(f"asynclink: error: {_lines_of(error)}", file=sys.stderr)
         return 2
     except AsyncLinkError as error:
-        print(f"asynclink: error: {error}", file=sys.stderr)
+        print(f"asynclink: error: {_lines_of(error)}", file=sys.stderr)
         return 1
     finally:
         _catch_stop_signals()  # the event loop put back the system's defaults

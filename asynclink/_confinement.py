@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._errors import InvalidWheelError, TargetError
 
@@ -48,8 +48,8 @@ MAX_PATH_BYTES = 1024
 _NAME_MAX = 255
 DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 #: What no name from outside may hold: a filesystem or a terminal would take it for more than
-#: a character.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+#: a character (C0, DEL and C1, whose CSI starts escape sequences as ESC [ does).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def normalise_member(wheel: str, name: str) -> str:
@@ -126,14 +126,23 @@ def check_path_length(wheel: str, path: str) -> None:
 class Confinement:
     """The roots of one environment, as named and as resolved."""
 
-    __slots__ = ("_resolved", "_ways", "real_roots", "roots")
+    __slots__ = ("_resolved", "_ways", "real_roots", "reserved", "roots")
 
-    def __init__(self, roots: tuple[str, ...], real_roots: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        roots: tuple[str, ...],
+        real_roots: tuple[str, ...],
+        reserved: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.roots = roots
         """Absolute, normalised; some may lie inside others (a venv's data root holds the
         rest)."""
         self.real_roots = real_roots
         """The same with every symlink resolved: where the environment really is."""
+        self.reserved = reserved or _nothing_reserved
+        """What of the environment's own a path is (``Scheme.reserved``: its interpreter, its
+        activation scripts, ``pyvenv.cfg``), if anything: never removed, whatever a RECORD
+        says."""
         self._resolved: dict[str, bool] = {}
         """Directory -> whether it resolves inside, remembered for one install."""
         self._ways: dict[str, str | None] = {}
@@ -143,7 +152,9 @@ class Confinement:
         return f"Confinement({self.roots!r})"
 
     @classmethod
-    def of(cls, roots: Iterable[str]) -> Confinement:
+    def of(
+        cls, roots: Iterable[str], reserved: Callable[[str], str | None] | None = None
+    ) -> Confinement:
         """The confinement of ``roots``; a :class:`~asynclink.TargetError` if one that lies
         inside another (a venv's ``bin`` in the venv, a ``--target``'s ``include`` in it) is
         reached through a symlink leading out of that one: the environment's own symlink
@@ -158,7 +169,7 @@ class Confinement:
                         f"{inner} leads out of the environment (to {real[inner]}, outside "
                         f"{outer}) through a symlink; refusing to change anything there"
                     )
-        return cls(named, tuple(dict.fromkeys(real.values())))
+        return cls(named, tuple(dict.fromkeys(real.values())), reserved)
 
     def holds(self, path: str) -> bool:
         """Whether ``path`` is absolute, normalised and at or below one of the roots, read as
@@ -206,6 +217,10 @@ class Confinement:
                     found = None
             known[step] = found
         return found
+
+
+def _nothing_reserved(path: str) -> None:
+    return None
 
 
 def _below(path: str, roots: tuple[str, ...]) -> bool:

@@ -76,12 +76,32 @@ def read_distribution(dist_info: str) -> InstalledDistribution:
     ``.dist-info`` (reading changes nothing); walking it for files to remove does not."""
     recorded = os.path.isfile(os.path.join(dist_info, "RECORD"))
     owned = dict.fromkeys(read_installed(dist_info) if recorded else ())
+    site, own = os.path.dirname(dist_info), os.path.basename(dist_info)
+    foreign = [path for path in owned if _in_other_metadata(path, site, own)]
+    if foreign:  # its RECORD cannot make it the owner of another distribution's metadata
+        logger.warning(
+            "%s: RECORD lists %d files of another distribution's .dist-info (%s); not "
+            "removing them",
+            own,
+            len(foreign),
+            foreign[0],
+        )
+        for path in foreign:
+            del owned[path]
     if not os.path.islink(dist_info):
         for directory, dirnames, files in os.walk(dist_info):
             # A symlink among the directories is not walked into: it goes as a link.
             links = [name for name in dirnames if os.path.islink(os.path.join(directory, name))]
             owned.update(dict.fromkeys(os.path.join(directory, name) for name in files + links))
     return InstalledDistribution(dist_info, tuple(owned), recorded)
+
+
+def _in_other_metadata(path: str, site: str, own: str) -> bool:
+    """Whether ``path`` lies in a ``.dist-info`` directory of ``site`` other than ``own``."""
+    if not path.startswith(site + os.sep):
+        return False
+    head = path[len(site) + 1 :].partition(os.sep)[0]
+    return head != own and head.endswith(".dist-info")
 
 
 def detach_symlinks(
@@ -95,9 +115,15 @@ def detach_symlinks(
     """
     if os.path.islink(distribution.dist_info):
         _remove(transaction, distribution, distribution.dist_info)
+    # Only a package directory beside the .dist-info: a symlink elsewhere on the way (a venv's
+    # own lib64) is the environment's, whatever a RECORD says; its files stay, as reached
+    # through a symlink.
+    site = os.path.dirname(distribution.dist_info)
     directories = dict.fromkeys(path.rpartition(os.sep)[0] for path in distribution.owned)
     for link in dict.fromkeys(confinement.symlink_on_the_way(path) for path in directories):
-        if link is not None and confinement.root_of(link) != link and os.path.islink(link):
+        if link is None or os.path.dirname(link) != site:
+            continue
+        if confinement.root_of(link) != link and os.path.islink(link):
             _remove(transaction, distribution, link)
 
 
@@ -310,6 +336,10 @@ def _victims(
             continue
         if path in new_destinations:
             continue
+        what = confinement.reserved(path)
+        if what is not None:
+            logger.warning("%s: RECORD lists %s, %s; not removing it", name, path, what)
+            continue
         for victim in (path, *_compiled(path)):
             if confinement.symlink_on_the_way(os.path.dirname(victim)) is not None:
                 logger.info("%s: not removing %s, reached through a symlink", name, victim)
@@ -394,7 +424,7 @@ async def uninstall(
     scheme = await threads.run(resolve_target, target, cache_root, not dry_run)
     if not break_system_packages:
         refuse_externally_managed(scheme)
-    confinement = Confinement.of(scheme.roots)
+    confinement = Confinement.of(scheme.roots, scheme.reserved)
     wanted = list(dict.fromkeys(canonical_name(name) for name in names))
     if dry_run:
         found = await threads.run(installed_distributions, scheme)

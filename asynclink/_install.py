@@ -479,7 +479,7 @@ class _Environment:
         self.options = options
         self.sources = sources
         self.keep = keep
-        self.confinement = Confinement.of(scheme.roots)
+        self.confinement = Confinement.of(scheme.roots, scheme.reserved)
         self.skipped: dict[str, AlreadyInstalled] = {}
         self.removed: list[RemovedDistribution] = []
         self._owners: dict[str, str] = {}  # project -> the wheel that installs it

@@ -465,9 +465,10 @@ class _Planner:
         (``<name>.data/purelib/x.py`` beside ``x.py``), two ``.data`` trees that meet
         (``data/bin/x`` and ``scripts/x`` where the scripts are the data's ``bin``), a
         launcher on either or two launchers of one name, a root file ``bin`` where the
-        launchers go. One would silently win (and RECORD list the path twice), or the install
-        fail halfway. The root's own files cannot meet: RECORD lists each once, and the cache
-        refuses a file that is a directory too."""
+        launchers go, a ``.data`` file over the metadata the install writes (``RECORD``).
+        One would silently win (and RECORD list the path twice), or the install fail halfway.
+        The root's own files cannot meet: RECORD lists each once, and the cache refuses a
+        file that is a directory too."""
         plan, sep = self.plan, os.sep
         root_tree, *data_trees = plan.trees
         others = [tree.target + sep + name for tree in data_trees for name in tree.files]
@@ -480,7 +481,8 @@ class _Planner:
         def in_root(path: str, names: set[str]) -> bool:
             return path.startswith(prefix) and path[len(prefix) :] in names
 
-        placed: set[str] = set()
+        info = self.root + sep + self.manifest.dist_info + sep
+        placed = {info + name for name in _GENERATED}  # the install writes these itself
         needed: set[str] = set()  # directories the others go into
         for destination in others:
             problem = None

@@ -267,6 +267,14 @@ def with_root(scheme: Scheme, root: str | os.PathLike[str]) -> Scheme:
         key: os.path.join(base, os.path.relpath(getattr(scheme, key), os.sep))
         for key in SCHEME_KEYS
     }
+    real_base = os.path.realpath(base)
+    for path in moved.values():  # a symlink below ROOT would move the install elsewhere
+        real = os.path.realpath(path)
+        if real != real_base and not real.startswith(real_base.rstrip(os.sep) + os.sep):
+            raise TargetError(
+                f"{path} leads out of {base} (to {real}) through a symlink; refusing to "
+                "install there"
+            )
     return replace(scheme, externally_managed=None, **moved)  # type: ignore[arg-type]
 
 

@@ -459,3 +459,17 @@ def test_list_prints_no_control_character_from_the_target(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout
     assert "pip?]0;pwned?" in done.stdout
+
+
+def test_an_error_quoting_a_wheels_metadata_prints_no_control_character(tmp_path: Path) -> None:
+    wheel = build_wheel(
+        tmp_path / "dist",
+        name="demo",
+        metadata_text="Metadata-Version: 2.1\nName: demo\nVersion: 1.0\x1b]0;pwned\x07\x9b2J\n",
+    )
+
+    done = asynclink("install", "--target", tmp_path / "t", "--cache-dir", tmp_path / "c", wheel)
+
+    assert done.returncode == 1
+    assert "Version: 1.0?]0;pwned??2J" in done.stderr
+    assert not any(c in done.stderr for c in "\x1b\x07\x9b")

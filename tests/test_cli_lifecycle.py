@@ -195,6 +195,26 @@ def test_root_moves_every_directory_of_the_target_below_it(
     assert not (site_packages(venv) / "alpha").exists()
 
 
+def test_root_refuses_a_symlink_below_it_that_leads_elsewhere(
+    tmp_path: Path, wheels: Path, venv: Path
+) -> None:
+    """``ROOT/tmp -> elsewhere`` would put the whole install (and an uninstall's deletions)
+    there."""
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root.mkdir()
+    first = venv.relative_to("/").parts[0]
+    (root / first).symlink_to(elsewhere)
+
+    done = asynclink(
+        "install", "--venv", venv, "--root", root, "--cache-dir", tmp_path / "cache", wheels
+    )
+
+    assert done.returncode == 2
+    assert "through a symlink; refusing to install there" in done.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_prefix_does_not_go_with_target(tmp_path: Path, wheels: Path) -> None:
     done = asynclink("install", "--target", tmp_path / "t", "--prefix", tmp_path / "p", wheels)
 

@@ -125,6 +125,10 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
         },
         "it has .*/bin as a file and as a directory",
     ),
+    "data-over-the-metadata-the-install-writes": (
+        {"files": {**FILES, "evil-1.0.data/purelib/evil-1.0.dist-info/INSTALLER": "me\n"}},
+        "two of its files would be installed as .*evil-1.0.dist-info/INSTALLER",
+    ),
     "console-and-gui-script-of-one-name": (
         {"entry_points": "[console_scripts]\nrun = evil:main\n[gui_scripts]\nrun = evil:gui\n"},
         "two of its files would be installed as .*bin/run",
@@ -143,6 +147,7 @@ REFUSED_FOR_THE_TARGET = {
     "data-bin-over-a-script",
     "console-and-gui-script-of-one-name",
     "a-root-file-where-the-scripts-go",
+    "data-over-the-metadata-the-install-writes",
 }
 
 

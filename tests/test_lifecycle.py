@@ -3,6 +3,7 @@ sync to a set of wheels, uninstall, list; each one transaction, each on asyncio 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -344,6 +345,57 @@ async def test_a_record_row_a_thousand_directories_deep_is_removed_too(
 
     assert removed.name == "demo" and await installed(scheme) == []
     assert not (Path(scheme.purelib) / "d").exists()
+
+
+async def test_an_uninstall_leaves_the_environments_own_files_whatever_record_says(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    await install_wheels(scheme, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    (site / "bin").mkdir()
+    for name in ("python3", "activate"):
+        (site / "bin" / name).write_text("the environment's\n")
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "bin/python3,,\nbin/activate,,\n")
+
+    await uninstall(scheme, ["demo"])
+
+    assert sorted(os.listdir(site / "bin")) == ["activate", "python3"]
+
+
+async def test_an_uninstall_leaves_another_distributions_metadata_alone(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    both = [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")]
+    await install_wheels(scheme, both, cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    record = site / "beta-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "alpha-1.0.dist-info/METADATA,,\n")
+
+    await uninstall(scheme, ["beta"])
+
+    assert [d.name for d in await installed(scheme)] == ["alpha"]
+    assert (site / "alpha-1.0.dist-info/METADATA").is_file()
+
+
+async def test_an_uninstall_does_not_detach_a_symlink_of_the_environment(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """A venv's ``lib64 -> lib``, named in a RECORD row: only a package directory beside the
+    ``.dist-info`` is a distribution's own symlink."""
+    env = Path(scheme.data)
+    site = env / "lib" / "site-packages"
+    venv_like = dataclasses.replace(scheme, purelib=str(site), platlib=str(site))
+    await install_wheels(venv_like, [wheel(tmp_path)], cache_dir=tmp_path / "cache")
+    (env / "lib" / "x.py").write_text("")
+    (env / "lib64").symlink_to("lib")
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "../../lib64/x.py,,\n")
+
+    await uninstall(venv_like, ["demo"])
+
+    assert (env / "lib64").is_symlink() and (env / "lib" / "x.py").is_file()
+    assert not (site / "demo").exists()
 
 
 async def test_a_failed_uninstall_puts_everything_back(tmp_path: Path, scheme: Scheme) -> None:
