@@ -2,7 +2,8 @@
 
 Threads would not help (compiling holds the GIL), and the ``.pyc`` format belongs to the
 target interpreter's version, which need not be ours: so each worker is the target interpreter
-itself, fed paths on stdin. A file that does not compile is skipped, as pip and uv do.
+itself, fed paths on stdin, NUL-separated (a path may hold a newline; it cannot hold a NUL) and
+as the filesystem's bytes. A file that does not compile is skipped, as pip and uv do.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import anyio
 __all__ = ["compile_bytecode"]
 
 _WORKER = """
-import compileall, sys
+import compileall, os, sys
 done = 0
-for line in sys.stdin:
+for name in sys.stdin.buffer.read().split(b"\\0"):
     try:
-        done += bool(compileall.compile_file(line.rstrip("\\n"), quiet=2))
+        done += bool(name and compileall.compile_file(os.fsdecode(name), quiet=2))
     except Exception:
         pass
 print(done)
@@ -40,7 +41,9 @@ async def compile_bytecode(interpreter: str, paths: list[str], jobs: int | None 
     async def run(chunk: list[str]) -> None:
         nonlocal compiled
         done = await anyio.run_process(
-            [interpreter, "-I", "-c", _WORKER], input="\n".join(chunk).encode(), check=False
+            [interpreter, "-I", "-c", _WORKER],
+            input=b"\0".join(os.fsencode(path) for path in chunk),
+            check=False,
         )
         compiled += int(done.stdout.strip() or 0)
 

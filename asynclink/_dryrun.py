@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache, archive_sha256
 from ._confinement import Confinement
 from ._fsutil import absolute, canonical_name
-from ._installed import change_for, installed_distributions
+from ._installed import change_for, claim_project, installed_distributions
 from ._manifest import manifest_for_tree
 from ._options import Options
 from ._placing import Placer
@@ -133,4 +133,9 @@ async def plan_install(
     async def one(source: str) -> PlannedWheel:
         return await threads.run_cpu(plan_one, source)
 
-    return await scheduler.run_wheels([absolute(w) for w in wheels], one)
+    sources = list(dict.fromkeys(absolute(w) for w in wheels))  # as an install takes them
+    planned = await scheduler.run_wheels(sources, one)
+    owners: dict[str, str] = {}
+    for source, wheel in zip(sources, planned, strict=True):
+        claim_project(owners, wheel.project, source)  # refused as an install refuses it
+    return planned

@@ -31,7 +31,7 @@ from ._environment import (
     refuse_unrecorded,
     remove_distributions,
 )
-from ._errors import AsyncLinkError, InvalidWheelError, TargetError
+from ._errors import AsyncLinkError, TargetError
 from ._events import (
     DistributionRemoved,
     EventCallback,
@@ -42,7 +42,14 @@ from ._events import (
 )
 from ._fsutil import absolute, canonical_name
 from ._helpers import HELPER_PROCESSES, Unpacked
-from ._installed import AlreadyInstalled, nothing_to_do, replacing, skipped_result, survey
+from ._installed import (
+    AlreadyInstalled,
+    claim_project,
+    nothing_to_do,
+    replacing,
+    skipped_result,
+    survey,
+)
 from ._manifest import ManifestMemo, manifest_for_tree
 from ._modes import LinkMode
 from ._options import FILESYSTEM_THREADS, Options
@@ -500,14 +507,7 @@ class _Environment:
         """Refuse a second wheel of one project (as pip and uv do); if the project is
         installed, read what its old versions own and detach the symlinks on the way. Returns
         what the install does to the project, and the version it replaces."""
-        manifest = unpacked.manifest
-        project = canonical_name(manifest.name)
-        owner = self._owners.setdefault(project, source)
-        if owner != source:
-            both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
-            raise InvalidWheelError(
-                os.path.basename(source), f"{both} both install {project}; give only one"
-            )
+        project = claim_project(self._owners, unpacked.manifest.name, source)
         old = self._installed.get(project)
         if not old:
             return Action.INSTALLED, None
@@ -515,7 +515,7 @@ class _Environment:
             _detached, batch.journal, old, self.confinement
         )
         replaced = distributions[0].version
-        return replacing(replaced, manifest.version), replaced
+        return replacing(replaced, unpacked.manifest.version), replaced
 
     async def finish(self, batch: _Batch) -> None:
         """After the last wheel: ``.pth`` files, then what the old versions own and the new

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ._cache import WheelCache, archive_sha256
 from ._confinement import JOURNAL_NAME, LOCK_NAME
-from ._errors import AsyncLinkError
+from ._errors import AsyncLinkError, InvalidWheelError
 from ._fsutil import canonical_name, read_small
 from ._manifest import manifest_for_tree
 from ._modes import LinkMode
@@ -34,6 +34,7 @@ __all__ = [
     "Change",
     "Survey",
     "change_for",
+    "claim_project",
     "installed_as",
     "installed_distributions",
     "list_installed",
@@ -99,6 +100,20 @@ class Change(NamedTuple):
     action: Action
     replaced: str | None
     """The version installed now (``None`` when there is none)."""
+
+
+def claim_project(owners: dict[str, str], name: str, source: str) -> str:
+    """Note in ``owners`` (project -> source) that ``source`` installs the project ``name``,
+    and return the project's canonical name; refuse a second wheel of one project in one call,
+    as pip and uv do (which one would win is not the caller's to guess)."""
+    project = canonical_name(name)
+    owner = owners.setdefault(project, source)
+    if owner != source:
+        both = " and ".join(sorted(os.path.basename(path) for path in (owner, source)))
+        raise InvalidWheelError(
+            os.path.basename(source), f"{both} both install {project}; give only one"
+        )
+    return project
 
 
 def change_for(dist_infos: Sequence[str], version: str, digest: str, reinstall: bool) -> Change:

@@ -477,6 +477,8 @@ class _Planner:
             return
         prefix = root_tree.target + sep
         root_files, root_dirs = set(root_tree.files), set(root_tree.dirs)
+        # The root's top-level .pth files, placed after every other file, are the root's too.
+        root_files.update(destination[len(prefix) :] for _, destination in plan.late)
 
         def in_root(path: str, names: set[str]) -> bool:
             return path.startswith(prefix) and path[len(prefix) :] in names

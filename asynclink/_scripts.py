@@ -17,6 +17,8 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from ._errors import TargetError
+
 __all__ = [
     "EntryPoint",
     "launcher",
@@ -50,16 +52,25 @@ if __name__ == "__main__":
 
 #: Linux reads at most 127 bytes of a ``#!`` line (``BINPRM_BUF_SIZE`` was 128 until 5.1).
 _MAX_SHEBANG = 127
+#: What a ``#!`` line cannot hold in its interpreter's path: it ends at whitespace.
+_BREAKS_SHEBANG = re.compile(rb"[\s\x00-\x1f\x7f]")
 
 
 def shebang(interpreter: str) -> bytes:
     """The first line(s) that make a script run with ``interpreter``.
 
-    A path with a space, or too long for the kernel to read, gets the ``/bin/sh`` trampoline
-    that pip and ``installer`` use: the shell runs the ``exec`` line, Python sees a string.
+    A path with whitespace or a control character (the kernel ends the ``#!`` line at the
+    first), or too long for the kernel to read, gets the ``/bin/sh`` trampoline that pip and
+    ``installer`` use: the shell runs the ``exec`` line, Python sees a string. A path that is
+    not UTF-8 cannot be named in a Python source file at all: :class:`~asynclink.TargetError`.
     """
-    path = interpreter.encode("utf-8")
-    if b" " not in path and len(path) + 3 <= _MAX_SHEBANG:
+    try:
+        path = interpreter.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TargetError(
+            f"the interpreter path {interpreter!r} is not UTF-8, so no script can name it"
+        ) from None
+    if not _BREAKS_SHEBANG.search(path) and len(path) + 3 <= _MAX_SHEBANG:
         return b"#!" + path
     quoted = shlex.quote(interpreter).encode("utf-8")
     return b"#!/bin/sh\n'''exec' " + quoted + b' "$0" "$@"\n' + b"' '''"

@@ -547,3 +547,22 @@ async def test_a_missing_site_packages_is_not_made_through_a_symlink_leading_out
         await install_wheels(nested, [build_wheel(tmp_path)], cache_dir=tmp_path / "cache")
 
     assert snapshot(outside) == before
+
+
+async def test_compiling_into_a_target_whose_path_holds_a_newline_writes_only_there(
+    tmp_path: Path,
+) -> None:
+    """The paths go to the compiling interpreter NUL-separated: one per line split this one in
+    two, the second naming a directory elsewhere."""
+    elsewhere = make_tree(tmp_path / "elsewhere", {"demo/__init__.py": "OTHER = 1\n"})
+    target = Path(f"{tmp_path / 'a'}\n{elsewhere}")
+    wheel = build_wheel(tmp_path, files={"demo/__init__.py": "X = 1\n"})
+    before = snapshot(elsewhere)
+
+    result = await install_wheels(
+        Scheme.for_directory(target), [wheel], cache_dir=tmp_path / "cache", compile=True
+    )
+
+    assert result.compiled == 1
+    assert list((target / "demo" / "__pycache__").glob("__init__.*.pyc"))
+    assert snapshot(elsewhere) == before

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asynclink import PlannedFile, Scheme, plan_install
+from asynclink import InvalidWheelError, PlannedFile, Scheme, plan_install
 from tests.trees import snapshot
 from tests.wheels import build_wheel
 
@@ -26,3 +26,22 @@ async def test_a_script_is_read_from_an_archive_wherever_it_lies(tmp_path: Path)
     assert PlannedFile(f"{scheme.scripts}/tool", None, "write") in planned.files
     assert planned.cached is False and planned.archive == str(wheel)
     assert snapshot(tmp_path) == before
+
+
+async def test_a_dry_run_refuses_two_wheels_of_one_project_as_an_install_does(
+    tmp_path: Path,
+) -> None:
+    wheels = [build_wheel(tmp_path / f"d{v}", name="demo", version=v) for v in ("1.0", "2.0")]
+
+    with pytest.raises(InvalidWheelError, match="both install demo; give only one"):
+        await plan_install(Scheme.for_directory(tmp_path / "env"), wheels, cache_dir=tmp_path)
+
+
+async def test_a_dry_run_plans_a_wheel_named_twice_once(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "dist", name="demo")
+
+    planned = await plan_install(
+        Scheme.for_directory(tmp_path / "env"), [wheel, wheel], cache_dir=tmp_path / "cache"
+    )
+
+    assert [p.project for p in planned] == ["demo"]

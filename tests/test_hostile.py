@@ -129,6 +129,10 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
         {"files": {**FILES, "evil-1.0.data/purelib/evil-1.0.dist-info/INSTALLER": "me\n"}},
         "two of its files would be installed as .*evil-1.0.dist-info/INSTALLER",
     ),
+    "data-purelib-over-a-root-pth": (
+        {"files": {**FILES, "evil.pth": "\n", "evil-1.0.data/purelib/evil.pth": "import os\n"}},
+        "two of its files would be installed as .*evil.pth",
+    ),
     "console-and-gui-script-of-one-name": (
         {"entry_points": "[console_scripts]\nrun = evil:main\n[gui_scripts]\nrun = evil:gui\n"},
         "two of its files would be installed as .*bin/run",
@@ -148,6 +152,7 @@ REFUSED_FOR_THE_TARGET = {
     "console-and-gui-script-of-one-name",
     "a-root-file-where-the-scripts-go",
     "data-over-the-metadata-the-install-writes",
+    "data-purelib-over-a-root-pth",
 }
 
 

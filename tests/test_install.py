@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from asynclink import (
     install_wheels,
     unpack_wheels,
 )
+from tests.environments import make_venv
 from tests.wheels import build_wheel, record_hash
 
 pytestmark = pytest.mark.anyio
@@ -479,3 +481,32 @@ async def test_pips_launchers_are_named_for_the_target_interpreter(tmp_path: Pat
 
     assert sorted(result.wheels[0].scripts) == ["pip", "pip3", "pip3.12"]
     assert sorted(os.listdir(scheme.scripts)) == ["pip", "pip3", "pip3.12"]
+
+
+async def test_a_launcher_runs_in_a_venv_whose_path_holds_a_tab(tmp_path: Path) -> None:
+    """A ``#!`` line ends at whitespace: such a path gets the ``/bin/sh`` trampoline."""
+    venv = make_venv(tmp_path / "a\tb")
+    wheel = build_wheel(
+        tmp_path / "dist",
+        files={"demo/__init__.py": "def main():\n    print('ran')\n"},
+        entry_points="[console_scripts]\ndemo-run = demo:main\n",
+    )
+
+    await install_wheels(venv, [wheel], cache_dir=tmp_path / "cache")
+
+    done = subprocess.run([venv / "bin" / "demo-run"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ran\n"
+
+
+async def test_an_interpreter_path_that_is_not_utf8_is_refused_for_scripts(
+    tmp_path: Path,
+) -> None:
+    """A script's source is UTF-8: no ``#!`` line or trampoline can name such a path."""
+    scheme = Scheme.for_directory(tmp_path / "env", interpreter=os.fsdecode(b"/opt/py\xff/python"))
+    wheel = build_wheel(tmp_path / "dist", entry_points="[console_scripts]\nrun = demo:main\n")
+
+    with pytest.raises(TargetError, match="is not UTF-8, so no script can name it"):
+        await install_wheels(scheme, [wheel], cache_dir=tmp_path / "cache")
+
+    assert not (tmp_path / "env" / "demo").exists()
