@@ -250,6 +250,10 @@ def manifest_for_tree(tree: str) -> Manifest:
     if len(infos) != 1:
         raise InvalidWheelError(label, f"expected one .dist-info directory, found {infos}")
     dist_info = infos[0]
+    if os.path.islink(os.path.join(tree, dist_info)):
+        raise InvalidWheelError(
+            label, f"{dist_info} is a symlink; an unpacked wheel's metadata must be its own"
+        )
     from ._wheelinfo import WheelName, check_metadata_name, read_dist_info
 
     def text(relative: str) -> str | None:
@@ -270,6 +274,14 @@ def manifest_for_tree(tree: str) -> Manifest:
         dirnames.sort()
         relative_dir = os.path.relpath(directory, tree).replace(os.sep, "/")
         prefix = "" if relative_dir == "." else relative_dir + "/"
+        for name in dirnames:  # os.walk lists them and never goes in: the files would be lost
+            if os.path.islink(os.path.join(directory, name)):
+                raise InvalidWheelError(
+                    label,
+                    f"{prefix}{name} is a symlink to a directory; an unpacked wheel's "
+                    "directories must be its own",
+                    prefix + name,
+                )
         for file_name in sorted(filenames):
             relative = normalise_member(label, prefix + file_name)
             path = os.path.join(directory, file_name)

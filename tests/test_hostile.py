@@ -276,6 +276,27 @@ async def test_a_fifo_in_an_unpacked_wheel_given_to_install_is_refused(tmp_path:
     assert snapshot(target) == before
 
 
+@pytest.mark.parametrize("where", ["package", "dist-info"])
+async def test_a_directory_symlink_in_an_unpacked_wheel_given_to_install_is_refused(
+    tmp_path: Path, where: str
+) -> None:
+    """Walking the tree lists such a link and never goes in: its files would be lost (the
+    package), or read from elsewhere (the metadata)."""
+    hostile = tmp_path / "evil"
+    with zipfile.ZipFile(build_wheel(tmp_path / "wheels", name="evil", files=FILES)) as archive:
+        archive.extractall(hostile)
+    linked = hostile / ("evil" if where == "package" else "evil-1.0.dist-info")
+    linked.rename(tmp_path / "moved")
+    linked.symlink_to(tmp_path / "moved")
+    target = make_tree(tmp_path / "sp", {"existing.py": "x\n"})
+    before = snapshot(target)
+
+    with pytest.raises(InvalidWheelError, match="is a symlink"):
+        await install_wheels(Scheme.for_directory(target), [hostile], cache_dir=tmp_path / "c")
+
+    assert snapshot(target) == before
+
+
 async def test_a_symlink_out_of_an_unpacked_wheel_changes_nothing(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("secret\n")
