@@ -30,6 +30,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "Confinement",
     "check_path_length",
+    "is_below",
     "normalise_member",
     "printable",
     "reserved_name_error",
@@ -163,8 +164,8 @@ class Confinement:
         real = {root: os.path.realpath(root) for root in named}
         for inner in named:
             for outer in named:
-                nested = inner != outer and _below(inner, (outer,))
-                if nested and not _below(real[inner], (real[outer],)):
+                nested = inner != outer and is_below(inner, (outer,))
+                if nested and not is_below(real[inner], (real[outer],)):
                     raise TargetError(
                         f"{inner} leads out of the environment (to {real[inner]}, outside "
                         f"{outer}) through a symlink; refusing to change anything there"
@@ -176,7 +177,7 @@ class Confinement:
         text (nothing is resolved)."""
         if not os.path.isabs(path) or os.path.normpath(path) != path:
             return False
-        return _below(path, self.roots)
+        return is_below(path, self.roots)
 
     def resolves_inside(self, directory: str) -> bool:
         """Whether ``directory``, with every symlink on the way resolved, is still inside.
@@ -187,12 +188,13 @@ class Confinement:
         """
         known = self._resolved.get(directory)
         if known is None:
-            known = self._resolved[directory] = _below(os.path.realpath(directory), self.real_roots)
+            real = os.path.realpath(directory)
+            known = self._resolved[directory] = is_below(real, self.real_roots)
         return known
 
     def root_of(self, path: str) -> str | None:
         """The deepest root that holds ``path`` (read as text), if any."""
-        holders = [root for root in self.roots if _below(path, (root,))]
+        holders = [root for root in self.roots if is_below(path, (root,))]
         return max(holders, key=len) if holders else None
 
     def symlink_on_the_way(self, path: str) -> str | None:
@@ -223,5 +225,6 @@ def _nothing_reserved(path: str) -> None:
     return None
 
 
-def _below(path: str, roots: tuple[str, ...]) -> bool:
+def is_below(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of ``roots`` or below one, read as text."""
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ._confinement import is_below
 from ._errors import TargetError
 from ._fsutil import absolute, read_small, write_memo
 
@@ -270,7 +271,7 @@ def with_root(scheme: Scheme, root: str | os.PathLike[str]) -> Scheme:
     real_base = os.path.realpath(base)
     for path in moved.values():  # a symlink below ROOT would move the install elsewhere
         real = os.path.realpath(path)
-        if real != real_base and not real.startswith(real_base.rstrip(os.sep) + os.sep):
+        if not is_below(real, (real_base,)):
             raise TargetError(
                 f"{path} leads out of {base} (to {real}) through a symlink; refusing to "
                 "install there"
