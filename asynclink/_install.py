@@ -54,7 +54,13 @@ from ._manifest import ManifestMemo, manifest_for_tree
 from ._modes import LinkMode
 from ._options import FILESYSTEM_THREADS, Options
 from ._placing import Placer
-from ._plan import WheelPlan, destinations, plan_unpacked_tree, plan_wheel
+from ._plan import (
+    WheelPlan,
+    destinations,
+    plan_unpacked_tree,
+    plan_wheel,
+    refuse_escaping_symlinks,
+)
 from ._results import (
     Action,
     Conflict,
@@ -328,8 +334,12 @@ async def link_wheels(
     async def prepare(batch: _Batch, source: str) -> Prepared:
         return Prepared(await threads.run(plan_unpacked_tree, None, source, target))
 
+    async def after(batch: _Batch) -> None:
+        await threads.run(refuse_escaping_symlinks, batch.plans, confinement)
+
     sources = [absolute(wheel) for wheel in wheels]
-    outcome = await _run_batch(options, threads, target, Confinement.of([target]), sources, prepare)
+    confinement = Confinement.of([target])
+    outcome = await _run_batch(options, threads, target, confinement, sources, prepare, after=after)
     elapsed = time.perf_counter() - started
     return LinkResult(target, outcome.wheels, outcome.conflicts, elapsed, outcome.recovered)
 

@@ -22,7 +22,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from ._cache import UnpackedWheel
-from ._confinement import RESERVED_PREFIX, reserved_name_error, special_file_error
+from ._confinement import (
+    RESERVED_PREFIX,
+    Confinement,
+    is_below,
+    reserved_name_error,
+    special_file_error,
+)
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs, canonical_name
 from ._installed import SOURCE_FILE
@@ -39,6 +45,7 @@ __all__ = [
     "destinations",
     "plan_unpacked_tree",
     "plan_wheel",
+    "refuse_escaping_symlinks",
     "single_destinations",
     "site_files",
 ]
@@ -243,7 +250,7 @@ def plan_unpacked_tree(wheel: str | None, source: str, target: str) -> WheelPlan
                     raise InvalidWheelError(wheel, f"cannot read {entry.path}: {error}") from error
                 subdirs.append((children, relative + sep))
             elif entry.is_symlink():
-                text = _inside_link(wheel, entry.path, real_root)
+                text = _inside_link(wheel, entry.path, source, real_root)
                 plan.symlinks.append((text, target + sep + relative))
             elif not entry.is_file(follow_symlinks=False):
                 raise special_file_error(wheel, relative)
@@ -292,15 +299,56 @@ def _name(entry: os.DirEntry[str]) -> str:
     return entry.name
 
 
-def _inside_link(wheel: str, path: str, real_root: str) -> str:
-    """The text of the symlink at ``path``, if what it points to is inside the wheel."""
+def _inside_link(wheel: str, path: str, source: str, real_root: str) -> str:
+    """The text to give the copy of the symlink at ``path``, if what it points to is inside
+    the wheel.
+
+    A relative text is given normalised (``hop/../x`` as ``x``): in site-packages a component
+    on its way may be another wheel's symlink (``hop -> .``), and ``..`` after it would climb
+    out of site-packages. A text that means something else once normalised (``..`` after a
+    symlink of the tree) is refused, as is one that leaves the tree's path and comes back.
+    """
     text = os.readlink(path)
     resolved = os.path.realpath(path)
-    if resolved != real_root and not resolved.startswith(real_root + os.sep):
+    if not is_below(resolved, (real_root,)):
         raise InvalidWheelError(
             wheel, f"symlink {path} -> {text} points outside the unpacked wheel", entry=path
         )
-    return text
+    if os.path.isabs(text):
+        return text
+    parent = os.path.dirname(path)
+    lexical = os.path.normpath(os.path.join(parent, text))
+    if not is_below(lexical, (source,)) or os.path.realpath(lexical) != resolved:
+        raise InvalidWheelError(
+            wheel,
+            f"symlink {path} -> {text} goes up through another symlink; only links that "
+            "mean the same when normalised are recreated",
+            entry=path,
+        )
+    return os.path.relpath(lexical, parent)
+
+
+def refuse_escaping_symlinks(plans: Iterable[WheelPlan], confinement: Confinement) -> None:
+    """Once every wheel is placed: refuse (before the commit) a recreated symlink that
+    resolves outside the bounds and outside its own tree.
+
+    Each text was checked against its own tree, but in site-packages the directories on its
+    way may be the target's own symlinks (``pkg -> .``): only the placed link says where it
+    really leads.
+    """
+    for plan in plans:
+        if not plan.symlinks:
+            continue
+        allowed = (*confinement.real_roots, os.path.realpath(plan.source))
+        for text, destination in plan.symlinks:
+            resolved = os.path.realpath(destination)
+            if not is_below(resolved, allowed):
+                raise InvalidWheelError(
+                    plan.wheel,
+                    f"symlink {destination} -> {text} resolves outside site-packages "
+                    f"(to {resolved}) through the target's own symlinks",
+                    entry=destination,
+                )
 
 
 # -- the plan of a wheel from the cache, in the order of the specification's steps -----------

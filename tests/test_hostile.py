@@ -310,3 +310,38 @@ async def test_a_symlink_out_of_an_unpacked_wheel_changes_nothing(tmp_path: Path
 
     assert snapshot(target) == before
     assert secret.read_text() == "secret\n"
+
+
+async def test_symlinks_of_two_trees_cannot_chain_out_of_site_packages(tmp_path: Path) -> None:
+    # In its own tree, evil's "leak" goes through a missing "hop" and stays inside; in
+    # site-packages "hop" is hopper's link to "." and the same text would climb out of it.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret\n")
+    hopper = wheel_tree(tmp_path / "hopper", "hopper", GOOD, symlinks={"hop": "."})
+    hostile = wheel_tree(tmp_path / "evil", "evil", FILES, symlinks={"leak": "hop/../secret.txt"})
+    target = tmp_path / "sp"
+    target.mkdir()
+
+    await link_wheels(target, [hopper, hostile], mode="copy", jobs=1)
+
+    assert os.readlink(target / "leak") == "secret.txt"
+    assert Path(os.path.realpath(target / "leak")).parent == target
+
+
+async def test_a_symlink_that_the_target_makes_resolve_outside_is_refused(tmp_path: Path) -> None:
+    # The target's own "pkg" is a link to "."; evil's "pkg/leak -> ../secret.txt" would land
+    # in site-packages itself and point one level above it.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret\n")
+    hostile = wheel_tree(tmp_path / "evil", "evil", FILES, symlinks={"pkg/leak": "../secret.txt"})
+    (tmp_path / "evil" / "secret.txt").write_text("inside the tree\n")
+    target = make_tree(tmp_path / "sp", {"existing.py": "x\n"})
+    (target / "pkg").symlink_to(".")
+    before = snapshot(target)
+
+    with pytest.raises(InvalidWheelError, match="resolves outside") as caught:
+        await link_wheels(target, [hostile], mode="copy")
+
+    assert "evil" in str(caught.value) and "leak" in str(caught.value)
+    assert snapshot(target) == before
+    assert secret.read_text() == "secret\n"

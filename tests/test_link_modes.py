@@ -169,6 +169,37 @@ async def test_a_symlink_out_of_the_wheel_is_refused(tmp_path: Path) -> None:
     assert list(site_packages.iterdir()) == []
 
 
+async def test_a_symlink_that_climbs_through_another_is_refused(tmp_path: Path) -> None:
+    # "deep/.." is "pkg/inner" through the link, "pkg" once normalised: the two differ.
+    source = wheel_tree(
+        tmp_path / "wheel",
+        "pkg",
+        {**FILES, "pkg/inner/sub/x.py": "x\n"},
+        symlinks={"pkg/deep": "inner/sub", "pkg/up": "deep/.."},
+    )
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    from asynclink import InvalidWheelError
+
+    with pytest.raises(InvalidWheelError, match="goes up through another symlink"):
+        await link_wheels(site_packages, [source], mode="copy")
+    assert list(site_packages.iterdir()) == []
+
+
+async def test_a_symlink_inside_the_wheel_is_recreated_normalised(tmp_path: Path) -> None:
+    source = wheel_tree(
+        tmp_path / "wheel", "pkg", FILES, symlinks={"pkg/alias.py": "./missing/../core.py"}
+    )
+    site_packages = tmp_path / "sp"
+    site_packages.mkdir()
+
+    await link_wheels(site_packages, [source], mode="copy")
+
+    assert os.readlink(site_packages / "pkg/alias.py") == "core.py"
+    assert (site_packages / "pkg/alias.py").read_text() == FILES["pkg/core.py"]
+
+
 async def test_a_directory_in_the_way_of_a_file_is_a_clear_error(tmp_path: Path) -> None:
     source = wheel_tree(tmp_path / "wheel", "pkg", FILES)
     site_packages = make_tree(tmp_path / "sp", {"pkg/core.py/inner.txt": "a directory\n"})
