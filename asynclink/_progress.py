@@ -56,22 +56,21 @@ class QuietReporter(Reporter):
 
 
 class PlainReporter(Reporter):
-    """A line per change and a summary: for logs, pipes and terminals without ``rich``."""
+    """A line per change and a summary: for logs, pipes and terminals without ``rich``.
+
+    The changes are printed when the call has succeeded, as uv prints them: a batch that
+    fails is rolled back, and a ``+ name`` line of it would announce what is not there.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.changes: list[str] = []
 
     def __call__(self, event: Event) -> None:
-        lines: list[str] = []
-        if isinstance(event, WheelFinished):
-            lines = change_lines(event.result)
-        elif isinstance(event, DistributionRemoved):
-            lines = [removal_line(event.distribution)]
-        for line in lines:
-            print(line, file=self.stream)
+        self.changes += event_lines(event)
 
     def finish(self, result: InstallResult) -> None:
-        for line in summary_lines(result):
+        for line in (*self.changes, *summary_lines(result)):
             print(line, file=self.stream)
 
 
@@ -96,6 +95,8 @@ class RichReporter(Reporter):
             transient=True,
         )
         self.task: Any = None
+        self.changes: list[str] = []
+        """The change lines, printed once the call has succeeded (see :class:`PlainReporter`)."""
         self.files = 0
         self.bytes = 0
         self.unpacking: set[str] = set()
@@ -114,13 +115,9 @@ class RichReporter(Reporter):
             self.bytes += event.result.bytes
             if event.result.archive is not None:
                 self.unpacking.discard(event.result.archive.rpartition("/")[2])
-            for line in change_lines(event.result):
-                self.console.print(_plain(line).replace("  + ", "  [green]+[/] ", 1))
-        elif isinstance(event, DistributionRemoved):
-            line = _plain(removal_line(event.distribution))
-            self.console.print(line.replace("  - ", "  [red]-[/] "))
-        else:
+        elif not isinstance(event, DistributionRemoved):
             return
+        self.changes += event_lines(event)
         shown = f"unpacking {len(self.unpacking)}" if self.unpacking else ""
         done = 1 if isinstance(event, WheelFinished) else 0
         self.progress.update(
@@ -128,6 +125,9 @@ class RichReporter(Reporter):
         )
 
     def finish(self, result: InstallResult) -> None:
+        for line in self.changes:
+            line = _plain(line).replace("  + ", "  [green]+[/] ", 1)
+            self.console.print(line.replace("  - ", "  [red]-[/] ", 1))
         lines = [_plain(line) for line in summary_lines(result)]
         self.console.print(f"[bold green]{lines[0]}[/]")
         for line in lines[1:]:
@@ -147,6 +147,15 @@ def make_reporter(quiet: bool, color: bool = True, stream: TextIO = sys.stderr) 
         except ImportError:
             pass
     return PlainReporter(stream)
+
+
+def event_lines(event: Event) -> list[str]:
+    """The change lines an event adds: a wheel's ``+``/``-`` lines, a removal's ``-`` line."""
+    if isinstance(event, WheelFinished):
+        return change_lines(event.result)
+    if isinstance(event, DistributionRemoved):
+        return [removal_line(event.distribution)]
+    return []
 
 
 def change_lines(result: WheelResult) -> list[str]:

@@ -119,6 +119,21 @@ def test_target_refuses_a_wheel_for_another_platform(tmp_path: Path) -> None:
     assert not (tmp_path / "plain/win").exists()
 
 
+def test_a_failed_batch_announces_no_wheel(tmp_path: Path, wheels: Path) -> None:
+    """alpha is placed first, then beta fails: the batch is rolled back, so no ``+ alpha``."""
+    target = tmp_path / "plain"
+    (target / "beta/__init__.py").mkdir(parents=True)
+
+    done = asynclink(
+        "install", "--jobs", "1", "--target", target, "--cache-dir", tmp_path / "cache", wheels
+    )
+
+    assert done.returncode == 1
+    assert "directory is in the way" in done.stderr
+    assert "+ " not in done.stderr and "Installed" not in done.stderr
+    assert not (target / "alpha").exists()
+
+
 def test_target_checks_the_tags_the_cache_remembers_for_this_interpreter(
     tmp_path: Path, wheels: Path
 ) -> None:
