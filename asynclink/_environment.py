@@ -34,7 +34,7 @@ from ._installed import installed_distributions, list_installed
 from ._options import Options
 from ._record import read_installed
 from ._results import Distribution, RemovedDistribution, UninstallResult
-from ._scheduler import Threads, gather
+from ._scheduler import Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
 from ._transaction import Transaction, transaction
 
@@ -453,7 +453,9 @@ async def uninstall(
                 options.on_event(DistributionRemoved(removed))
             return removed
 
-        removed = await gather(remove(distribution) for distribution in distributions)
+        # One after another, in the order asked for: a file two of them list is counted for
+        # the first, as the dry run counts it (the removals share the one filesystem thread).
+        removed = [await remove(distribution) for distribution in distributions]
         if removed:
             await threads.run(_touch, scheme.purelib)
     elapsed = time.perf_counter() - started
@@ -473,12 +475,16 @@ def _missing(
 
 
 def _would_remove(dist_infos: list[str], confinement: Confinement) -> list[RemovedDistribution]:
-    return [
-        RemovedDistribution(
-            d.name, d.version, d.dist_info, sum(1 for _ in _victims(d, (), confinement))
-        )
-        for d in _readable(dist_infos)
-    ]
+    """What each distribution's removal would count: a file once, for the first that lists
+    it (a ``.pyc`` RECORD lists is also its module's; two distributions may share a file)."""
+    gone: set[str] = set()
+    would: list[RemovedDistribution] = []
+    for distribution in _readable(dist_infos):
+        victims = set(_victims(distribution, (), confinement)) - gone
+        gone |= victims
+        name, version, dist_info = distribution.name, distribution.version, distribution.dist_info
+        would.append(RemovedDistribution(name, version, dist_info, len(victims)))
+    return would
 
 
 def _readable(dist_infos: list[str]) -> list[InstalledDistribution]:

@@ -264,6 +264,30 @@ async def test_uninstall_of_several_removes_them_all_in_one_transaction(
     assert await installed(scheme) == []
 
 
+async def test_an_uninstall_dry_run_counts_what_the_uninstall_removes(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """Two distributions share a file, and one RECORD lists a ``.pyc`` that the module's own
+    ``.pyc`` lookup also finds: each file counts once, in the dry run as in the removal."""
+    shared = {"shared.py": "S = 1\n"}
+    wheels = [
+        wheel(tmp_path, name, files={f"{name}/__init__.py": "", **shared}) for name in ("a", "b")
+    ]
+    await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache", check_conflicts=False)
+    site = Path(scheme.purelib)
+    (site / "a/__pycache__").mkdir()
+    (site / "a/__pycache__/__init__.cpython-311.pyc").write_bytes(b"")
+    record = site / "a-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "a/__pycache__/__init__.cpython-311.pyc,,\n")
+
+    would = await uninstall(scheme, ["a", "b"], dry_run=True)
+    removed = await uninstall(scheme, ["a", "b"])
+
+    assert [(r.name, r.files) for r in would.removed] == [
+        (r.name, r.files) for r in removed.removed
+    ]
+
+
 async def test_a_missing_name_is_an_error_unless_it_may_be_absent(
     tmp_path: Path, scheme: Scheme
 ) -> None:
