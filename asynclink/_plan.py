@@ -16,6 +16,7 @@ absolute paths per file and Python does not build them.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,7 +35,7 @@ from ._fsutil import add_parent_dirs, canonical_name
 from ._installed import SOURCE_FILE
 from ._manifest import Manifest, load_manifest
 from ._options import Options
-from ._record import RecordEntry, find_row, format_row, row_for, row_path
+from ._record import RecordEntry, find_row, format_row, row_for
 from ._scheme import Scheme
 from ._scripts import launcher, launchers_for, read_script, rewrite_shebang, setuptools_wrappers
 
@@ -404,7 +405,12 @@ class _Planner:
             size=manifest.size,
         )
         self.rows = manifest.rows()
-        self.extra_rows: list[str] = []
+        """The RECORD rows of the root's files, sorted by path (as :attr:`paths`)."""
+        self.paths: list[str] = []
+        """The path of each of :attr:`rows`: where a new row goes is found by bisecting
+        these strings, not the rows through a key function (12 us a row)."""
+        self.extra_rows: list[tuple[str, str]] = []
+        """(path, row) of each file the install adds or moves: metadata, launchers, data."""
         self.extra_dirs: dict[str, None] = {}
         self.stop = {self.root, scheme.data, scheme.purelib, scheme.platlib}
         self.launchers = launchers_for(manifest.entry_points, scheme.version)
@@ -423,6 +429,7 @@ class _Planner:
         if skipped:
             kept = [i for i, path in enumerate(files) if path not in skipped]
             files, self.rows = [files[i] for i in kept], [self.rows[i] for i in kept]
+        self.paths = list(files)  # a copy: the manifest's list may be shared by many installs
         if late:
             files = [path for path in files if path not in late]
             plan.late = [(plan.source + sep + name, root + sep + name) for name in late]
@@ -455,7 +462,8 @@ class _Planner:
                     continue
             add_parent_dirs(tree.dirs, rest, os.sep)
             tree.tree.files.append(rest.replace("/", os.sep))
-            self.extra_rows.append(format_row(entry._replace(path=tree.prefix + rest)))
+            path = tree.prefix + rest
+            self.extra_rows.append((path, format_row(entry._replace(path=path))))
         for tree in trees.values():
             tree.tree.dirs = list(tree.dirs)
             self.plan.trees.append(tree.tree)
@@ -467,7 +475,7 @@ class _Planner:
         if key == "headers":  # pip and uv: the normalised name, headers-dist not headers.dist
             base = os.path.join(base, canonical_name(self.manifest.name))
         _add_ancestors(self.extra_dirs, base, self.stop)
-        prefix = _relative(base, self.root)
+        prefix = _relative_directory(base, self.root)
         source = self.plan.source + os.sep + self.manifest.data_dir + os.sep + key
         return _DataTree(Tree(source, base), {}, "" if prefix == "." else prefix + "/")
 
@@ -488,7 +496,7 @@ class _Planner:
         if rewritten is None:
             return False
         self.plan.writes.append((destination, rewritten, 0o755))
-        self.extra_rows.append(row_for(_relative(destination, self.root), rewritten))
+        self._add_row(_relative(destination, self.root), rewritten)
         return True
 
     # "Recommended installer features": generate script wrappers for entry points.
@@ -505,7 +513,7 @@ class _Planner:
                 )
             content = launcher(entry, scheme.interpreter)
             self.plan.writes.append((destination, content, 0o755))
-            self.extra_rows.append(row_for(_relative(destination, self.root), content))
+            self._add_row(_relative(destination, self.root), content)
 
     def refuse_collisions(self) -> None:
         """Refuse (``InvalidWheelError``) two parts of the wheel that land on one path, or a
@@ -554,6 +562,10 @@ class _Planner:
                 )
             placed.add(destination)
 
+    def _add_row(self, relative: str, content: bytes) -> None:
+        """The RECORD row of a file the install writes itself."""
+        self.extra_rows.append((relative, row_for(relative, content)))
+
     # 2.d: "Update distribution-1.0.dist-info/RECORD with the installed paths." With the
     # "recording installed projects" files: INSTALLER, REQUESTED, direct_url.json.
     def record_installed(self, options: Options) -> None:
@@ -570,13 +582,15 @@ class _Planner:
             source = {"wheel": manifest.filename, "sha256": self.unpacked.digest}
             metadata[SOURCE_FILE] = json.dumps(source, sort_keys=True).encode()
         for name, content in metadata.items():
-            destination = info + sep + name
-            plan.writes.append((destination, content, 0o644))
-            self.extra_rows.append(row_for(_relative(destination, self.root), content))
-        self.extra_rows.append(f"{manifest.dist_info}/RECORD,,")
-        rows = self.rows
-        for row in self.extra_rows:
-            bisect.insort(rows, row, key=row_path)
+            plan.writes.append((info + sep + name, content, 0o644))
+            self._add_row(f"{manifest.dist_info}/{name}", content)
+        record = f"{manifest.dist_info}/RECORD"
+        self.extra_rows.append((record, record + ",,"))
+        rows, paths = self.rows, self.paths
+        for path, row in self.extra_rows:
+            at = bisect.bisect_right(paths, path)
+            paths.insert(at, path)
+            rows.insert(at, row)
         plan.record = "\n".join(rows)
         plan.writes.append((info + sep + "RECORD", (plan.record + "\n").encode(), 0o644))
         plan.dirs = list(self.extra_dirs)
@@ -610,7 +624,7 @@ def _refuse_reserved_in_root(wheel: str, scheme: Scheme, root: str, files: list[
         if directory == root:
             candidates = [path for path in files if "/" not in path]
         elif directory.startswith(root + os.sep):
-            prefix = _relative(directory, root) + "/"
+            prefix = _relative_directory(directory, root) + "/"
             start = bisect.bisect_left(files, prefix)
             end = bisect.bisect_left(files, prefix[:-1] + chr(ord("/") + 1), start)
             candidates = files[start:end]
@@ -635,7 +649,19 @@ def _has(sorted_paths: list[str], path: str) -> bool:
 
 
 def _relative(destination: str, root: str) -> str:
-    return os.path.relpath(destination, root).replace(os.sep, "/")
+    """The file ``destination`` as RECORD names it: relative to ``root``, with ``/``."""
+    directory, _, name = destination.rpartition(os.sep)
+    if directory == root:
+        return name
+    return _relative_directory(directory, root) + "/" + name
+
+
+@functools.lru_cache(maxsize=64)
+def _relative_directory(directory: str, root: str) -> str:
+    """The directory ``directory`` relative to ``root``, with ``/`` (``os.path.relpath``:
+    ``..`` where it is an ancestor of ``root``), remembered: every wheel's launchers and ``.data``
+    files go to the few directories of one scheme (``relpath`` costs 10 us a call)."""
+    return os.path.relpath(directory, root).replace(os.sep, "/")
 
 
 def _add_ancestors(found: dict[str, None], directory: str, stop: set[str]) -> None:
