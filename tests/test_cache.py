@@ -117,3 +117,19 @@ async def test_a_cache_that_is_a_file_is_an_error_naming_it(tmp_path: Path) -> N
             await keep
 
     assert cache.read_text() == "not a cache\n"
+
+
+def test_the_intact_check_reads_each_files_recorded_size_quoted_or_not() -> None:
+    """The spot check finds a sampled file's row in the RECORD text, without splitting it."""
+    from asynclink._cache import _recorded_size
+    from asynclink._manifest import Manifest
+    from asynclink._record import RecordEntry, format_row
+
+    files = sorted(["a", "a.py", "we,ird.py", 'q"uote.py', "z/b.py"])
+    rows = [format_row(RecordEntry(path, "sha256=x", 10 * n + 1)) for n, path in enumerate(files)]
+    manifest = Manifest(
+        "demo-1.0-py3-none-any.whl", "demo", "1.0", "demo-1.0.dist-info", True, (), (),
+        files, "\n".join(rows), [], (), 0, (),
+    )  # fmt: skip
+
+    assert [_recorded_size(manifest, n) for n in range(len(files))] == [1, 11, 21, 31, 41]
