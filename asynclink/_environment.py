@@ -407,7 +407,8 @@ async def uninstall(
     lock_timeout: float | None = None,
     on_event: EventCallback | None = None,
 ) -> UninstallResult:
-    """Remove the distributions ``names`` from ``target``, several at once, as one transaction.
+    """Remove the distributions ``names`` from ``target``, in the order named, in one
+    transaction.
 
     Every path its RECORD lists goes, the ``.pyc`` files of its modules (as pip removes them),
     its scripts, and the directories that leaves empty; never a path outside the environment,
