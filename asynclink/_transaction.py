@@ -74,6 +74,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import cast
 
 import anyio
+import anyio.lowlevel
 
 from ._confinement import JOURNAL_NAME, LOCK_NAME, Confinement, printable
 from ._errors import LockTimeoutError, RollbackError, TargetError
@@ -765,11 +766,12 @@ class TargetLock:
 
 async def wait_for(
     lock: TargetLock, limiter: anyio.CapacityLimiter, on_event: EventCallback | None
-) -> None:
-    """Take ``lock``, waiting (and saying so once) while another installer holds it."""
-    root = os.path.dirname(lock.path)
+) -> float:
+    """Take ``lock``, waiting (and saying so once) while another installer holds it; return
+    how long that took."""
     started = time.perf_counter()
     if not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
+        root = os.path.dirname(lock.path)
         logger.warning("waiting for another installer to finish with %s", root)
         if on_event is not None:
             on_event(WaitingForLock(root))
@@ -777,8 +779,7 @@ async def wait_for(
         while not await anyio.to_thread.run_sync(lock.try_acquire, limiter=limiter):
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
-    if on_event is not None:
-        on_event(LockAcquired(root, time.perf_counter() - started))
+    return time.perf_counter() - started
 
 
 @contextlib.asynccontextmanager
@@ -794,14 +795,16 @@ async def _locked(
     lock = TargetLock(root)
     try:
         with anyio.fail_after(lock_timeout):
-            await wait_for(lock, limiter, on_event)
+            waited = await wait_for(lock, limiter, on_event)
     except TimeoutError:  # before OSError, of which it is a subclass
         raise LockTimeoutError(
             f"another installer kept {lock.path} locked for more than {lock_timeout:g}s"
         ) from None
     except OSError as error:
         raise TargetError(f"cannot lock {lock.path}: {error.strerror}") from error
-    try:
+    try:  # from here on, whatever happens (a callback that raises included) lets go of it
+        if on_event is not None:
+            on_event(LockAcquired(root, waited))
         yield (
             lock,
             await anyio.to_thread.run_sync(recover_journals, root, confinement, limiter=limiter),
@@ -839,6 +842,10 @@ async def transaction(
             journal.held_fds = (lock.fd,) if lock.fd is not None else ()
             try:
                 yield journal
+                # A cancellation that came while the body's last step ran in a thread (it
+                # cannot be cut short) is delivered here, before the commit, which is then
+                # shielded: the batch is rolled back or committed, never left half way.
+                await anyio.lowlevel.checkpoint_if_cancelled()
             except BaseException as error:
                 with anyio.CancelScope(shield=True):
                     report = await anyio.to_thread.run_sync(journal.rollback, limiter=limiter)
@@ -849,7 +856,8 @@ async def transaction(
                     raise RollbackError(f"{error}; {report}") from error
                 raise
             else:
-                await anyio.to_thread.run_sync(journal.commit, limiter=limiter)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(journal.commit, limiter=limiter)
                 committed = journal
     finally:
         if undone is not None and undone.discarded:  # the lock (a file in root) is gone now,

@@ -18,9 +18,11 @@ import anyio
 import pytest
 
 from asynclink import (
+    ConflictFound,
     InvalidWheelError,
     LinkError,
     LinkMode,
+    LockAcquired,
     LockTimeoutError,
     Scheme,
     WheelLinked,
@@ -88,6 +90,41 @@ async def test_a_failed_batch_leaves_the_target_as_it_was(tmp_path: Path, mode: 
     assert snapshot(target) == before
     assert any("rolled back: removed" in note for note in caught.value.__notes__)
     assert not (target / JOURNAL_NAME).exists() and not (target / LOCK_NAME).exists()
+
+
+async def test_a_cancel_during_the_last_step_rolls_the_batch_back(tmp_path: Path) -> None:
+    """The conflict scan is the batch's last step, in a thread that cannot be cut short: a
+    cancel that comes meanwhile (here from the conflict's own event, right after it) rolls
+    the batch back instead of leaving it neither committed nor undone."""
+    wheels = [wheel_tree(tmp_path / name, name, {"shared/mod.py": name * 3}) for name in ("a", "b")]
+    target = existing_target(tmp_path / "sp")
+    before = snapshot(target)
+
+    with anyio.CancelScope() as scope:
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ConflictFound):
+                scope.cancel()
+
+        await link_wheels(target, wheels, mode="copy", on_event=on_event)
+
+    assert scope.cancelled_caught
+    assert snapshot(target) == before
+
+
+async def test_a_callback_that_raises_on_the_lock_lets_go_of_it(tmp_path: Path) -> None:
+    wheels = batch(tmp_path, failing=False)
+    target = existing_target(tmp_path / "sp")
+
+    def on_event(event: object) -> None:
+        if isinstance(event, LockAcquired):
+            raise RuntimeError("the embedder's callback broke")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        await link_wheels(target, wheels, mode="copy", on_event=on_event)
+
+    assert not (target / LOCK_NAME).exists()
+    await link_wheels(target, wheels, mode="copy", lock_timeout=5)
 
 
 async def test_a_failed_install_into_a_new_directory_leaves_no_directory(tmp_path: Path) -> None:
