@@ -184,13 +184,19 @@ class Confinement:
 
         Remembered per directory: during one install nothing but the install itself changes
         the target (it holds the target's lock), and the install makes no symlinks to
-        directories.
+        directories; an undo that puts one back calls :meth:`forget`.
         """
         known = self._resolved.get(directory)
         if known is None:
             real = os.path.realpath(directory)
             known = self._resolved[directory] = is_below(real, self.real_roots)
         return known
+
+    def forget(self) -> None:
+        """Drop what :meth:`resolves_inside` and :meth:`symlink_on_the_way` remember: a
+        rollback has just put a symlink back, and the way to what lies below it changed."""
+        self._resolved.clear()
+        self._ways.clear()
 
     def root_of(self, path: str) -> str | None:
         """The deepest root that holds ``path`` (read as text), if any."""

@@ -311,6 +311,9 @@ class _Undo:
             self.restored += 1
         except OSError as error:
             self.problems.append(f"restore {path}: {error.strerror}")
+            return
+        if os.path.islink(path):  # what lies below it is elsewhere now: resolve afresh
+            self.confinement.forget()
 
     def recreate(self, path: str, mode: int) -> None:
         """A ``D`` record: the emptied directory of an older version comes back."""

@@ -158,6 +158,44 @@ async def test_a_journal_with_a_forged_header_still_cannot_name_outside_paths(
     assert snapshot(outside) == before
 
 
+async def test_a_symlink_a_journal_puts_back_is_not_followed_by_its_other_records(
+    tmp_path: Path, outside: Path
+) -> None:
+    """Undone backwards: ``D`` looks at ``evil`` while it does not exist (inside, as text),
+    ``X`` puts back a stashed symlink ``evil -> outside``, and the ``R`` and ``W`` records
+    before it would write, unlink and take a directory through that link."""
+    site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
+    info = site_packages.stat()
+    evil = site_packages / "evil"
+    entry = site_packages / JOURNAL / "1-0"
+    (entry / "stash").mkdir(parents=True)
+    (entry / "stash" / "0").symlink_to(outside)
+    (entry / "stash" / "1").write_bytes(b"owned\n")
+    records = [
+        [
+            "H",
+            "asynclink-journal",
+            "2",
+            str(site_packages),
+            str(info.st_dev),
+            str(info.st_ino),
+            "1",
+            str(site_packages),
+        ],
+        ["W", "evil", "1", str(evil / "dir"), "1", str(evil / "file.txt"), "0"],
+        ["R", str(evil / "dir/a.txt"), "1"],
+        ["X", str(evil), "0"],
+        ["D", str(evil / "new"), "755"],
+    ]
+    (entry / "journal").write_bytes(b"".join("\0".join(r).encode() + b"\0\n" for r in records))
+    before = snapshot(outside)
+
+    reports = await recover(site_packages)
+
+    assert snapshot(outside) == before
+    assert any("leaves the environment" in problem for r in reports for problem in r.problems)
+
+
 async def test_a_journal_claiming_the_whole_machine_as_its_environment_is_refused(
     tmp_path: Path, outside: Path
 ) -> None:
