@@ -7,6 +7,7 @@ interpreter's identity, so a warm install starts no interpreter at all.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -243,10 +244,11 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
         try:
             with open(memo, encoding="utf-8") as handle:
                 saved = json.load(handle)
-            if saved.get("identity") == identity:
-                return _scheme_from(saved["scheme"], path, directory)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+            known = saved.get("identity") == identity and saved["scheme"]
+            if known and _is_scheme(known) and (not venv or _below_prefix(known)):
+                return _scheme_from(known, path, directory)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # a memo that is not one this cache wrote: ask again
     found = _ask(path)
     if memo is not None:
         write_memo(memo, json.dumps({"identity": identity, "scheme": found}).encode())
@@ -290,16 +292,48 @@ def _ask(python: str, prefix: str | None = None) -> dict[str, Any]:
         done = subprocess.run(
             [python, "-I", "-c", _QUERY, packaging_parent, PREFIX, *chosen],
             capture_output=True,
-            text=True,
             check=False,
             timeout=60,
         )
-    except OSError as error:
+    except (OSError, subprocess.TimeoutExpired) as error:
         raise TargetError(f"cannot run the interpreter {python}: {error}") from error
     if done.returncode != 0:
-        raise TargetError(f"the interpreter {python} failed to report its scheme:\n{done.stderr}")
-    answer: dict[str, Any] = json.loads(done.stdout)
-    return answer
+        said = done.stderr.decode("utf-8", "replace")
+        raise TargetError(f"the interpreter {python} failed to report its scheme:\n{said}")
+    answer: Any = None
+    with contextlib.suppress(ValueError):  # UnicodeDecodeError included
+        answer = json.loads(done.stdout.decode("utf-8"))
+    if not _is_scheme(answer):
+        raise TargetError(
+            f"{python} does not answer as a Python interpreter does (its report of its "
+            "scheme is not one); is it a Python 3 interpreter?"
+        )
+    scheme: dict[str, Any] = answer
+    return scheme
+
+
+def _is_scheme(answer: object) -> bool:
+    """Whether ``answer`` has the shape of :data:`_QUERY`'s report (an interpreter's, or a
+    memo's from the cache: neither is trusted to)."""
+    if not isinstance(answer, dict):
+        return False
+    texts = (*SCHEME_KEYS, "version", "marker")
+    tags = answer.get("tags")
+    return (
+        all(isinstance(answer.get(key), str) and "\0" not in answer[key] for key in texts)
+        and isinstance(tags, list)
+        and all(isinstance(tag, str) for tag in tags)
+    )
+
+
+def _below_prefix(saved: dict[str, Any]) -> bool:
+    """Whether a venv's remembered scheme keeps every directory inside the venv: a memo edited
+    to send them elsewhere is not used."""
+    for key in SCHEME_KEYS:
+        path = saved[key]
+        if not (path == PREFIX or path.startswith(PREFIX + "/")) or ".." in path.split("/"):
+            return False
+    return True
 
 
 def _scheme_from(saved: dict[str, Any], interpreter: str, prefix: str) -> Scheme:

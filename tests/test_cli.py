@@ -373,6 +373,19 @@ def test_help_lists_the_commands_and_examples() -> None:
         assert word in done.stdout
 
 
+@pytest.mark.parametrize("says", ["hello", "{}", "[1]", '{"purelib": 1}', "\\xff"])
+def test_an_interpreter_that_answers_oddly_is_a_one_line_error(tmp_path: Path, says: str) -> None:
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nprintf '{says}'\n")
+    python.chmod(0o755)
+
+    done = asynclink("list", "--python", python, "--cache-dir", tmp_path / "cache")
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"asynclink: error: {python} does not answer as a Python")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
 def test_install_help_lists_the_options() -> None:
     done = asynclink("install", "--help")
 

@@ -50,6 +50,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -288,6 +289,22 @@ def test_23_the_headers_of_a_venv_are_under_include_site(tmp_path: Path) -> None
     assert scheme.purelib == str(tmp_path / f"venv/lib/{version}/site-packages")
     assert scheme.interpreter == str(tmp_path / "venv/bin/python")
     assert any(tag.endswith("-none-any") for tag in scheme.tags)
+
+
+def test_23_a_remembered_scheme_that_leaves_the_venv_is_not_used(tmp_path: Path) -> None:
+    """The memo is the cache's, not the interpreter's word: one edited to send a venv's files
+    elsewhere is asked again."""
+    make_venv(tmp_path / "venv")
+    truth = scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache"))
+    (memo,) = (tmp_path / "cache/interpreters-v3").iterdir()
+    saved = json.loads(memo.read_text())
+    for key in ("purelib", "platlib", "scripts", "data"):
+        saved["scheme"][key] = str(tmp_path / "outside")
+    memo.write_text(json.dumps(saved))
+
+    scheme = scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache"))
+
+    assert scheme == truth
 
 
 def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path: Path) -> None:
