@@ -65,6 +65,22 @@ def planted_journal(site_packages: Path, outside: Path, header: str | None = Non
     return entry
 
 
+def journal_header(site_packages: Path) -> list[str]:
+    """The fields of a journal's first record, forged for ``site_packages`` (its path, device
+    and inode), naming it as the whole environment."""
+    info = site_packages.stat()
+    return [
+        "H",
+        "asynclink-journal",
+        "2",
+        str(site_packages),
+        str(info.st_dev),
+        str(info.st_ino),
+        "1",
+        str(site_packages),
+    ]
+
+
 # -- 1: a planted journal --------------------------------------------------------------------
 
 
@@ -136,20 +152,7 @@ async def test_a_journal_with_a_forged_header_still_cannot_name_outside_paths(
     tmp_path: Path, outside: Path
 ) -> None:
     site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
-    info = site_packages.stat()
-    header = "\0".join(
-        [
-            "H",
-            "asynclink-journal",
-            "2",
-            str(site_packages),
-            str(info.st_dev),
-            str(info.st_ino),
-            "1",
-            str(site_packages),
-        ]
-    )
-    planted_journal(site_packages, outside, header)
+    planted_journal(site_packages, outside, "\0".join(journal_header(site_packages)))
     before = snapshot(outside)
 
     with pytest.raises(TargetError, match=r"names '.*outside.*', outside the environment"):
@@ -165,23 +168,13 @@ async def test_a_symlink_a_journal_puts_back_is_not_followed_by_its_other_record
     ``X`` puts back a stashed symlink ``evil -> outside``, and the ``R`` and ``W`` records
     before it would write, unlink and take a directory through that link."""
     site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
-    info = site_packages.stat()
     evil = site_packages / "evil"
     entry = site_packages / JOURNAL / "1-0"
     (entry / "stash").mkdir(parents=True)
     (entry / "stash" / "0").symlink_to(outside)
     (entry / "stash" / "1").write_bytes(b"owned\n")
     records = [
-        [
-            "H",
-            "asynclink-journal",
-            "2",
-            str(site_packages),
-            str(info.st_dev),
-            str(info.st_ino),
-            "1",
-            str(site_packages),
-        ],
+        journal_header(site_packages),
         ["W", "evil", "1", str(evil / "dir"), "1", str(evil / "file.txt"), "0"],
         ["R", str(evil / "dir/a.txt"), "1"],
         ["X", str(evil), "0"],
@@ -200,20 +193,8 @@ async def test_a_journal_claiming_the_whole_machine_as_its_environment_is_refuse
     tmp_path: Path, outside: Path
 ) -> None:
     site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
-    info = site_packages.stat()
-    header = "\0".join(
-        [
-            "H",
-            "asynclink-journal",
-            "2",
-            str(site_packages),
-            str(info.st_dev),
-            str(info.st_ino),
-            "1",
-            "/",
-        ]
-    )
-    planted_journal(site_packages, outside, header)
+    header = [*journal_header(site_packages)[:-1], "/"]  # the whole machine
+    planted_journal(site_packages, outside, "\0".join(header))
     before = snapshot(outside)
 
     with pytest.raises(TargetError, match="names directories outside the environment"):
