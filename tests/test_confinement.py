@@ -65,20 +65,13 @@ def planted_journal(site_packages: Path, outside: Path, header: str | None = Non
     return entry
 
 
-def journal_header(site_packages: Path) -> list[str]:
+def journal_header(site_packages: Path, *roots: Path | str) -> list[str]:
     """The fields of a journal's first record, forged for ``site_packages`` (its path, device
-    and inode), naming it as the whole environment."""
+    and inode), naming ``roots`` (default: ``site_packages`` alone) as the environment."""
     info = site_packages.stat()
-    return [
-        "H",
-        "asynclink-journal",
-        "2",
-        str(site_packages),
-        str(info.st_dev),
-        str(info.st_ino),
-        "1",
-        str(site_packages),
-    ]
+    named = [str(root) for root in roots or (site_packages,)]
+    head = ["H", "asynclink-journal", "2", str(site_packages), str(info.st_dev)]
+    return [*head, str(info.st_ino), str(len(named)), *named]
 
 
 # -- 1: a planted journal --------------------------------------------------------------------
@@ -193,7 +186,7 @@ async def test_a_journal_claiming_the_whole_machine_as_its_environment_is_refuse
     tmp_path: Path, outside: Path
 ) -> None:
     site_packages = make_tree(tmp_path / "sp", {"kept.py": ""})
-    header = [*journal_header(site_packages)[:-1], "/"]  # the whole machine
+    header = journal_header(site_packages, "/")  # the whole machine
     planted_journal(site_packages, outside, "\0".join(header))
     before = snapshot(outside)
 
@@ -475,21 +468,8 @@ async def test_recover_looks_for_the_venv_around_site_packages(
     refuses what lies outside the venv."""
     venv = make_tree(tmp_path / "venv", {"pyvenv.cfg": "home = /usr/bin\n"})
     site_packages = make_tree(venv / "lib/python3.11/site-packages", {"kept.py": ""})
-    info = site_packages.stat()
-    header = "\0".join(
-        [
-            "H",
-            "asynclink-journal",
-            "2",
-            str(site_packages),
-            str(info.st_dev),
-            str(info.st_ino),
-            "2",
-            str(site_packages),
-            str(venv / "bin"),
-        ]
-    )
-    planted_journal(site_packages, outside, header)
+    header = journal_header(site_packages, site_packages, venv / "bin")
+    planted_journal(site_packages, outside, "\0".join(header))
     before = snapshot(outside)
 
     with pytest.raises(TargetError, match="outside the environment"):
