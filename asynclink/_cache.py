@@ -13,8 +13,11 @@ Layout of a cache directory::
 
 An entry is extracted into ``tmp/`` and renamed into ``wheels-v<N>/`` whole, manifest included:
 a crash or a cancellation never leaves a half wheel that a later run would trust. Every check
-(paths, RECORD hashes and sizes, metadata) runs before or during extraction, once; an install
-from the cache trusts the manifest.
+(paths, RECORD hashes and sizes, metadata) runs before or during extraction, once. An install
+from the cache reads the manifest and checks only what could lead it astray (``_manifest``:
+fields of the right types, paths that stay in the tree, entry points that name one file, a
+dist-info of the distribution): a manifest edited to list ``../../x`` is damage, and the
+entry is put aside and unpacked again.
 
 The files of an entry are shared: a hard-linked (or symlinked) install *is* the cache's file,
 so editing it there edits the cache, and every later install would get the edited file.
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 
 from ._errors import InvalidWheelError, LinkError, TargetError
 from ._fsutil import absolute, read_small, remove_tree, write_memo
-from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, load_manifest
+from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, ManifestRefused, load_manifest
 from ._record import hash_file
 
 __all__ = [
@@ -184,7 +187,16 @@ class WheelCache:
         if len(digest) != 64 or digest.strip("0123456789abcdef"):
             return None  # not a digest this cache wrote
         entry = os.path.join(self._wheels, digest)
-        manifest = self._load_manifest(entry)
+        try:
+            manifest = self._load_manifest(entry)
+        except ManifestRefused as why:
+            logger.warning(
+                "the cache's manifest of %s was changed (%s); unpacking it again",
+                os.path.basename(archive),
+                why,
+            )
+            self._put_aside(entry)
+            return None
         if manifest is None:
             return None
         tree = os.path.join(entry, "tree")
@@ -274,10 +286,7 @@ class WheelCache:
         removed: list[str] = []
         entries = self.entries()
         for entry in entries:
-            manifest = load_manifest(entry)
-            problem = "no readable manifest" if manifest is None else None
-            if manifest is not None:
-                problem = _damage(os.path.join(entry, "tree"), manifest)
+            problem = _entry_damage(entry)
             if problem is None:
                 continue
             damaged.append(f"{os.path.basename(entry)}: {problem}")
@@ -398,10 +407,13 @@ def _recorded_size(manifest: Manifest, index: int) -> int:
     else:
         start = record.find(f"\n{path},")
         start = start + 1 if start >= 0 else -1
-    if start < 0:  # a quoted row (its path holds a comma or a quote)
-        return int(manifest.rows()[index].rpartition(",")[2])
-    end = record.find("\n", start)
-    return int((record[start:] if end < 0 else record[start:end]).rpartition(",")[2])
+    try:
+        if start < 0:  # a quoted row (its path holds a comma or a quote)
+            return int(manifest.rows()[index].rpartition(",")[2])
+        end = record.find("\n", start)
+        return int((record[start:] if end < 0 else record[start:end]).rpartition(",")[2])
+    except (IndexError, ValueError):
+        return -1  # rows that are not the files': no file has this size, so it is checked
 
 
 def _draw(count: int) -> int:
@@ -409,9 +421,24 @@ def _draw(count: int) -> int:
     return int.from_bytes(os.urandom(4), "little") % count
 
 
+def _entry_damage(entry: str) -> str | None:
+    """What is wrong with a cache entry, its manifest or its files, if anything."""
+    try:
+        manifest = load_manifest(entry)
+    except ManifestRefused as why:
+        return f"the manifest was changed ({why})"
+    if manifest is None:
+        return "no readable manifest"
+    return _damage(os.path.join(entry, "tree"), manifest)
+
+
 def _damage(tree: str, manifest: Manifest) -> str | None:
     """What differs between ``tree`` and the RECORD entries in ``manifest``, if anything."""
-    for entry in manifest.entries():
+    try:
+        entries = manifest.entries()
+    except ValueError:  # an edited manifest: a row per file, each path, hash and size
+        return "the manifest's RECORD rows are not those of its files"
+    for entry in entries:
         try:
             found = hash_file(os.path.join(tree, entry.path), entry.path)
         except OSError as error:

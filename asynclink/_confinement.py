@@ -31,6 +31,7 @@ __all__ = [
     "Confinement",
     "check_path_length",
     "is_below",
+    "is_file_name",
     "normalise_member",
     "printable",
     "reserved_name_error",
@@ -84,6 +85,19 @@ def normalise_member(wheel: str, name: str) -> str:
     path = "/".join(parts)
     check_path_length(wheel, path)
     return path
+
+
+def is_file_name(name: str) -> bool:
+    """Whether ``name`` (an entry point's: it names a launcher) is one plain file name: not
+    blank, not ``.`` or ``..``, and with no separator, drive letter or control character."""
+    return not (
+        not name.strip()
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or DRIVE_LETTER.match(name)
+        or CONTROL_CHARACTERS.search(name)
+    )
 
 
 def printable(text: str) -> str:

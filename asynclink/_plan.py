@@ -33,7 +33,7 @@ from ._confinement import (
 from ._errors import InvalidWheelError
 from ._fsutil import add_parent_dirs, canonical_name
 from ._installed import SOURCE_FILE
-from ._manifest import Manifest, load_manifest
+from ._manifest import Manifest, ManifestRefused, load_manifest
 from ._options import Options
 from ._record import RecordEntry, find_row, format_row, row_for
 from ._scheme import Scheme
@@ -267,7 +267,10 @@ def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
     """The plan of a cache tree (``.../<digest>/tree`` beside its ``manifest.json``)."""
     if os.path.basename(source) != "tree":
         return None
-    manifest = load_manifest(os.path.dirname(source))
+    try:
+        manifest = load_manifest(os.path.dirname(source))
+    except ManifestRefused:
+        return None  # walked instead, which checks every file
     if manifest is None:
         return None
     wheel = f"{manifest.name}-{manifest.version}"

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ._confinement import CONTROL_CHARACTERS, DRIVE_LETTER
+from ._confinement import is_file_name
 from ._errors import InvalidWheelError, WheelVersionWarning
 from ._record import RecordEntry, parse_record
 from ._scripts import EntryPoint
@@ -197,14 +197,7 @@ def parse_entry_points(wheel: str, text: str | None) -> list[EntryPoint]:
         if not parser.has_section(section):
             continue
         for name, value in parser.items(section):
-            if (
-                not name.strip()
-                or name in (".", "..")
-                or "/" in name
-                or "\\" in name
-                or DRIVE_LETTER.match(name)
-                or CONTROL_CHARACTERS.search(name)
-            ):
+            if not is_file_name(name):
                 raise InvalidWheelError(
                     wheel, f"entry point name {name!r} is not a file name", entry=name
                 )

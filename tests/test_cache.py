@@ -4,8 +4,11 @@ and ``clean_cache`` remove what is no longer wanted."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,7 @@ from asynclink import (
     TargetError,
     clean_cache,
     install_wheels,
+    link_wheels,
     prune_cache,
     unpack_wheels,
     verify_cache,
@@ -133,3 +137,136 @@ def test_the_intact_check_reads_each_files_recorded_size_quoted_or_not() -> None
     )  # fmt: skip
 
     assert [_recorded_size(manifest, n) for n in range(len(files))] == [1, 11, 21, 31, 41]
+
+
+# -- a manifest edited in the cache ----------------------------------------------------------------
+# The cache's manifests are input too: an install links every path one lists. Each edit below
+# would, if the manifest were trusted, write outside the target (or onto asynclink's own files,
+# or into a launcher's code); each is refused on load, and the wheel is unpacked again over it.
+
+Raw = dict[str, Any]
+
+
+def _climbing_file(raw: Raw, entry: Path) -> None:
+    planted = entry / "tree/demo/../../../escaped.py"
+    planted.write_text("from the cache\n")  # the link's source: there, so the link would work
+    _add_file(raw, "demo/../../../escaped.py")
+
+
+def _add_file(raw: Raw, path: str) -> None:
+    files = [*raw["files"].split("\n"), path]
+    rows = [*raw["record"].split("\n"), f"{path},sha256=x,15"]
+    raw["files"], raw["record"] = "\n".join(files), "\n".join(rows)
+
+
+EDITS: dict[str, Callable[[Raw, Path], None]] = {
+    "a file path with '..'": _climbing_file,
+    "a directory with '..'": lambda raw, _: raw.update(dirs=raw["dirs"] + "\ndemo/../../../up"),
+    "an absolute file path": lambda raw, entry: _add_file(raw, f"{entry.parent}/absolute.py"),
+    "a file in asynclink's journal": lambda raw, _: _add_file(raw, ".asynclink-journal/x"),
+    "a dist-info with '..'": lambda raw, _: raw.update(dist_info="../../demo-1.0.dist-info"),
+    "a dist-info of another project": lambda raw, _: raw.update(dist_info="pip-1.0.dist-info"),
+    "a .data file outside .data": lambda raw, _: raw.update(
+        data=[["demo-1.0.data/purelib/../../../../data.py", "sha256=x", 1]]
+    ),
+    "a .data file of no scheme": lambda raw, _: raw.update(
+        data=[["demo-1.0.data/elsewhere/data.py", "sha256=x", 1]]
+    ),
+    "an entry point that climbs": lambda raw, _: raw.update(
+        entry_points=[["../../../launcher", "demo", "main", "console"]]
+    ),
+    "an entry point whose module is code": lambda raw, _: raw.update(
+        entry_points=[["demo", "os; os.system('touch /tmp/x'); import demo", "main", "console"]]
+    ),
+    "a field of the wrong type": lambda raw, _: raw.update(files=["demo/__init__.py"]),
+    "a count that is a string": lambda raw, _: raw.update(size="12"),
+    "an entry point of two parts": lambda raw, _: raw.update(entry_points=[["demo", "x"]]),
+}
+
+
+def _everything_below(directory: Path) -> set[Path]:
+    return set(directory.rglob("*"))
+
+
+@pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
+async def test_an_edited_manifest_is_refused_and_the_wheel_unpacked_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: Callable[[Raw, Path], None]
+) -> None:
+    wheel = build_wheel(
+        tmp_path / "dist", files=FILES, entry_points="[console_scripts]\ndemo = demo:main\n"
+    )
+    cache = tmp_path / "cache"
+    (unpacked,) = await unpack_wheels([wheel], cache_dir=cache)
+    entry = Path(unpacked.tree).parent
+    raw = json.loads((entry / "manifest.json").read_text())
+    edit(raw, entry)
+    (entry / "manifest.json").write_text(json.dumps(raw))
+    target = Scheme.for_directory(tmp_path / "env/lib/site-packages")
+    Path(target.purelib).mkdir(parents=True)
+    before = _everything_below(tmp_path) - _everything_below(cache)
+
+    result = await install_wheels(target, [wheel], cache_dir=cache, mode="hardlink")
+
+    written = _everything_below(tmp_path) - _everything_below(cache) - before
+    assert all(path.is_relative_to(target.purelib) for path in written)
+    (installed,) = result.wheels
+    assert installed.project == "demo" and installed.scripts == ("demo",)
+    assert not installed.cached
+    expected = {f"demo-1.0.dist-info/{name}" for name in ("METADATA", "WHEEL", "RECORD")}
+    found = {p.relative_to(target.purelib).as_posix() for p in Path(target.purelib).rglob("*")}
+    assert expected | set(FILES) <= found and not any(".." in name for name in found)
+    assert caplog.text.count("manifest of demo-1.0-py3-none-any.whl was changed") == 1
+    assert json.loads((entry / "manifest.json").read_text()) != raw  # unpacked again
+
+
+async def test_verify_reports_an_edited_manifest_as_damage(tmp_path: Path) -> None:
+    (unpacked,) = await unpack_wheels(
+        [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
+    )
+    manifest = Path(unpacked.tree).parent / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["files"] = raw["files"].replace("demo/m00.py", "demo/../m00.py")
+    manifest.write_text(json.dumps(raw))
+
+    report = await verify_cache(tmp_path / "cache")
+
+    (problem,) = report.damaged
+    assert "the manifest was changed (files lists a path that is not a wheel's own)" in problem
+
+
+async def test_verify_reports_a_manifest_whose_rows_are_not_its_files(tmp_path: Path) -> None:
+    """Rows are not counted on load (a millisecond for the corpus); verify finds the cut."""
+    (unpacked,) = await unpack_wheels(
+        [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
+    )
+    manifest = Path(unpacked.tree).parent / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["record"] = raw["record"].partition("\n")[2]
+    manifest.write_text(json.dumps(raw))
+
+    report = await verify_cache(tmp_path / "cache")
+
+    (problem,) = report.damaged
+    assert "RECORD rows are not those of its files" in problem
+
+
+async def test_linking_a_cache_tree_whose_manifest_was_edited_walks_the_tree(
+    tmp_path: Path,
+) -> None:
+    """``link_wheels`` reads a cache tree's manifest instead of walking it, unless refused."""
+    (unpacked,) = await unpack_wheels(
+        [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
+    )
+    entry = Path(unpacked.tree).parent
+    raw = json.loads((entry / "manifest.json").read_text())
+    _climbing_file(raw, entry)
+    (entry / "manifest.json").write_text(json.dumps(raw))
+    site_packages = tmp_path / "env/lib/site-packages"
+    site_packages.mkdir(parents=True)
+
+    await link_wheels(site_packages, [unpacked.tree], mode="copy")
+
+    assert not (tmp_path / "env/escaped.py").exists()
+    assert {p.relative_to(site_packages).as_posix() for p in site_packages.rglob("*.py")} == set(
+        FILES
+    )
