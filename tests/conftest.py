@@ -14,7 +14,8 @@ import pytest
 import trio  # noqa: F401  (a missing trio must fail the run, not drop half the tests)
 
 from asynclink import LinkMode
-from tests.environments import REAL_WHEELS, WHEEL_CACHE, pip_download
+from tests.environments import REAL_WHEELS, WHEEL_CACHE, make_venv, pip_download
+from tests.wheels import build_wheel
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -131,3 +132,26 @@ def real_wheels() -> list[Path]:
     wheels = sorted(directory.glob("*.whl"))
     assert len(wheels) >= len(REAL_WHEELS)
     return wheels
+
+
+# -- for the command-line tests --------------------------------------------------------------------
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    """A directory of two wheels, one with a console script (the command-line tests')."""
+    directory = tmp_path / "wheelhouse"
+    build_wheel(
+        directory,
+        name="alpha",
+        files={"alpha/__init__.py": "def main():\n    print('alpha!')\n"},
+        entry_points="[console_scripts]\nalpha = alpha:main\n",
+    )
+    build_wheel(directory, name="beta", files={"beta/__init__.py": "B = 1\n"})
+    return directory
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    """A new venv, without pip."""
+    return make_venv(tmp_path / "venv")

@@ -18,29 +18,9 @@ import pytest
 
 from asynclink._cli import STOP_SIGNALS, Interrupted, _catch_stop_signals, _interruptible
 from tests.commandline import ASYNCLINK, asynclink, clean_environment, install_into
-from tests.environments import make_venv
 from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
 from tests.wheels import build_wheel
-
-
-@pytest.fixture
-def wheels(tmp_path: Path) -> Path:
-    """A directory of two wheels, one with a console script."""
-    directory = tmp_path / "wheelhouse"
-    build_wheel(
-        directory,
-        name="alpha",
-        files={"alpha/__init__.py": "def main():\n    print('alpha!')\n"},
-        entry_points="[console_scripts]\nalpha = alpha:main\n",
-    )
-    build_wheel(directory, name="beta", files={"beta/__init__.py": "B = 1\n"})
-    return directory
-
-
-@pytest.fixture
-def venv(tmp_path: Path) -> Path:
-    return make_venv(tmp_path / "venv")
 
 
 def test_install_a_directory_of_wheels_into_a_venv(

@@ -8,33 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.commandline import asynclink, install_into
 from tests.environments import another_installer, make_venv
 from tests.trees import snapshot
 from tests.wheels import build_wheel
 
 PYTHON = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-@pytest.fixture
-def wheels(tmp_path: Path) -> Path:
-    """A directory of two wheels, one with a console script."""
-    directory = tmp_path / "wheelhouse"
-    build_wheel(
-        directory,
-        name="alpha",
-        files={"alpha/__init__.py": "def main():\n    print('alpha!')\n"},
-        entry_points="[console_scripts]\nalpha = alpha:main\n",
-    )
-    build_wheel(directory, name="beta", files={"beta/__init__.py": "B = 1\n"})
-    return directory
-
-
-@pytest.fixture
-def venv(tmp_path: Path) -> Path:
-    return make_venv(tmp_path / "venv")
 
 
 def site_packages(venv: Path) -> Path:
