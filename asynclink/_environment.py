@@ -8,7 +8,8 @@ removed modules go too, as with pip.
 
 Nothing outside the environment is ever removed or written, whatever the old RECORD or the
 target's symlinks say. A RECORD row that points elsewhere (``../../../../etc/passwd``) is
-skipped with a warning, as uv does. A symlink on the way to an old file is never followed:
+skipped with a warning, as uv does; one that a distribution staying installed lists too is
+kept (:func:`shared_files`). A symlink on the way to an old file is never followed:
 an old ``.dist-info`` or package directory that is a symlink (to a folder outside the
 environment, say) is *detached* before the new version is placed, unlinked as the link it is
 and kept in the stash, so that the new version gets a real directory there and the folder it
@@ -32,7 +33,7 @@ from ._events import DistributionRemoved, EventCallback
 from ._fsutil import canonical_name
 from ._installed import installed_distributions, list_installed
 from ._options import Options
-from ._record import read_installed
+from ._record import read_installed, recorded_paths
 from ._results import Distribution, RemovedDistribution, UninstallResult
 from ._scheduler import Threads
 from ._scheme import Scheme, refuse_externally_managed, resolve_target
@@ -45,6 +46,7 @@ __all__ = [
     "read_distribution",
     "refuse_unrecorded",
     "remove_distributions",
+    "shared_files",
     "uninstall",
 ]
 
@@ -129,16 +131,22 @@ def detach_symlinks(
 
 def remove_distributions(
     transaction: Transaction,
-    distributions: Iterable[InstalledDistribution],
+    distributions: Sequence[InstalledDistribution],
     new_destinations: Collection[str],
     confinement: Confinement,
+    staying: Sequence[str] = (),
 ) -> list[int]:
     """Remove what each distribution owns and no new file replaced, and the directories that
     leaves empty; return how many files each lost. Blocking.
 
-    The directories that go whole go first (one rename each, see :func:`_whole_directories`);
-    then the symlinks on the way to the rest are detached (:func:`detach_symlinks`: a
-    directory that went whole had none), and the rest goes file by file."""
+    A file that a distribution staying installed (``staying``: dist-info directories) lists
+    in its RECORD too stays (see :func:`shared_files`). The directories that go whole go first
+    (one rename each, see :func:`_whole_directories`); then the symlinks on the way to the
+    rest are detached (:func:`detach_symlinks`: a directory that went whole had none), and the
+    rest goes file by file."""
+    shared = shared_files(distributions, new_destinations, staying)
+    if shared:
+        new_destinations = {*new_destinations, *shared}
     roots = set(confinement.roots)
     emptied: set[str] = set()
     counts: list[int] = []
@@ -170,6 +178,51 @@ def remove_distributions(
                 break
             directory = os.path.dirname(directory)
     return counts
+
+
+def shared_files(
+    distributions: Sequence[InstalledDistribution],
+    new_destinations: Collection[str],
+    staying: Sequence[str],
+) -> set[str]:
+    """The files of ``distributions`` (to be removed) that the RECORD of a distribution
+    staying installed lists too: they stay, where pip and uv would remove them.
+
+    Two distributions list one file when they share it (pkgutil-style namespace
+    ``__init__.py`` files, as the nvidia-* wheels ship them, or one that both install with
+    different contents), or when a hostile RECORD claims another's file: removing it would
+    break a distribution nobody asked to remove. Only what would otherwise go is looked up
+    (nothing new replaced it, and it is not in a ``.dist-info``), so an upgrade whose old
+    version has no file the new one lacks reads no other RECORD. Rows are compared as the
+    RECORDs spell them (relative to site-packages, as every installer writes them).
+    """
+    candidates = [
+        path
+        for distribution in distributions
+        for path in distribution.owned
+        if path not in new_destinations and not path.startswith(distribution.dist_info + os.sep)
+    ]
+    if not candidates or not staying:
+        return set()
+    listed: dict[str, set[str]] = {}  # by the directory the RECORDs are relative to
+    for dist_info in staying:
+        listed.setdefault(os.path.dirname(dist_info), set()).update(recorded_paths(dist_info))
+    shared: set[str] = set()
+    for site, rows in listed.items():
+        prefix = site + os.sep
+        for path in candidates:
+            relative = (
+                path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, site)
+            )
+            if relative.replace(os.sep, "/") in rows:
+                shared.add(path)
+    if shared:
+        logger.info(
+            "keeping %d files that distributions staying installed list too (%s)",
+            len(shared),
+            min(shared),
+        )
+    return shared
 
 
 #: How deep below its top a directory may lie and still go whole: the walk recurses once a
@@ -410,8 +463,9 @@ async def uninstall(
     """Remove the distributions ``names`` from ``target``, in the order named, in one
     transaction.
 
-    Every path its RECORD lists goes, the ``.pyc`` files of its modules (as pip removes them),
-    its scripts, and the directories that leaves empty; never a path outside the environment,
+    Every path its RECORD lists goes (but one that the RECORD of a distribution staying
+    installed lists too), the ``.pyc`` files of its modules (as pip removes them), its
+    scripts, and the directories that leaves empty; never a path outside the environment,
     nor one reached through a symlink that leads out of it. A distribution without RECORD is
     refused (pip's rule), and so is a name that is not installed, unless ``missing_ok``.
     ``dry_run`` says what would go, and removes nothing (it takes no lock either).
@@ -431,7 +485,7 @@ async def uninstall(
         found = await threads.run(installed_distributions, scheme)
         missing = _missing(wanted, found, scheme, missing_ok)
         dist_infos = [path for name in wanted for path in found.get(name, ())]
-        would = await threads.run(_would_remove, dist_infos, confinement)
+        would = await threads.run(_would_remove, dist_infos, confinement, _staying(found, wanted))
         return UninstallResult(scheme, tuple(would), tuple(missing), time.perf_counter() - started)
     async with transaction(
         scheme.purelib,
@@ -444,9 +498,12 @@ async def uninstall(
         missing = _missing(wanted, found, scheme, missing_ok)
         dist_infos = [path for name in wanted for path in found.get(name, ())]
         distributions = await threads.run(_readable, dist_infos)
+        staying = _staying(found, wanted)
 
         async def remove(distribution: InstalledDistribution) -> RemovedDistribution:
-            (count,) = await threads.run(_remove_one, journal, distribution, confinement)
+            (count,) = await threads.run(
+                remove_distributions, journal, [distribution], (), confinement, staying
+            )
             removed = RemovedDistribution(
                 distribution.name, distribution.version, distribution.dist_info, count
             )
@@ -475,13 +532,22 @@ def _missing(
     return missing
 
 
-def _would_remove(dist_infos: list[str], confinement: Confinement) -> list[RemovedDistribution]:
+def _staying(found: dict[str, list[str]], removed: list[str]) -> list[str]:
+    """The dist-info directories of the distributions an uninstall of ``removed`` leaves."""
+    return [path for name, paths in found.items() if name not in removed for path in paths]
+
+
+def _would_remove(
+    dist_infos: list[str], confinement: Confinement, staying: list[str]
+) -> list[RemovedDistribution]:
     """What each distribution's removal would count: a file once, for the first that lists
-    it (a ``.pyc`` RECORD lists is also its module's; two distributions may share a file)."""
+    it (a ``.pyc`` RECORD lists is also its module's; two distributions may share a file),
+    and none that a distribution ``staying`` lists."""
     gone: set[str] = set()
     would: list[RemovedDistribution] = []
     for distribution in _readable(dist_infos):
-        victims = set(_victims(distribution, (), confinement)) - gone
+        kept = shared_files([distribution], (), staying)
+        victims = set(_victims(distribution, kept, confinement)) - gone
         gone |= victims
         name, version, dist_info = distribution.name, distribution.version, distribution.dist_info
         would.append(RemovedDistribution(name, version, dist_info, len(victims)))
@@ -493,12 +559,6 @@ def _readable(dist_infos: list[str]) -> list[InstalledDistribution]:
     for distribution in distributions:
         refuse_unrecorded(distribution)
     return distributions
-
-
-def _remove_one(
-    journal: Transaction, distribution: InstalledDistribution, confinement: Confinement
-) -> list[int]:
-    return remove_distributions(journal, [distribution], (), confinement)
 
 
 def _touch(site_packages: str) -> None:

@@ -536,11 +536,13 @@ class _Environment:
         others = self._others()
         if not (self._replaced or others):
             return
+        replaced = [old for olds in self._replaced.values() for old in olds]
+        going = {*others, *(old.dist_info for old in replaced)}
+        staying = [d for ds in self._installed.values() for d in ds if d not in going]
         gone = await scheduler.threads.run(
             _remove_all,
             batch.journal,
-            [old for olds in self._replaced.values() for old in olds],
-            others,
+            _Removal(replaced, others, staying),
             set(destinations(batch.plans)),
             self.confinement,
         )
@@ -562,22 +564,31 @@ class _Environment:
         ]
 
 
+class _Removal(NamedTuple):
+    """What a batch removes once every new file is in place."""
+
+    replaced: list[InstalledDistribution]
+    """The old versions of the projects it installed."""
+    others: list[str]
+    """The dist-info directories of the distributions a sync removes."""
+    staying: list[str]
+    """The dist-info directories of every other installed distribution."""
+
+
 def _remove_all(
-    journal: Transaction,
-    replaced: list[InstalledDistribution],
-    others: list[str],
-    new: set[str],
-    confinement: Confinement,
+    journal: Transaction, removal: _Removal, new: set[str], confinement: Confinement
 ) -> list[RemovedDistribution]:
-    """Remove the old versions of what was installed, and the ``others`` (a sync's), keeping
-    every new file; return what the others were."""
-    removing = [read_distribution(dist_info) for dist_info in others]
+    """Remove the old versions of what was installed, and the others (a sync's), keeping
+    every new file and every file a distribution staying lists; return what the others were."""
+    removing = [read_distribution(dist_info) for dist_info in removal.others]
     for distribution in removing:
         refuse_unrecorded(distribution)
-    counts = remove_distributions(journal, [*replaced, *removing], new, confinement)
+    counts = remove_distributions(
+        journal, [*removal.replaced, *removing], new, confinement, removal.staying
+    )
     return [
         RemovedDistribution(d.name, d.version, d.dist_info, count)
-        for d, count in zip(removing, counts[len(replaced) :], strict=True)
+        for d, count in zip(removing, counts[len(removal.replaced) :], strict=True)
     ]
 
 

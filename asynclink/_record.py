@@ -17,6 +17,7 @@ import bisect
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ __all__ = [
     "parse_record",
     "read_installed",
     "record_hash",
+    "recorded_paths",
     "row_for",
     "row_path",
 ]
@@ -155,6 +157,29 @@ def find_row(rows: Sequence[str], relative: str) -> RecordEntry | None:
         _, digest, size = rows[index].rsplit(",", 2)
         return RecordEntry(relative, digest, int(size)) if digest else None
     return None
+
+
+def recorded_paths(dist_info: str) -> set[str]:
+    """The paths an installed RECORD lists, as it spells them (relative to the directory that
+    holds ``dist_info``, with ``/``); an empty set if it cannot be read. Quick: a row is split
+    at its first comma unless the RECORD quotes a path somewhere."""
+    try:
+        fd = os.open(os.path.join(dist_info, "RECORD"), os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as handle:  # not waiting on a FIFO, nor reading a device
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return set()
+            text = handle.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    if '"' not in text:
+        return {line.partition(",")[0] for line in text.splitlines()}
+    import csv
+    import io
+
+    try:
+        return {row[0] for row in csv.reader(io.StringIO(text)) if row}
+    except csv.Error:
+        return set()
 
 
 def read_installed(dist_info: str) -> list[str]:

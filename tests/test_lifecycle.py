@@ -402,6 +402,110 @@ async def test_an_uninstall_leaves_another_distributions_metadata_alone(
     assert (site / "alpha-1.0.dist-info/METADATA").is_file()
 
 
+NAMESPACE = {"nvidia/__init__.py": ""}  # pkgutil-style, shipped by every nvidia-* wheel
+
+
+async def test_an_uninstall_keeps_a_file_that_a_staying_distribution_lists_too(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """pip and uv remove it, and the other distribution loses a file."""
+    wheels = [
+        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
+        for name in ("cublas", "cudnn")
+    ]
+    await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    rows = (site / "cublas-1.0.dist-info/RECORD").read_text().splitlines()
+
+    would = await uninstall(scheme, ["cublas"], dry_run=True)
+    result = await uninstall(scheme, ["cublas"])
+
+    assert (site / "nvidia/__init__.py").is_file() and (site / "nvidia/cudnn").is_dir()
+    assert not (site / "nvidia/cublas").exists()
+    counts = [len(rows) - 1]  # every row but the shared file's
+    assert [r.files for r in would.removed] == [r.files for r in result.removed] == counts
+
+
+async def test_a_shared_file_goes_with_the_last_distribution_that_lists_it(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    wheels = [
+        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
+        for name in ("cublas", "cudnn")
+    ]
+    await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
+
+    await uninstall(scheme, ["cublas"])
+    await uninstall(scheme, ["cudnn"])
+
+    assert not (Path(scheme.purelib) / "nvidia").exists()
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+async def test_an_uninstall_keeps_another_distributions_file_that_a_record_claims(
+    tmp_path: Path, scheme: Scheme, quoted: bool
+) -> None:
+    """Either RECORD may quote its paths (CSV)."""
+    both = [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")]
+    await install_wheels(scheme, both, cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    if quoted:
+        owner = site / "alpha-1.0.dist-info/RECORD"
+        rows = [row.partition(",") for row in owner.read_text().splitlines()]
+        owner.write_text("".join(f'"{path}",{rest}\n' for path, _, rest in rows))
+    record = site / "beta-1.0.dist-info/RECORD"
+    claim = '"alpha/__init__.py",,' if quoted else "alpha/__init__.py,,"
+    record.write_text(record.read_text() + claim + "\n")
+
+    await uninstall(scheme, ["beta"])
+
+    assert (site / "alpha/__init__.py").read_text() == "VERSION = '1.0'\n"
+
+
+async def test_an_uninstall_reads_no_fifo_that_stands_for_a_staying_record(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """Opening a FIFO would wait for a writer forever."""
+    both = [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")]
+    await install_wheels(scheme, both, cache_dir=tmp_path / "cache")
+    record = Path(scheme.purelib) / "alpha-1.0.dist-info/RECORD"
+    record.unlink()
+    os.mkfifo(record)
+
+    result = await uninstall(scheme, ["beta"])
+
+    assert [r.name for r in result.removed] == ["beta"]
+
+
+async def test_an_upgrade_keeps_an_old_file_that_another_distribution_lists(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """The old version had the namespace file, the new one does not; the other still needs it."""
+    old = wheel(tmp_path, "cublas", "1.0", files={**NAMESPACE, "nvidia/cublas/__init__.py": ""})
+    other = wheel(tmp_path, "cudnn", files={**NAMESPACE, "nvidia/cudnn/__init__.py": ""})
+    new = wheel(tmp_path, "cublas", "2.0", files={"nvidia/cublas/__init__.py": ""})
+    await install_wheels(scheme, [old, other], cache_dir=tmp_path / "cache")
+
+    await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    assert (Path(scheme.purelib) / "nvidia/__init__.py").is_file()
+
+
+async def test_a_sync_keeps_a_removed_distributions_file_that_a_kept_one_lists(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    wheels = [
+        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
+        for name in ("cublas", "cudnn")
+    ]
+    await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
+
+    result = await sync_wheels(scheme, wheels[1:], cache_dir=tmp_path / "cache")
+
+    assert [r.name for r in result.removed] == ["cublas"]
+    assert (Path(scheme.purelib) / "nvidia/__init__.py").is_file()
+
+
 async def test_an_uninstall_does_not_detach_a_symlink_of_the_environment(
     tmp_path: Path, scheme: Scheme
 ) -> None:
