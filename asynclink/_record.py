@@ -25,6 +25,7 @@ from ._confinement import normalise_member
 from ._errors import InvalidWheelError
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "STRONG_HASHES",
     "UNRECORDED",
     "RecordEntry",
@@ -159,6 +160,11 @@ def find_row(rows: Sequence[str], relative: str) -> RecordEntry | None:
     return None
 
 
+#: The largest installed RECORD read (a symlink put there could lead to a file of any size):
+#: a row is a path and a hash, so this is millions of files.
+MAX_RECORD_BYTES = 256 << 20
+
+
 def recorded_paths(dist_info: str) -> set[str]:
     """The paths an installed RECORD lists, as it spells them (relative to the directory that
     holds ``dist_info``, with ``/``); an empty set if it cannot be read. Quick: a row is split
@@ -166,9 +172,10 @@ def recorded_paths(dist_info: str) -> set[str]:
     try:
         fd = os.open(os.path.join(dist_info, "RECORD"), os.O_RDONLY | os.O_NONBLOCK)
         with open(fd, "rb") as handle:  # not waiting on a FIFO, nor reading a device
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
                 return set()
-            text = handle.read().decode("utf-8")
+            text = handle.read(MAX_RECORD_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return set()
     if '"' not in text:
@@ -189,8 +196,11 @@ def read_installed(dist_info: str) -> list[str]:
     import csv
 
     site = os.path.dirname(dist_info)
+    record = os.path.join(dist_info, "RECORD")
     try:
-        with open(os.path.join(dist_info, "RECORD"), newline="", encoding="utf-8") as handle:
+        if os.stat(record).st_size > MAX_RECORD_BYTES:
+            raise OSError(f"over {MAX_RECORD_BYTES >> 20} MiB, more than any RECORD holds")
+        with open(record, newline="", encoding="utf-8") as handle:
             paths = [row[0] for row in csv.reader(handle) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         logger.warning(

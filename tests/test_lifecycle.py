@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tracemalloc
 from pathlib import Path
 
 import anyio
@@ -475,6 +476,31 @@ async def test_an_uninstall_reads_no_fifo_that_stands_for_a_staying_record(
     result = await uninstall(scheme, ["beta"])
 
     assert [r.name for r in result.removed] == ["beta"]
+
+
+@pytest.mark.parametrize("which", ["alpha", "beta"], ids=["staying", "removed"])
+async def test_an_uninstall_does_not_read_a_record_bigger_than_any_real_one(
+    tmp_path: Path, scheme: Scheme, caplog: pytest.LogCaptureFixture, which: str
+) -> None:
+    """A sparse 300 MiB file (a symlink put there could lead to any file) is not read."""
+    both = [wheel(tmp_path, "alpha"), wheel(tmp_path, "beta")]
+    await install_wheels(scheme, both, cache_dir=tmp_path / "cache")
+    site = Path(scheme.purelib)
+    with open(site / f"{which}-1.0.dist-info/RECORD", "r+b") as record:
+        record.truncate(300 << 20)
+    tracemalloc.start()
+
+    try:
+        result = await uninstall(scheme, ["beta"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 64 << 20
+    assert [r.name for r in result.removed] == ["beta"]
+    assert not (site / "beta-1.0.dist-info").exists()
+    assert (site / "alpha/__init__.py").exists()
+    assert (which == "beta") == ("more than any RECORD holds" in caplog.text)
 
 
 async def test_an_upgrade_keeps_an_old_file_that_another_distribution_lists(
