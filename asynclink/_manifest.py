@@ -249,14 +249,13 @@ def _check_fields(manifest: Manifest) -> None:
     if not dist_info.endswith(".dist-info") or "/" in dist_info or _odd_path(dist_info):
         raise ManifestRefused(f"dist_info {dist_info!r} is not a directory name")
     named, _, version = dist_info[: -len(".dist-info")].rpartition("-")
-    if named == manifest.name and version == manifest.version:
-        return  # the usual case, spelt alike: no need to normalise either
-    from ._wheelinfo import same_version
-
-    if canonical_name(named) != canonical_name(manifest.name) or not same_version(
-        version, manifest.version
-    ):
+    if named != manifest.name and canonical_name(named) != canonical_name(manifest.name):
         raise ManifestRefused(f"{dist_info} is not the dist-info of {manifest.name}")
+    if version != manifest.version:  # spelt otherwise (2.0-1, 2.0.post1): rare, and slower
+        from ._wheelinfo import same_version
+
+        if not same_version(version, manifest.version):
+            raise ManifestRefused(f"{dist_info} is not the dist-info of version {manifest.version}")
 
 
 def _check_data(manifest: Manifest) -> None:
