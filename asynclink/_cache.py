@@ -3,7 +3,7 @@
 Layout of a cache directory::
 
     wheels-v<N>/<sha256 of the archive>/tree/          the unpacked wheel
-    wheels-v<N>/<sha256 of the archive>/manifest.json  what install needs, read instead of a walk
+    wheels-v<N>/<sha256 of the archive>/manifest       what install needs, read instead of a walk
     archives-v2/<device-inode-size-mtime>             that archive's sha256 and path, so a
                                                       warm lookup costs a stat and a read, not
                                                       a hash (and ``prune`` knows what is used)
@@ -43,7 +43,14 @@ from dataclasses import dataclass
 
 from ._errors import InvalidWheelError, LinkError, TargetError
 from ._fsutil import absolute, read_small, remove_tree, write_memo
-from ._manifest import MANIFEST_FORMAT, Manifest, ManifestMemo, ManifestRefused, load_manifest
+from ._manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestMemo,
+    ManifestRefused,
+    load_manifest,
+)
 from ._record import hash_file
 
 __all__ = [
@@ -270,7 +277,7 @@ class WheelCache:
             raise TargetError(f"cannot use the cache {self.root}: {error.strerror}") from None
 
     def entries(self) -> list[str]:
-        """The cache's entries (directories holding ``tree`` and ``manifest.json``)."""
+        """The cache's entries (directories holding ``tree`` and ``manifest``)."""
         try:
             names = sorted(os.listdir(self._wheels))
         except (FileNotFoundError, NotADirectoryError):
@@ -363,8 +370,8 @@ class WheelCache:
             from ._archive import extract_archive
 
             manifest = extract_archive(archive, os.path.join(staging, "tree"), max_size, checkpoint)
-            with open(os.path.join(staging, "manifest.json"), "w", encoding="utf-8") as handle:
-                handle.write(manifest.to_json())
+            with open(os.path.join(staging, MANIFEST_NAME), "wb") as handle:
+                handle.write(manifest.to_bytes())
             try:
                 os.rename(staging, entry)
             except OSError:

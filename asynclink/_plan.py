@@ -264,7 +264,7 @@ def plan_unpacked_tree(wheel: str | None, source: str, target: str) -> WheelPlan
 
 
 def _plan_from_manifest(source: str, target: str) -> WheelPlan | None:
-    """The plan of a cache tree (``.../<digest>/tree`` beside its ``manifest.json``)."""
+    """The plan of a cache tree (``.../<digest>/tree`` beside its ``manifest``)."""
     if os.path.basename(source) != "tree":
         return None
     try:

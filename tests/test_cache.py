@@ -4,7 +4,6 @@ and ``clean_cache`` remove what is no longer wanted."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from asynclink import (
     unpack_wheels,
     verify_cache,
 )
+from asynclink._manifest import MANIFEST_FORMAT, MANIFEST_NAME, decode_fields, encode_fields
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.anyio
@@ -92,7 +92,7 @@ async def test_clean_removes_the_whole_cache(tmp_path: Path) -> None:
 # -- a cache that is not one asynclink keeps -------------------------------------------------------
 
 
-@pytest.mark.parametrize("part", ["wheels-v4", "archives-v2", "tmp"])
+@pytest.mark.parametrize("part", [f"wheels-v{MANIFEST_FORMAT}", "archives-v2", "tmp"])
 async def test_pruning_refuses_a_cache_whose_own_directory_is_a_symlink(
     tmp_path: Path, part: str
 ) -> None:
@@ -178,7 +178,7 @@ EDITS: dict[str, Callable[[Raw, Path], None]] = {
     "an entry point whose module is code": lambda raw, _: raw.update(
         entry_points=[["demo", "os; os.system('touch /tmp/x'); import demo", "main", "console"]]
     ),
-    "a field of the wrong type": lambda raw, _: raw.update(files=["demo/__init__.py"]),
+    "a field of the wrong type": lambda raw, _: raw.update(dist_info=["demo-1.0.dist-info"]),
     "a count that is a string": lambda raw, _: raw.update(size="12"),
     "an entry point of two parts": lambda raw, _: raw.update(entry_points=[["demo", "x"]]),
 }
@@ -198,9 +198,9 @@ async def test_an_edited_manifest_is_refused_and_the_wheel_unpacked_again(
     cache = tmp_path / "cache"
     (unpacked,) = await unpack_wheels([wheel], cache_dir=cache)
     entry = Path(unpacked.tree).parent
-    raw = json.loads((entry / "manifest.json").read_text())
+    raw = decode_fields((entry / MANIFEST_NAME).read_bytes())
     edit(raw, entry)
-    (entry / "manifest.json").write_text(json.dumps(raw))
+    (entry / MANIFEST_NAME).write_bytes(encode_fields(raw))
     target = Scheme.for_directory(tmp_path / "env/lib/site-packages")
     Path(target.purelib).mkdir(parents=True)
     before = _everything_below(tmp_path) - _everything_below(cache)
@@ -216,17 +216,17 @@ async def test_an_edited_manifest_is_refused_and_the_wheel_unpacked_again(
     found = {p.relative_to(target.purelib).as_posix() for p in Path(target.purelib).rglob("*")}
     assert expected | set(FILES) <= found and not any(".." in name for name in found)
     assert caplog.text.count("manifest of demo-1.0-py3-none-any.whl was changed") == 1
-    assert json.loads((entry / "manifest.json").read_text()) != raw  # unpacked again
+    assert decode_fields((entry / MANIFEST_NAME).read_bytes()) != raw  # unpacked again
 
 
 async def test_verify_reports_an_edited_manifest_as_damage(tmp_path: Path) -> None:
     (unpacked,) = await unpack_wheels(
         [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
     )
-    manifest = Path(unpacked.tree).parent / "manifest.json"
-    raw = json.loads(manifest.read_text())
+    manifest = Path(unpacked.tree).parent / MANIFEST_NAME
+    raw = decode_fields(manifest.read_bytes())
     raw["files"] = raw["files"].replace("demo/m00.py", "demo/../m00.py")
-    manifest.write_text(json.dumps(raw))
+    manifest.write_bytes(encode_fields(raw))
 
     report = await verify_cache(tmp_path / "cache")
 
@@ -239,10 +239,10 @@ async def test_verify_reports_a_manifest_whose_rows_are_not_its_files(tmp_path: 
     (unpacked,) = await unpack_wheels(
         [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
     )
-    manifest = Path(unpacked.tree).parent / "manifest.json"
-    raw = json.loads(manifest.read_text())
+    manifest = Path(unpacked.tree).parent / MANIFEST_NAME
+    raw = decode_fields(manifest.read_bytes())
     raw["record"] = raw["record"].partition("\n")[2]
-    manifest.write_text(json.dumps(raw))
+    manifest.write_bytes(encode_fields(raw))
 
     report = await verify_cache(tmp_path / "cache")
 
@@ -258,9 +258,9 @@ async def test_linking_a_cache_tree_whose_manifest_was_edited_walks_the_tree(
         [build_wheel(tmp_path / "dist", files=FILES)], cache_dir=tmp_path / "cache"
     )
     entry = Path(unpacked.tree).parent
-    raw = json.loads((entry / "manifest.json").read_text())
+    raw = decode_fields((entry / MANIFEST_NAME).read_bytes())
     _climbing_file(raw, entry)
-    (entry / "manifest.json").write_text(json.dumps(raw))
+    (entry / MANIFEST_NAME).write_bytes(encode_fields(raw))
     site_packages = tmp_path / "env/lib/site-packages"
     site_packages.mkdir(parents=True)
 
@@ -269,4 +269,33 @@ async def test_linking_a_cache_tree_whose_manifest_was_edited_walks_the_tree(
     assert not (tmp_path / "env/escaped.py").exists()
     assert {p.relative_to(site_packages).as_posix() for p in site_packages.rglob("*.py")} == set(
         FILES
+    )
+
+
+DAMAGE: dict[str, Callable[[bytes], bytes]] = {
+    "cut short": lambda data: data[:-10],
+    "a byte too many": lambda data: data + b"\n",
+    "not JSON": lambda data: b"\x00garbage\n" + data,
+    "a header that is a list": lambda data: b"[]\n" + data.partition(b"\n")[2],
+    "lengths that are not counts": lambda data: data.replace(b'"texts":[', b'"texts":[-1,', 1),
+    "empty": lambda data: b"",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+async def test_a_damaged_manifest_file_makes_the_wheel_unpack_again(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    wheel = build_wheel(tmp_path / "dist", files=FILES)
+    (unpacked,) = await unpack_wheels([wheel], cache_dir=tmp_path / "cache")
+    manifest = Path(unpacked.tree).parent / MANIFEST_NAME
+    manifest.write_bytes(damage(manifest.read_bytes()))
+
+    result = await install_wheels(
+        Scheme.for_directory(tmp_path / "site"), [wheel], cache_dir=tmp_path / "cache"
+    )
+
+    assert not result.wheels[0].cached
+    assert decode_fields(manifest.read_bytes())["files"] == "\n".join(
+        ["demo-1.0.dist-info/METADATA", "demo-1.0.dist-info/WHEEL", *sorted(FILES)]
     )
