@@ -43,6 +43,7 @@ __all__ = [
     "InstalledDistribution",
     "detach_symlinks",
     "installed",
+    "make_way",
     "read_distribution",
     "refuse_unrecorded",
     "remove_distributions",
@@ -127,6 +128,63 @@ def detach_symlinks(
             continue
         if confinement.root_of(link) != link and os.path.islink(link):
             _remove(transaction, distribution, link)
+
+
+def make_way(
+    transaction: Transaction,
+    distributions: Sequence[InstalledDistribution],
+    new_directories: Iterable[str],
+    new_files: Iterable[str],
+    confinement: Confinement,
+) -> None:
+    """Remove now, before the new version is placed, what of the old versions stands where it
+    needs another kind of entry: an old file where it makes a directory (``pkg/data`` becomes
+    ``pkg/data/``), and an old directory's files where it places a file (the other way round),
+    with the directories that leaves empty. Everything else old goes after the new files are
+    in place (:func:`remove_distributions`), as pip would have it gone before. Blocking.
+
+    Only what the old versions own goes, checked as every removal is (:func:`_victims`): a
+    directory that still holds something else stays, and placing the new file there fails as
+    it would have."""
+    owned = {path for distribution in distributions for path in distribution.owned}
+    ancestors: set[str] = set()
+    for path in owned:
+        parent = path.rpartition(os.sep)[0]
+        while parent and parent not in ancestors:
+            ancestors.add(parent)
+            parent = parent.rpartition(os.sep)[0]
+    files_in_the_way = {path for path in new_directories if path in owned}
+    directories_in_the_way = {path for path in new_files if path in ancestors}
+    if not (files_in_the_way or directories_in_the_way):
+        return
+    emptied: set[str] = set()
+    for distribution in distributions:
+        doomed = tuple(
+            path
+            for path in distribution.owned
+            if path in files_in_the_way or _below_any(path, directories_in_the_way)
+        )
+        for victim in _victims(distribution._replace(owned=doomed), (), confinement):
+            _remove(transaction, distribution, victim)
+            emptied.add(os.path.dirname(victim))
+    for directory in sorted(emptied, key=len, reverse=True):
+        while directory in directories_in_the_way or _below_any(directory, directories_in_the_way):
+            try:
+                if os.listdir(directory) or not transaction.remove_dir(directory):
+                    break
+            except OSError:
+                break
+            directory = os.path.dirname(directory)
+
+
+def _below_any(path: str, directories: Collection[str]) -> bool:
+    """Whether one of ``path``'s parents is in ``directories``."""
+    parent = path.rpartition(os.sep)[0]
+    while parent:
+        if parent in directories:
+            return True
+        parent = parent.rpartition(os.sep)[0]
+    return False
 
 
 def remove_distributions(

@@ -27,6 +27,7 @@ from ._confinement import Confinement
 from ._environment import (
     InstalledDistribution,
     detach_symlinks,
+    make_way,
     read_distribution,
     refuse_unrecorded,
     remove_distributions,
@@ -57,6 +58,7 @@ from ._placing import Placer
 from ._plan import (
     WheelPlan,
     destinations,
+    directories,
     plan_unpacked_tree,
     plan_wheel,
     refuse_escaping_symlinks,
@@ -240,7 +242,7 @@ async def _install(
         else:
             unpacked = await _unpack(batch.scheduler, cache, source, found.tree, options)
             plan = await threads.run(plan_wheel, unpacked, scheme, options, None)
-        action, replaced = await environment.prepare(batch, source, unpacked)
+        action, replaced = await environment.prepare(batch, source, unpacked, plan)
         manifest = unpacked.manifest
         batch.scheduler.emit(
             WheelUnpacked(plan.wheel, manifest.file_count, unpacked.size, unpacked.cached)
@@ -512,17 +514,19 @@ class _Environment:
             self._owners[canonical_name(found.project)] = source
 
     async def prepare(
-        self, batch: _Batch, source: str, unpacked: UnpackedWheel
+        self, batch: _Batch, source: str, unpacked: UnpackedWheel, plan: WheelPlan
     ) -> tuple[Action, str | None]:
         """Refuse a second wheel of one project (as pip and uv do); if the project is
-        installed, read what its old versions own and detach the symlinks on the way. Returns
-        what the install does to the project, and the version it replaces."""
+        installed, read what its old versions own, detach the symlinks on the way, and make way
+        for the new version where an old file stands for a directory or the other way round
+        (see :func:`make_way`). Returns what the install does to the project, and the version
+        it replaces."""
         project = claim_project(self._owners, unpacked.manifest.name, source)
         old = self._installed.get(project)
         if not old:
             return Action.INSTALLED, None
         self._replaced[project] = distributions = await batch.scheduler.threads.run(
-            _detached, batch.journal, old, self.confinement
+            _detached, batch.journal, old, self.confinement, plan
         )
         replaced = distributions[0].version
         return replacing(replaced, unpacked.manifest.version), replaced
@@ -593,12 +597,14 @@ def _remove_all(
 
 
 def _detached(
-    journal: Transaction, dist_infos: list[str], confinement: Confinement
+    journal: Transaction, dist_infos: list[str], confinement: Confinement, plan: WheelPlan
 ) -> list[InstalledDistribution]:
-    """Read what the installed versions own, and detach the symlinks on the way to it."""
+    """Read what the installed versions own, detach the symlinks on the way to it, and clear
+    what of it stands where ``plan`` needs another kind of entry."""
     distributions = [read_distribution(dist_info) for dist_info in dist_infos]
     for distribution in distributions:
         detach_symlinks(journal, distribution, confinement)
+    make_way(journal, distributions, directories(plan), destinations([plan]), confinement)
     return distributions
 
 

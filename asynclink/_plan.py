@@ -173,6 +173,16 @@ def destinations(plans: Iterable[WheelPlan]) -> Iterator[str]:
         yield from single_destinations(plan)
 
 
+def directories(plan: WheelPlan) -> Iterator[str]:
+    """Every directory the plan makes or merges into (its trees' and the roots of its data
+    and scripts)."""
+    yield from plan.dirs
+    sep = os.sep
+    for tree in plan.trees:
+        prefix = tree.target + sep
+        yield from (prefix + relative for relative in tree.dirs)
+
+
 def single_destinations(plan: WheelPlan) -> Iterator[str]:
     """The paths the plan places one by one, outside its trees (copies, symlinks, writes)."""
     yield from (d for _, d in plan.copies)

@@ -132,6 +132,63 @@ async def test_upgrades_and_downgrades_say_what_they_replaced(
     assert [d.version for d in await installed(scheme)] == ["1.5"]
 
 
+AS_FILE = {"demo/__init__.py": "", "demo/data": "a file\n"}
+AS_DIRECTORY = {"demo/__init__.py": "", "demo/data/inner.txt": "now a directory\n"}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(AS_FILE, AS_DIRECTORY), (AS_DIRECTORY, AS_FILE)], ids=["up", "down"]
+)
+async def test_an_upgrade_turns_a_file_into_a_directory_of_its_name_and_back(
+    tmp_path: Path, scheme: Scheme, before: dict[str, str], after: dict[str, str]
+) -> None:
+    """pip removes the old version first; asynclink places the new one first, so it clears
+    just what stands in the way of it beforehand."""
+    old = wheel(tmp_path, files=before, version="1.0")
+    new = wheel(tmp_path, files=after, version="2.0")
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache", compile=True)
+    fresh = Scheme.for_directory(tmp_path / "fresh")
+    await install_wheels(fresh, [new], cache_dir=tmp_path / "cache")
+
+    result = await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    assert result.wheels[0].action is Action.UPGRADED
+    found, expected = snapshot(Path(scheme.purelib)), snapshot(Path(fresh.purelib))
+    assert found.keys() - {".asynclink-lock"} == expected.keys() - {".asynclink-lock"}
+
+
+async def test_a_failed_upgrade_puts_back_what_it_cleared_out_of_the_way(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    old = wheel(tmp_path, files=AS_FILE, version="1.0")
+    new = wheel(tmp_path, files={**AS_DIRECTORY, "demo/blocked": ""}, version="2.0")
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+    (Path(scheme.purelib) / "demo/blocked/someone-elses").mkdir(parents=True)
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(LinkError, match="a directory is in the way"):
+        await install_wheels(scheme, [new], cache_dir=tmp_path / "cache")
+
+    assert snapshot(tmp_path / "env") == before
+
+
+async def test_an_old_directory_that_holds_another_distributions_file_is_not_cleared(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """Only what the old version owns goes: placing the file fails as it would have."""
+    old = wheel(tmp_path, files=AS_DIRECTORY, version="1.0")
+    await install_wheels(scheme, [old], cache_dir=tmp_path / "cache")
+    (Path(scheme.purelib) / "demo/data/someone-elses.txt").write_text("kept\n")
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(LinkError, match="a directory is in the way"):
+        await install_wheels(
+            scheme, [wheel(tmp_path, files=AS_FILE, version="2.0")], cache_dir=tmp_path / "cache"
+        )
+
+    assert snapshot(tmp_path / "env") == before
+
+
 async def test_a_skipped_wheel_is_still_reported_with_its_project(
     tmp_path: Path, scheme: Scheme
 ) -> None:
