@@ -463,14 +463,19 @@ async def test_an_uninstall_leaves_another_distributions_metadata_alone(
 NAMESPACE = {"nvidia/__init__.py": ""}  # pkgutil-style, shipped by every nvidia-* wheel
 
 
+def nvidia_wheels(tmp_path: Path, *names: str) -> list[Path]:
+    """Wheels that share the namespace's ``__init__.py``, each with a package of its own."""
+    return [
+        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
+        for name in names
+    ]
+
+
 async def test_an_uninstall_keeps_a_file_that_a_staying_distribution_lists_too(
     tmp_path: Path, scheme: Scheme
 ) -> None:
     """pip and uv remove it, and the other distribution loses a file."""
-    wheels = [
-        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
-        for name in ("cublas", "cudnn")
-    ]
+    wheels = nvidia_wheels(tmp_path, "cublas", "cudnn")
     await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
     site = Path(scheme.purelib)
     rows = (site / "cublas-1.0.dist-info/RECORD").read_text().splitlines()
@@ -487,10 +492,7 @@ async def test_an_uninstall_keeps_a_file_that_a_staying_distribution_lists_too(
 async def test_a_shared_file_goes_with_the_last_distribution_that_lists_it(
     tmp_path: Path, scheme: Scheme
 ) -> None:
-    wheels = [
-        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
-        for name in ("cublas", "cudnn")
-    ]
+    wheels = nvidia_wheels(tmp_path, "cublas", "cudnn")
     await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
 
     await uninstall(scheme, ["cublas"])
@@ -577,10 +579,7 @@ async def test_an_upgrade_keeps_an_old_file_that_another_distribution_lists(
 async def test_a_sync_keeps_a_removed_distributions_file_that_a_kept_one_lists(
     tmp_path: Path, scheme: Scheme
 ) -> None:
-    wheels = [
-        wheel(tmp_path, name, files={**NAMESPACE, f"nvidia/{name}/__init__.py": ""})
-        for name in ("cublas", "cudnn")
-    ]
+    wheels = nvidia_wheels(tmp_path, "cublas", "cudnn")
     await install_wheels(scheme, wheels, cache_dir=tmp_path / "cache")
 
     result = await sync_wheels(scheme, wheels[1:], cache_dir=tmp_path / "cache")
