@@ -50,6 +50,8 @@ from tests.wheels import build_wheel, record_hash
 if TYPE_CHECKING:
     from hypothesis.vendor.pretty import RepresentationPrinter
 
+    from asynclink._manifest import Manifest
+
 pytestmark = [
     pytest.mark.anyio,
     # Both are documented outcomes of an accepted wheel, not failures (pytest makes every
@@ -914,3 +916,125 @@ async def test_a_wheel_with_hostile_member_names_is_unpacked_or_refused_cleanly(
     than a file name may be, paths thousands of directories deep, odd file modes."""
     note(f"{case!r}")  # anyio's hypothesis runner does not print the drawn arguments
     await check_unpack(case.seed.filename, case.build())
+
+
+# --- The cache's manifests ------------------------------------------------------------------------
+
+
+@cache
+def seed_manifest() -> bytes:
+    """A real manifest, of a wheel with root files, ``.data`` files and entry points."""
+    from asynclink._cache import WheelCache
+    from asynclink._manifest import MANIFEST_NAME
+
+    with tempfile.TemporaryDirectory() as directory:
+        wheel = build_wheel(
+            Path(directory) / "dist",
+            files={
+                "demo/__init__.py": "",
+                "demo/sub/mod.py": "X = 1\n",
+                "demo-1.0.data/scripts/tool": "#!python\n",
+                "demo-1.0.data/data/share/demo.txt": "data\n",
+            },
+            entry_points="[console_scripts]\ndemo = demo:main\n",
+        )
+        unpacked = WheelCache(Path(directory) / "cache").unpack(str(wheel))
+        return (Path(unpacked.tree).parent / MANIFEST_NAME).read_bytes()
+
+
+#: What an edit puts in place of a path's component: what a path that climbs is made of.
+PATH_PARTS = st.sampled_from(
+    ["..", "", ".", "/", "/etc", ".asynclink-journal", "a\x00b", "a\\..\\b", "C:", "\n"]
+) | st.text(max_size=3)
+
+
+@st.composite
+def edited_fields(draw: st.DrawFn) -> dict[str, object]:
+    """A manifest's fields with paths, names or whole fields replaced."""
+    from asynclink._manifest import decode_fields
+
+    fields = decode_fields(seed_manifest())
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        key = draw(st.sampled_from(["files", "dirs", "record", "dist_info", "top", "data",
+                                    "entry_points", "name", "size"]))  # fmt: skip
+        value = fields[key]
+        if isinstance(value, str) and key != "name":
+            lines = value.split("\n")
+            line = draw(st.integers(min_value=0, max_value=len(lines) - 1))
+            parts = lines[line].split("/")
+            parts[draw(st.integers(min_value=0, max_value=len(parts) - 1))] = draw(PATH_PARTS)
+            lines[line] = "/".join(parts)
+            fields[key] = "\n".join(lines)
+        elif key in ("data", "entry_points", "top") and value:
+            assert isinstance(value, list)
+            at = draw(st.integers(min_value=0, max_value=len(value) - 1))
+            item = value[at]
+            if isinstance(item, list):
+                item[0] = draw(PATH_PARTS) + "/" + item[0] if key == "data" else draw(PATH_PARTS)
+            else:
+                value[at] = draw(PATH_PARTS)
+        else:
+            fields[key] = draw(st.sampled_from([None, 1, -1, "", [], {}, True, ["x"]]))
+    return fields
+
+
+def assert_stays_in_the_tree(manifest: Manifest) -> None:
+    """No path of ``manifest`` can lead out of the tree or onto asynclink's own files."""
+    from asynclink._confinement import is_file_name
+
+    paths = [*manifest.files, *manifest.dirs, *(entry.path for entry in manifest.data)]
+    for path in [*paths, manifest.dist_info, *manifest.top]:
+        parts = path.split("/")
+        assert not path.startswith("/") and ".." not in parts and "\x00" not in path, path
+        assert not any(part.startswith(".asynclink-") for part in parts), path
+    assert "/" not in manifest.dist_info and not any("/" in name for name in manifest.top)
+    assert all(is_file_name(entry_point.name) for entry_point in manifest.entry_points)
+
+
+@FUZZ
+@given(fields=edited_fields())
+def test_a_manifest_with_edited_paths_is_read_as_one_that_stays_in_the_tree_or_refused(
+    fields: dict[str, object],
+) -> None:
+    """A component of a path (or a name, or a field) replaced: reading the manifest gives one
+    none of whose paths can lead out of the tree, or ``ValueError`` (``ManifestRefused`` is
+    one); never another exception."""
+    from asynclink._manifest import Manifest, encode_fields
+
+    note(repr(fields))
+    try:
+        manifest = Manifest.from_bytes(encode_fields(fields))
+    except ValueError:
+        return
+    assert_stays_in_the_tree(manifest)
+
+
+#: What a byte edit puts into a manifest: pieces of paths and of the header's lengths.
+MANIFEST_PIECES = st.sampled_from(
+    [b"..", b"../", b"/", b"\n", b"\x00", b"\\", b".asynclink-", b'"', b"9", b"-1", b",", b"]"]
+) | st.binary(max_size=4)
+
+
+@FUZZ
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0), MANIFEST_PIECES, st.booleans()), min_size=1, max_size=6
+    )
+)
+def test_a_manifest_with_edited_bytes_is_read_as_one_that_stays_in_the_tree_or_refused(
+    edits: list[tuple[int, bytes, bool]],
+) -> None:
+    """Bytes overwritten or inserted anywhere in a manifest (its header's lengths too): as
+    above."""
+    from asynclink._manifest import Manifest
+
+    data = bytearray(seed_manifest())
+    for position, piece, insert in edits:
+        at = position % (len(data) + 1)
+        data[at : at if insert else at + len(piece)] = piece
+    note(repr(bytes(data)))
+    try:
+        manifest = Manifest.from_bytes(bytes(data))
+    except ValueError:
+        return
+    assert_stays_in_the_tree(manifest)
