@@ -136,6 +136,7 @@ def make_way(
     new_directories: Iterable[str],
     new_files: Iterable[str],
     confinement: Confinement,
+    staying: Sequence[str] = (),
 ) -> None:
     """Remove now, before the new version is placed, what of the old versions stands where it
     needs another kind of entry: an old file where it makes a directory (``pkg/data`` becomes
@@ -143,9 +144,10 @@ def make_way(
     with the directories that leaves empty. Everything else old goes after the new files are
     in place (:func:`remove_distributions`), as pip would have it gone before. Blocking.
 
-    Only what the old versions own goes, checked as every removal is (:func:`_victims`): a
-    directory that still holds something else stays, and placing the new file there fails as
-    it would have."""
+    Only what the old versions own goes, checked as every removal is (:func:`_victims`), and
+    not what a distribution staying installed (``staying``) lists too (:func:`shared_files`):
+    a directory that still holds something else stays, and placing the new file there fails
+    as it would have."""
     owned = {path for distribution in distributions for path in distribution.owned}
     ancestors: set[str] = set()
     for path in owned:
@@ -159,12 +161,15 @@ def make_way(
         return
     emptied: set[str] = set()
     for distribution in distributions:
-        doomed = tuple(
-            path
-            for path in distribution.owned
-            if path in files_in_the_way or _below_any(path, directories_in_the_way)
+        in_the_way = distribution._replace(
+            owned=tuple(
+                path
+                for path in distribution.owned
+                if path in files_in_the_way or _below_any(path, directories_in_the_way)
+            )
         )
-        for victim in _victims(distribution._replace(owned=doomed), (), confinement):
+        kept = shared_files([in_the_way], (), staying)
+        for victim in _victims(in_the_way, kept, confinement):
             _remove(transaction, distribution, victim)
             emptied.add(os.path.dirname(victim))
     for directory in sorted(emptied, key=len, reverse=True):

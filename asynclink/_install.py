@@ -525,8 +525,9 @@ class _Environment:
         old = self._installed.get(project)
         if not old:
             return Action.INSTALLED, None
+        others = [d for p, ds in self._installed.items() if p != project for d in ds]
         self._replaced[project] = distributions = await batch.scheduler.threads.run(
-            _detached, batch.journal, old, self.confinement, plan
+            _detached, batch.journal, old, self.confinement, plan, others
         )
         replaced = distributions[0].version
         return replacing(replaced, unpacked.manifest.version), replaced
@@ -597,14 +598,19 @@ def _remove_all(
 
 
 def _detached(
-    journal: Transaction, dist_infos: list[str], confinement: Confinement, plan: WheelPlan
+    journal: Transaction,
+    dist_infos: list[str],
+    confinement: Confinement,
+    plan: WheelPlan,
+    others: list[str],
 ) -> list[InstalledDistribution]:
     """Read what the installed versions own, detach the symlinks on the way to it, and clear
-    what of it stands where ``plan`` needs another kind of entry."""
+    what of it stands where ``plan`` needs another kind of entry (but what ``others``, the
+    dist-info directories of the other projects installed, list too)."""
     distributions = [read_distribution(dist_info) for dist_info in dist_infos]
     for distribution in distributions:
         detach_symlinks(journal, distribution, confinement)
-    make_way(journal, distributions, directories(plan), destinations([plan]), confinement)
+    make_way(journal, distributions, directories(plan), destinations([plan]), confinement, others)
     return distributions
 
 

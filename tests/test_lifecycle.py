@@ -189,6 +189,26 @@ async def test_an_old_directory_that_holds_another_distributions_file_is_not_cle
     assert snapshot(tmp_path / "env") == before
 
 
+async def test_an_upgrade_does_not_clear_an_old_file_another_distribution_lists_too(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    """Nothing of a distribution nobody asked to change is lost: the upgrade fails instead."""
+    old = wheel(tmp_path, files=AS_FILE, version="1.0")
+    await install_wheels(scheme, [old, wheel(tmp_path, "other")], cache_dir=tmp_path / "cache")
+    record = Path(scheme.purelib) / "other-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "demo/data,,\n")
+    before = snapshot(tmp_path / "env")
+
+    with pytest.raises(LinkError, match="a file is in the way"):
+        await install_wheels(
+            scheme,
+            [wheel(tmp_path, files=AS_DIRECTORY, version="2.0")],
+            cache_dir=tmp_path / "cache",
+        )
+
+    assert snapshot(tmp_path / "env") == before
+
+
 async def test_a_skipped_wheel_is_still_reported_with_its_project(
     tmp_path: Path, scheme: Scheme
 ) -> None:
