@@ -33,7 +33,6 @@ wheel.)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import stat
@@ -491,7 +490,9 @@ def _listing(directory: str) -> list[str]:
 
 def _older_format(name: str) -> bool:
     """Cache directories of formats this asynclink no longer reads."""
-    current = {f"wheels-v{MANIFEST_FORMAT}", "archives-v2", "interpreters-v3", "tmp"}
+    from ._scheme import INTERPRETER_MEMOS
+
+    current = {f"wheels-v{MANIFEST_FORMAT}", "archives-v2", INTERPRETER_MEMOS, "tmp"}
     prefixes = ("wheels-v", "archives-v", "interpreters-v")
     return name.startswith(prefixes) and name not in current
 
@@ -520,6 +521,8 @@ def archive_sha256(path: str) -> str:
     """The archive's content hash, its key in the cache. Opened without waiting (a FIFO named
     like a wheel would hang a plain ``open``) and read only if it is a regular file (a device
     would never end)."""
+    import hashlib
+
     hasher = hashlib.sha256()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -3,10 +3,8 @@ what reads the small files an environment holds."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -16,7 +14,6 @@ __all__ = [
     "add_parent_dirs",
     "canonical_name",
     "read_small",
-    "record_hash",
     "remove_tree",
     "write_memo",
 ]
@@ -67,12 +64,6 @@ def read_small(path: str, limit: int = _SMALL_LIMIT) -> bytes:
         return os.read(fd, limit)
     finally:
         os.close(fd)
-
-
-def record_hash(hasher: hashlib._Hash) -> str:
-    """``algorithm=digest`` as RECORD writes it: urlsafe base64 without padding."""
-    digest = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode("ascii")
-    return f"{hasher.name}={digest}"
 
 
 def write_memo(path: str, data: bytes) -> None:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
 import logging
 import os
 import stat
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._confinement import normalise_member
 from ._errors import InvalidWheelError
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -121,6 +123,8 @@ def record_hash(hasher: hashlib._Hash) -> str:
 
 def hash_file(path: str, relative: str) -> RecordEntry:
     """The RECORD entry of the file at ``path`` (listed as ``relative``), hashed now."""
+    import hashlib  # here: importing it loads OpenSSL, and a no-op install hashes nothing
+
     hasher = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
@@ -140,6 +144,8 @@ def format_row(entry: RecordEntry) -> str:
 
 def row_for(relative: str, content: bytes) -> str:
     """The row of a file the install writes itself (a launcher, INSTALLER, ...)."""
+    import hashlib
+
     return format_row(RecordEntry(relative, record_hash(hashlib.sha256(content)), len(content)))
 
 

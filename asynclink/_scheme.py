@@ -7,9 +7,9 @@ interpreter's identity, so a warm install starts no interpreter at all.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import re
@@ -23,6 +23,7 @@ from ._errors import TargetError
 from ._fsutil import absolute, read_small, write_memo
 
 __all__ = [
+    "INTERPRETER_MEMOS",
     "SCHEME_KEYS",
     "Scheme",
     "refuse_externally_managed",
@@ -33,6 +34,9 @@ __all__ = [
     "scheme_for_venv",
     "with_root",
 ]
+
+#: The cache's directory of interpreter memos (see :func:`scheme_for_python`).
+INTERPRETER_MEMOS = "interpreters-v4"
 
 #: The directories of a scheme, which are also the keys a wheel's ``.data`` may use.
 SCHEME_KEYS = ("purelib", "platlib", "scripts", "headers", "data")
@@ -239,8 +243,7 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
         identity.append(path)
     memo = None
     if cache_dir is not None:
-        name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
-        memo = os.path.join(cache_dir, "interpreters-v3", f"{name}.json")
+        memo = os.path.join(cache_dir, INTERPRETER_MEMOS, f"{_memo_name(identity)}.json")
         try:
             with open(memo, encoding="utf-8") as handle:
                 saved = json.load(handle)
@@ -253,6 +256,15 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
     if memo is not None:
         write_memo(memo, json.dumps({"identity": identity, "scheme": found}).encode())
     return _scheme_from(found, path, directory)
+
+
+def _memo_name(identity: list[object]) -> str:
+    """A file name for the memo of an interpreter of this identity: 64 bits of two CRCs, as
+    the memo repeats the identity and is used only if it matches (a clash costs a question to
+    the interpreter, never a wrong answer). Not ``hashlib``: importing it loads OpenSSL, 3 to
+    4 ms of every command."""
+    data = json.dumps(identity).encode("utf-8", "surrogateescape")
+    return f"{binascii.crc32(data):08x}{binascii.crc32(data, 0x9E3779B9):08x}"
 
 
 def scheme_for_prefix(python: str | os.PathLike[str], prefix: str | os.PathLike[str]) -> Scheme:

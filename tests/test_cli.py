@@ -17,6 +17,7 @@ import anyio.lowlevel
 import pytest
 
 from asynclink._cli import STOP_SIGNALS, Interrupted, _catch_stop_signals, _interruptible
+from asynclink._scheme import INTERPRETER_MEMOS
 from tests.commandline import ASYNCLINK, asynclink, clean_environment, install_into
 from tests.inotify import DirectoryWatch
 from tests.trees import snapshot
@@ -122,7 +123,7 @@ def test_target_checks_the_tags_the_cache_remembers_for_this_interpreter(
     cache = tmp_path / "cache"
     first = asynclink("install", "--target", tmp_path / "one", "--cache-dir", cache, wheels)
     assert first.returncode == 0, first.stderr
-    for memo in (cache / "interpreters-v3").iterdir():
+    for memo in (cache / INTERPRETER_MEMOS).iterdir():
         saved = json.loads(memo.read_text())
         saved["scheme"]["tags"] = ["cp27-cp27m-win32"]
         memo.write_text(json.dumps(saved))

@@ -69,6 +69,7 @@ from asynclink import (
     plan_install,
     scheme_for_venv,
 )
+from asynclink._scheme import INTERPRETER_MEMOS
 from tests.environments import make_venv
 from tests.wheels import WheelSpec, build_wheel, record_hash, unpack_one
 
@@ -296,7 +297,7 @@ def test_23_a_remembered_scheme_that_leaves_the_venv_is_not_used(tmp_path: Path)
     elsewhere is asked again."""
     make_venv(tmp_path / "venv")
     truth = scheme_for_venv(tmp_path / "venv", str(tmp_path / "cache"))
-    (memo,) = (tmp_path / "cache/interpreters-v3").iterdir()
+    (memo,) = (tmp_path / "cache" / INTERPRETER_MEMOS).iterdir()
     saved = json.loads(memo.read_text())
     for key in ("purelib", "platlib", "scripts", "data"):
         saved["scheme"][key] = str(tmp_path / "outside")
@@ -311,11 +312,11 @@ def test_23_every_venv_of_one_interpreter_shares_one_remembered_scheme(tmp_path:
     for name in ("first", "second"):
         make_venv(tmp_path / name)
     first = scheme_for_venv(tmp_path / "first", str(tmp_path / "cache"))
-    memos = list((tmp_path / "cache/interpreters-v3").iterdir())
+    memos = list((tmp_path / "cache" / INTERPRETER_MEMOS).iterdir())
 
     second = scheme_for_venv(tmp_path / "second", str(tmp_path / "cache"))
 
-    assert len(memos) == 1 and list((tmp_path / "cache/interpreters-v3").iterdir()) == memos
+    assert len(memos) == 1 and list((tmp_path / "cache" / INTERPRETER_MEMOS).iterdir()) == memos
     assert second.purelib == first.purelib.replace("/first/", "/second/")
     assert second.interpreter == str(tmp_path / "second/bin/python")
     assert second.tags == first.tags
