@@ -259,12 +259,12 @@ def scheme_for_python(python: str | os.PathLike[str], cache_dir: str | None = No
 
 
 def _memo_name(identity: list[object]) -> str:
-    """A file name for the memo of an interpreter of this identity: 64 bits of two CRCs, as
-    the memo repeats the identity and is used only if it matches (a clash costs a question to
-    the interpreter, never a wrong answer). Not ``hashlib``: importing it loads OpenSSL, 3 to
-    4 ms of every command."""
+    """A file name for the memo of an interpreter of this identity: a CRC and the length of
+    its JSON. The memo repeats the identity and is used only if it matches, so a clash costs
+    a question to the interpreter, never a wrong answer. Not ``hashlib``: importing it loads
+    OpenSSL, 3 to 4 ms of every command."""
     data = json.dumps(identity).encode("utf-8", "surrogateescape")
-    return f"{binascii.crc32(data):08x}{binascii.crc32(data, 0x9E3779B9):08x}"
+    return f"{binascii.crc32(data):08x}-{len(data):x}"
 
 
 def scheme_for_prefix(python: str | os.PathLike[str], prefix: str | os.PathLike[str]) -> Scheme:
