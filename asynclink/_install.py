@@ -22,7 +22,7 @@ from typing import NamedTuple
 from anyio.from_thread import check_cancelled
 
 from ._cache import DEFAULT_MAX_UNPACKED_SIZE, UnpackedWheel, WheelCache
-from ._compile import compile_bytecode
+from ._compile import compilable, compile_bytecode
 from ._confinement import Confinement
 from ._environment import (
     InstalledDistribution,
@@ -279,7 +279,8 @@ async def _install(
             for path in destinations(outcome.plans)
             if path.endswith(".py") and path.startswith(roots)
         ]
-        compiled = await compile_bytecode(scheme.interpreter, python_files, options.jobs)
+        chosen = await threads.run(compilable, python_files, environment.confinement)
+        compiled = await compile_bytecode(scheme.interpreter, chosen, options.jobs)
     return InstallResult(
         scheme,
         outcome.wheels,

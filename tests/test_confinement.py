@@ -565,3 +565,27 @@ async def test_compiling_into_a_target_whose_path_holds_a_newline_writes_only_th
     assert result.compiled == 1
     assert list((target / "demo" / "__pycache__").glob("__init__.*.pyc"))
     assert snapshot(elsewhere) == before
+
+
+@pytest.mark.parametrize("where", ["", "demo/"])
+async def test_compiling_writes_no_bytecode_through_a_pycache_that_leads_out(
+    tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``__pycache__`` already in the target may be a symlink to a folder elsewhere: the
+    modules beside it are left uncompiled, and the others are compiled."""
+    outside = make_tree(tmp_path / "outside", {"keep.txt": "mine\n"})
+    target = tmp_path / "target"
+    (target / where).mkdir(parents=True)
+    (target / where / "__pycache__").symlink_to(outside)
+    files = {"demo/__init__.py": "X = 1\n", "top.py": "Y = 2\n", "other/__init__.py": ""}
+    wheel = build_wheel(tmp_path, files=files)
+    before = snapshot(outside)
+
+    result = await install_wheels(
+        Scheme.for_directory(target), [wheel], cache_dir=tmp_path / "cache", compile=True
+    )
+
+    assert snapshot(outside) == before
+    assert result.compiled == 2
+    assert list((target / "other" / "__pycache__").glob("__init__.*.pyc"))
+    assert "__pycache__ leads out of the environment" in caplog.text
