@@ -247,6 +247,7 @@ def _check_members(
         total += info.file_size
         members.append((path, info))
     _refuse_file_as_directory(wheel, seen)
+    _refuse_overlaps(wheel, zip_file.infolist())
     if total > max_size:
         raise InvalidWheelError(
             wheel, f"unpacks to {total:,} bytes, over the limit of {max_size:,} (zip bomb?)"
@@ -468,10 +469,37 @@ def _raw_member(mapped: memoryview, info: zipfile.ZipInfo) -> memoryview:
         raise EOFError("the archive ends inside this entry's header") from None
     if signature != b"PK\x03\x04":
         raise zipfile.BadZipFile("bad local header")
-    start = offset + _LOCAL_HEADER.size + name_length + extra_length
+    named = offset + _LOCAL_HEADER.size
+    if bytes(mapped[named : named + name_length]) != _central_name(info):
+        raise zipfile.BadZipFile("the entry's local header names another file")
+    start = named + name_length + extra_length
     if start + info.compress_size > len(mapped):
         raise EOFError("the archive ends inside this entry")
     return mapped[start : start + info.compress_size]
+
+
+def _central_name(info: zipfile.ZipInfo) -> bytes:
+    """The member's name as the central directory spells it, in bytes."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+
+
+def _refuse_overlaps(wheel: str, infos: list[zipfile.ZipInfo]) -> None:
+    """Two entries whose bytes overlap (central directory entries that share one local entry:
+    a small archive that unpacks to many copies of one big member) are refused, as pip's
+    ``zipfile`` refuses them. Each entry spans at least its local header, its name and its
+    compressed bytes."""
+    end, previous = -1, ""
+    for info in sorted(infos, key=lambda info: info.header_offset):
+        if info.header_offset < end:
+            raise InvalidWheelError(
+                wheel,
+                f"entries overlap in the archive: {previous} and {info.filename}",
+                entry=info.filename,
+            )
+        end = (
+            info.header_offset + _LOCAL_HEADER.size + len(_central_name(info)) + info.compress_size
+        )
+        previous = info.filename
 
 
 def _inflate(raw: memoryview, info: zipfile.ZipInfo, sink: Callable[[bytes], None]) -> int:

@@ -23,6 +23,7 @@ from asynclink import (
     Scheme,
     install_wheels,
     link_wheels,
+    unpack_wheels,
 )
 from tests.trees import make_tree, snapshot, wheel_tree
 from tests.wheels import WheelSpec, build_wheel, patch_bytes, set_declared_size
@@ -345,3 +346,33 @@ async def test_a_symlink_that_the_target_makes_resolve_outside_is_refused(tmp_pa
     assert "evil" in str(caught.value) and "leak" in str(caught.value)
     assert snapshot(target) == before
     assert secret.read_text() == "secret\n"
+
+
+async def test_an_entry_whose_local_header_names_another_file_is_refused(tmp_path: Path) -> None:
+    """pip's ``zipfile`` compares the two names; asynclink finds the bytes through the local
+    header, so it compares them too (a local name may say ``../../e.py``)."""
+    wheel = build_wheel(tmp_path, files={"demo/aa.py": "A = 1\n"})
+    data = wheel.read_bytes()
+    at = data.find(b"demo/aa.py")  # the first is the local header's name
+    wheel.write_bytes(data[:at] + b"demo/bb.py" + data[at + 10 :])
+
+    with pytest.raises(InvalidWheelError, match="local header names another file"):
+        await unpack_wheels([wheel], cache_dir=tmp_path / "cache")
+
+
+async def test_entries_that_share_their_bytes_are_refused(tmp_path: Path) -> None:
+    """Central directory entries that point at one local entry: a small archive that unpacks
+    to many copies of one member (a zip bomb below the size-ratio check's floor)."""
+    wheel = build_wheel(tmp_path, files={"demo/one.py": "X = 1\n", "demo/two.py": "X = 1\n"})
+    with zipfile.ZipFile(wheel) as archive:
+        first, second = (archive.getinfo(f"demo/{name}.py") for name in ("one", "two"))
+    data = bytearray(wheel.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    while not data[central + 46 :].startswith(b"demo/two.py"):
+        central = data.find(b"PK\x01\x02", central + 4)
+    data[central + 42 : central + 46] = first.header_offset.to_bytes(4, "little")
+    wheel.write_bytes(bytes(data))
+    assert second.header_offset != first.header_offset
+
+    with pytest.raises(InvalidWheelError, match="entries overlap in the archive"):
+        await unpack_wheels([wheel], cache_dir=tmp_path / "cache")
