@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 the command failed (the message names the wheel and the path), 2 the
 command line was wrong (argparse's own convention) or the target cannot be used, 128 + the
 signal's number when ``SIGINT`` (130), ``SIGTERM`` (143) or ``SIGHUP`` (129) stopped it: the
-install rolled back first.
+install rolled back first (unless it was compiling bytecode, after the commit: a warning says
+so).
 
 Start-up time counts for a tool that installs fifty wheels in a tenth of a second: this module
 imports only ``argparse``, ``os``, ``signal`` and ``sys`` at the top (and what they bring);

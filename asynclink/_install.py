@@ -13,6 +13,7 @@ and, after the commit, compiles bytecode if asked.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -78,6 +79,8 @@ from ._session import current_session
 from ._transaction import Transaction, transaction
 
 __all__ = ["install_wheels", "link_wheels", "sync_wheels", "unpack_wheels"]
+
+logger = logging.getLogger("asynclink")
 
 
 async def install_wheels(
@@ -280,7 +283,14 @@ async def _install(
             if path.endswith(".py") and path.startswith(roots)
         ]
         chosen = await threads.run(compilable, python_files, environment.confinement)
-        compiled = await compile_bytecode(scheme.interpreter, chosen, options.jobs)
+        try:
+            compiled = await compile_bytecode(scheme.interpreter, chosen, options.jobs)
+        except BaseException:  # a cancellation, a signal: the batch was committed before
+            logger.warning(
+                "stopped while compiling bytecode; the install itself is complete and stays "
+                "(nothing was rolled back)"
+            )
+            raise
     return InstallResult(
         scheme,
         outcome.wheels,
